@@ -1,0 +1,163 @@
+"""The ``bench`` command line. User errors print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bench import leaderboard as lb
+from bench import plugins
+from bench.errors import BenchError
+from bench.runner import RESULTS_DIR_ENV, RunOptions, resolve_device, run_suite
+from bench.suites import Suite, load_suite_file
+
+console = Console(stderr=True)
+LEADERBOARD_DIR_ENV = "BENCH_LEADERBOARD_DIR"
+
+
+def _results_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get(RESULTS_DIR_ENV) or "results")
+
+
+def _leaderboard_dir(value: str | None) -> Path:
+    return Path(value or os.environ.get(LEADERBOARD_DIR_ENV) or "leaderboards")
+
+
+def get_suite(name: str) -> Suite:
+    if name.endswith(".toml"):
+        return load_suite_file(Path(name))
+    return plugins.registries().suites.get(name)
+
+
+@click.group()
+@click.version_option(package_name="collapse-bench")
+def cli() -> None:
+    """Benchmark latent-variable collapse in VAEs."""
+
+
+@cli.command()
+@click.option("--suite", "suite_name", required=True, help="registered suite or a .toml file")
+@click.option("--scale", default=None, help="smoke, quick or paper (default: the suite's)")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("--data-dir", default=None, help="data sets folder [env BENCH_DATA_DIR]")
+@click.option("--results-dir", default=None, help="run folders [env BENCH_RESULTS_DIR; ./results]")
+@click.option("--leaderboard-dir", default=None, help="[env BENCH_LEADERBOARD_DIR; ./leaderboards]")
+@click.option("--resume", is_flag=True, help="continue a killed suite; finished runs are kept")
+@click.option("--overwrite", is_flag=True, help="discard earlier results of this suite and scale")
+@click.option("--quiet", is_flag=True, help="no progress bar or per-epoch lines")
+def run(suite_name, scale, device, data_dir, results_dir, leaderboard_dir, resume, overwrite,
+        quiet) -> None:
+    """Train and evaluate every cell of a suite, then write its leaderboard."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    if resume and overwrite:
+        raise BenchError("--resume and --overwrite exclude each other")
+    suite = get_suite(suite_name)
+    t0 = time.time()
+    log = (lambda msg: None) if quiet else (lambda msg: console.log(msg))
+    progress = None
+    if not quiet and console.is_terminal:
+        progress = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=True)
+    opts = RunOptions(
+        results_dir=_results_dir(results_dir),
+        device=resolve_device(device),
+        data_dir=Path(data_dir) if data_dir else None,
+        resume=resume,
+        progress=progress,
+        log=log,
+    )
+    if progress is not None:
+        with progress:
+            scale, records = run_suite(suite, scale, opts, overwrite=overwrite)
+    else:
+        scale, records = run_suite(suite, scale, opts, overwrite=overwrite)
+    board = lb.build(lb.load_records(opts.results_dir, suite.name, scale), suite.name, scale)
+    paths = lb.write(board, _leaderboard_dir(leaderboard_dir))
+    failed = sum(r["status"] != "finished" for r in records)
+    click.echo(
+        f"{len(records)} runs ({failed} not finished) of {suite.name}/{scale} on "
+        f"{opts.device} in {time.time() - t0:.1f}s; leaderboard: "
+        + next((p for p in paths if p.endswith(".md")), ", ".join(paths))
+    )
+
+
+@cli.command(name="leaderboard")
+@click.option("--suite", "suite_name", required=True)
+@click.option("--scale", default=None)
+@click.option("--results-dir", default=None)
+@click.option("--out", "leaderboard_dir", default=None, help="output folder")
+def leaderboard_cmd(suite_name, scale, results_dir, leaderboard_dir) -> None:
+    """Rebuild a suite's leaderboard from its run records."""
+    suite = get_suite(suite_name)
+    scale = scale or suite.default_scale
+    board = lb.build(lb.load_records(_results_dir(results_dir), suite.name, scale), suite.name, scale)
+    for path in lb.write(board, _leaderboard_dir(leaderboard_dir)):
+        click.echo(path)
+
+
+LS_KINDS = ("datasets", "models", "objectives", "metrics", "suites", "reporters")
+
+
+@cli.command(name="ls")
+@click.argument("kind", type=click.Choice(LS_KINDS))
+def ls_cmd(kind: str) -> None:
+    """List registered items with the plugin and distribution they came from."""
+    regs = plugins.registries()
+    table = Table(show_lines=False)
+    extra = {"datasets": "splits (train / valid / test)", "models": "data",
+             "metrics": "direction", "suites": "scales"}.get(kind)
+    for col in ["name", "description"] + ([extra] if extra else []) + ["plugin", "distribution"]:
+        table.add_column(col, overflow="fold")
+    for item in getattr(regs, kind):
+        row = [item.name, item.description]
+        if kind == "datasets":
+            row.append(f"{item.sizes} ({item.kind})")
+        elif kind == "models":
+            row.append(", ".join(item.kinds))
+        elif kind == "metrics":
+            row.append("higher is better" if item.direction == "max" else "lower is better")
+        elif kind == "suites":
+            row.append(", ".join(f"{s} ({len(item.groups.get(s, []))} groups)" for s in item.scales))
+        row += [item.plugin, item.distribution]
+        table.add_row(*row)
+    Console(width=200).print(table)
+
+
+@cli.command(name="plugins")
+def plugins_cmd() -> None:
+    """List loaded plugins, their distributions and the hooks they implement."""
+    table = Table()
+    for col in ("plugin", "distribution", "hooks"):
+        table.add_column(col, overflow="fold")
+    for row in plugins.plugin_info():
+        table.add_row(row["name"], row["distribution"], ", ".join(row["hooks"]))
+    Console(width=200).print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        plugins.call_each("register_commands", cli=cli)
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except BenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; continue with --resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The model contract. Every metric in the harness is written against this and nothing else,
+so a plugin model that implements it gets NLL, KL, MI, AU and the probe for free.
+
+A batch ``x`` is whatever the model's data set yields: a tensor for images, a
+:class:`~bench.data.TokenBatch` for text. The harness only needs ``len(x)`` (examples in the
+batch) and ``x.to(device)``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over the last dimension."""
+    return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+
+
+def diagonal_gaussian_log_prob(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag(exp(logvar))) summed over the last dimension (broadcasts over K)."""
+    return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+
+class LatentVariableModel(nn.Module, ABC):
+    """A VAE-like model with a diagonal-Gaussian posterior and a standard-normal prior.
+
+    Subclasses implement :meth:`encode` and :meth:`log_likelihood`; the prior may be
+    overridden but must stay a density over ``latent_dim`` dimensions.
+    """
+
+    latent_dim: int
+
+    @abstractmethod
+    def encode(self, x: Any) -> tuple[Tensor, Tensor]:
+        """Posterior q(z|x) as ``(mu, logvar)``, each ``[B, D]``."""
+
+    @abstractmethod
+    def log_likelihood(self, x: Any, z: Tensor) -> Tensor:
+        """log p(x|z) for ``z`` of shape ``[K, B, D]``; returns ``[K, B]``.
+
+        All K samples are scored in one call so evaluation is batched over samples as well as
+        examples; the harness chunks K itself to bound memory.
+        """
+
+    def prior_log_prob(self, z: Tensor) -> Tensor:
+        """log p(z) for ``z`` of shape ``[..., D]``."""
+        return standard_normal_log_prob(z)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        p = next(self.parameters())
+        return torch.randn(n, self.latent_dim, device=p.device, dtype=p.dtype, generator=generator)
+
+    def decode_mean(self, z: Tensor) -> Tensor | None:
+        """Optional: the mean of p(x|z) for ``z [B, D]`` (image grids). ``None`` if undefined."""
+        return None
+
+    def num_tokens(self, x: Any) -> Tensor | None:
+        """Optional: per-example count of predicted units (tokens) for per-token NLL."""
+        return None
+
+
+def reparameterize(
+    mu: Tensor, logvar: Tensor, n_samples: int = 1, generator: torch.Generator | None = None
+) -> Tensor:
+    """``[K, B, D]`` samples from N(mu, exp(logvar))."""
+    shape = (n_samples, *mu.shape)
+    eps = torch.randn(shape, device=mu.device, dtype=mu.dtype, generator=generator)
+    return mu + eps * torch.exp(0.5 * logvar)

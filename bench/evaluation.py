@@ -1,0 +1,120 @@
+"""What metrics see: a model, an evaluation split and the estimator settings, with the
+posterior pass over the split computed once and shared by every metric."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bench.contract import LatentVariableModel, reparameterize
+from bench.data import Split
+from bench.estimators import gaussian_kl_per_dim, iw_log_likelihood
+from bench.suites import EvalSettings
+
+
+@dataclass
+class PosteriorPass:
+    """Per-example results of one pass over a split (all on the CPU, float32)."""
+
+    mu: Tensor  # [N, D]
+    logvar: Tensor  # [N, D]
+    log_px: Tensor  # [N] log p(x|z) at one posterior sample
+    kl: Tensor  # [N, D] analytic KL per dimension
+    labels: Tensor | None
+    tokens: Tensor | None  # [N] predicted units per example, when the model defines them
+
+
+@torch.no_grad()
+def posterior_pass(
+    model: LatentVariableModel,
+    split: Split,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    log_likelihood: Callable[[Any, Tensor], Tensor] | None = None,
+) -> PosteriorPass:
+    ll_fn = log_likelihood or model.log_likelihood
+    mus, logvars, lls, kls, labels, tokens = [], [], [], [], [], []
+    for x, y in split.batches(batch_size):
+        mu, logvar = model.encode(x)
+        z = reparameterize(mu, logvar, 1, generator=generator)
+        lls.append(ll_fn(x, z)[0].float())
+        mus.append(mu.float())
+        logvars.append(logvar.float())
+        kls.append(gaussian_kl_per_dim(mu.float(), logvar.float()))
+        if y is not None:
+            labels.append(y)
+        n_tok = model.num_tokens(x)
+        if n_tok is not None:
+            tokens.append(n_tok)
+
+    def cat(parts: list[Tensor]) -> Tensor | None:
+        return torch.cat(parts).cpu() if parts else None
+
+    return PosteriorPass(
+        mu=cat(mus),  # type: ignore[arg-type]
+        logvar=cat(logvars),  # type: ignore[arg-type]
+        log_px=cat(lls),  # type: ignore[arg-type]
+        kl=cat(kls),  # type: ignore[arg-type]
+        labels=cat(labels),
+        tokens=cat(tokens),
+    )
+
+
+@dataclass
+class EvalContext:
+    """Handed to every metric. ``split`` is the evaluation split (validation per epoch, test at
+    the end); ``train`` is there for metrics that fit something (the linear probe)."""
+
+    model: LatentVariableModel
+    split: Split
+    settings: EvalSettings
+    device: torch.device
+    seed: int = 0
+    train: Split | None = None
+    log_likelihood: Callable[[Any, Tensor], Tensor] | None = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        """A fresh generator on the device, so each metric's randomness is reproducible alone."""
+        return torch.Generator(device=self.device).manual_seed(self.seed * 1000003 + salt)
+
+    @property
+    def posterior(self) -> PosteriorPass:
+        if "posterior" not in self._cache:
+            self._cache["posterior"] = posterior_pass(
+                self.model, self.split, self.settings.batch_size, self.generator(1),
+                self.log_likelihood,
+            )
+        return self._cache["posterior"]
+
+    @property
+    def train_posterior(self) -> PosteriorPass:
+        if self.train is None:
+            raise ValueError("this evaluation has no training split")
+        if "train_posterior" not in self._cache:
+            split = self.train
+            if len(split) > self.settings.probe_train_size:
+                split = split.subset(self.settings.probe_train_size)
+            self._cache["train_posterior"] = posterior_pass(
+                self.model, split, self.settings.batch_size, self.generator(2),
+                self.log_likelihood,
+            )
+        return self._cache["train_posterior"]
+
+    def iw_log_likelihood(self) -> Tensor:
+        """Per-example IW log p(x) with K = settings.iw_samples (cached)."""
+        if "iw" not in self._cache:
+            g = self.generator(3)
+            parts = [
+                iw_log_likelihood(
+                    self.model, x, self.settings.iw_samples, generator=g,
+                    log_likelihood=self.log_likelihood,
+                ).cpu()
+                for x, _ in self.split.batches(self.settings.batch_size)
+            ]
+            self._cache["iw"] = torch.cat(parts)
+        return self._cache["iw"]

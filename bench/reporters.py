@@ -1,0 +1,101 @@
+"""Built-in leaderboard writers: markdown, CSV and Parquet.
+
+``<suite>.md`` etc. hold the most recent leaderboard of a suite; ``<suite>.<scale>.*`` keep one
+per scale so a smoke run never overwrites a quick or paper leaderboard.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from bench.hookspecs import hookimpl
+from bench.leaderboard import KEYS, Leaderboard
+from bench.records import atomic_write_text
+from bench.specs import ReporterSpec
+
+ARROW = {"min": "↓", "max": "↑"}
+
+
+def _targets(board: Leaderboard, out_dir: Path, suffix: str) -> list[Path]:
+    return [out_dir / f"{board.suite}{suffix}", out_dir / f"{board.suite}.{board.scale}{suffix}"]
+
+
+def _fmt(mean: float | None, std: float | None, name: str) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    digits = {"train_examples_per_s": 0, "probe_acc": 3, "au": 1}.get(name, 2)
+    text = f"{mean:.{digits}f}"
+    if std is not None and not math.isnan(std):
+        text += f" ± {std:.{digits}f}"
+    return text
+
+
+def markdown(board: Leaderboard) -> str:
+    lines = [
+        f"# Leaderboard: `{board.suite}` (scale `{board.scale}`)",
+        "",
+        f"- Generated: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from {board.runs} "
+        f"run records; total run wall time {board.wall_time_s / 60:.1f} min",
+        f"- Device: {'; '.join(board.devices)}",
+        "- Values are mean ± std over seeds (std blank with one seed); ↓ lower is better, "
+        "↑ higher is better. Rows are sorted by NLL within each data set.",
+    ]
+    for name, title, _ in board.columns:
+        for s in board.settings.get(name, []):
+            if s:
+                lines.append(f"- {title}: {s}")
+    lines += ["", ""]
+    header = ["Dataset", "Model", "Objective", "Seeds"] + [
+        f"{title} {ARROW[d]}" for _, title, d in board.columns
+    ]
+    lines[-1] = "| " + " | ".join(header) + " |"
+    lines.append("|" + "|".join(["---"] * 4 + ["---:"] * len(board.columns)) + "|")
+    for row in board.table.iter_rows(named=True):
+        cells = [row[k] for k in KEYS] + [str(row["seeds"])]
+        cells += [_fmt(row.get(f"{n}_mean"), row.get(f"{n}_std"), n) for n, _, _ in board.columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    if board.failed:
+        lines += ["", "Runs that did not finish:", ""]
+        lines += [f"- `{f['run_id']}`: {f['status']}: {f['reason']}" for f in board.failed]
+    return "\n".join(lines) + "\n"
+
+
+def _write_markdown(board: Leaderboard, out_dir: Path) -> list[str]:
+    text = markdown(board)
+    paths = _targets(board, out_dir, ".md")
+    for p in paths:
+        atomic_write_text(p, text)
+    return [str(p) for p in paths]
+
+
+def _frame(board: Leaderboard) -> pl.DataFrame:
+    return board.table.with_columns(pl.lit(board.suite).alias("suite"), pl.lit(board.scale).alias("scale"))
+
+
+def _write_csv(board: Leaderboard, out_dir: Path) -> list[str]:
+    text = _frame(board).write_csv()
+    paths = _targets(board, out_dir, ".csv")
+    for p in paths:
+        atomic_write_text(p, text)
+    return [str(p) for p in paths]
+
+
+def _write_parquet(board: Leaderboard, out_dir: Path) -> list[str]:
+    paths = _targets(board, out_dir, ".parquet")
+    frame = _frame(board)
+    for p in paths:
+        tmp = p.with_name(f".{p.name}.tmp")
+        frame.write_parquet(tmp)
+        tmp.replace(p)
+    return [str(p) for p in paths]
+
+
+@hookimpl
+def register_reporters(register):
+    register(ReporterSpec("markdown", _write_markdown, "leaderboards/<suite>.md"))
+    register(ReporterSpec("csv", _write_csv, "leaderboards/<suite>.csv"))
+    register(ReporterSpec("parquet", _write_parquet, "leaderboards/<suite>.parquet"))
