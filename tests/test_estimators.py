@@ -131,7 +131,7 @@ def test_iw_log_likelihood_linear_gaussian(z_dim):
         g = torch.Generator().manual_seed(7)
         est = iw_log_likelihood(model, x, n_samples=20000, chunk=3333, generator=g)
     assert est.shape == (16,)
-    torch.testing.assert_close(est.double(), exact, atol=0.02, rtol=0)
+    torch.testing.assert_close(est.double(), exact, atol=0.05, rtol=0)
     # K = 1 is the ELBO, a lower bound in expectation: on average it falls below log p(x).
     one = torch.stack([
         iw_log_likelihood(model, x, n_samples=1, generator=g) for _ in range(400)
