@@ -90,10 +90,7 @@ class TensorSplit:
         self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[tuple[Tensor, Tensor | None]]:
         n = len(self)
-        if shuffle:
-            order = torch.randperm(n, device=self.x.device, generator=generator)
-        else:
-            order = None
+        order = torch.randperm(n, device=self.x.device, generator=generator) if shuffle else None
         for start in range(0, n, batch_size):
             if order is None:
                 x = self.x[start : start + batch_size]

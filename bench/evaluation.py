@@ -86,7 +86,10 @@ class EvalContext:
     def posterior(self) -> PosteriorPass:
         if "posterior" not in self._cache:
             self._cache["posterior"] = posterior_pass(
-                self.model, self.split, self.settings.batch_size, self.generator(1),
+                self.model,
+                self.split,
+                self.settings.batch_size,
+                self.generator(1),
                 self.log_likelihood,
             )
         return self._cache["posterior"]
@@ -100,7 +103,10 @@ class EvalContext:
             if len(split) > self.settings.probe_train_size:
                 split = split.subset(self.settings.probe_train_size)
             self._cache["train_posterior"] = posterior_pass(
-                self.model, split, self.settings.batch_size, self.generator(2),
+                self.model,
+                split,
+                self.settings.batch_size,
+                self.generator(2),
                 self.log_likelihood,
             )
         return self._cache["train_posterior"]
@@ -111,7 +117,10 @@ class EvalContext:
             g = self.generator(3)
             parts = [
                 iw_log_likelihood(
-                    self.model, x, self.settings.iw_samples, generator=g,
+                    self.model,
+                    x,
+                    self.settings.iw_samples,
+                    generator=g,
                     log_likelihood=self.log_likelihood,
                 ).cpu()
                 for x, _ in self.split.batches(self.settings.batch_size)

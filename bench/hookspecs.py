@@ -83,7 +83,9 @@ def on_epoch_end(cell: Cell, epoch: int, metrics: dict[str, Any]) -> None:
 
 
 @hookspec
-def on_run_end(cell: Cell, record: dict[str, Any], model: LatentVariableModel, run_dir: Path) -> None:
+def on_run_end(
+    cell: Cell, record: dict[str, Any], model: LatentVariableModel, run_dir: Path
+) -> None:
     """Called once a run's record has been written (finished, failed or pruned).
 
     ``model`` holds the weights that were evaluated (the best epoch's); plugins may write

@@ -75,8 +75,10 @@ def build(records: list[dict[str, Any]], suite: str, scale: str) -> Leaderboard:
         df = pl.DataFrame(rows, infer_schema_length=None)
         aggs = [pl.len().alias("seeds")]
         for name, _, _ in present:
-            aggs += [pl.col(name).mean().alias(f"{name}_mean"),
-                     pl.col(name).std().alias(f"{name}_std")]
+            aggs += [
+                pl.col(name).mean().alias(f"{name}_mean"),
+                pl.col(name).std().alias(f"{name}_std"),
+            ]
         table = df.group_by(KEYS).agg(aggs)
         sort_col = "nll_mean" if "nll_mean" in table.columns else KEYS[0]
         table = table.sort(["dataset", sort_col, "model", "objective"], nulls_last=True)

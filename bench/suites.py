@@ -136,7 +136,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     """Instantiate a dataclass from a TOML table, naming any bad key with its path."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in {"plugin", "distribution"}}
+    fields = {
+        f.name: f for f in dataclasses.fields(cls) if f.name not in {"plugin", "distribution"}
+    }
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
@@ -190,9 +192,7 @@ def load_suite_file(path: Path) -> Suite:
     groups_raw = data.get("group")
     if not groups_raw or not isinstance(groups_raw, list):
         raise ConfigError(f"{path}: needs at least one [[group]] table")
-    groups = [
-        _build(Group, g, f"{path}: group[{i}]") for i, g in enumerate(groups_raw)
-    ]
+    groups = [_build(Group, g, f"{path}: group[{i}]") for i, g in enumerate(groups_raw)]
     for i, g in enumerate(groups):
         for budget_key in ("epochs", "batch_size"):
             if getattr(g.budget, budget_key) < 1:

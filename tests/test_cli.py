@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from bench.cli import main
@@ -49,13 +47,18 @@ def tiny_suite(workdir):
 
 
 def test_unknown_suite(capsys, fresh_plugins, workdir):
-    assert_user_error(capsys, ["run", "--suite", "colapse"], "unknown suite 'colapse'",
-                      "did you mean 'collapse'")
+    assert_user_error(
+        capsys, ["run", "--suite", "colapse"], "unknown suite 'colapse'", "did you mean 'collapse'"
+    )
 
 
 def test_unknown_scale(capsys, fresh_plugins, workdir):
-    assert_user_error(capsys, ["run", "--suite", "collapse", "--scale", "huge"],
-                      "has no scale 'huge'", "smoke, quick, paper")
+    assert_user_error(
+        capsys,
+        ["run", "--suite", "collapse", "--scale", "huge"],
+        "has no scale 'huge'",
+        "smoke, quick, paper",
+    )
 
 
 def test_unknown_ls_kind(capsys, fresh_plugins):
@@ -67,29 +70,40 @@ def test_unavailable_device(capsys, fresh_plugins, tiny_suite):
 
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    assert_user_error(capsys, ["run", "--suite", str(tiny_suite), "--device", "cuda"],
-                      "CUDA is not available")
+    assert_user_error(
+        capsys, ["run", "--suite", str(tiny_suite), "--device", "cuda"], "CUDA is not available"
+    )
 
 
 def test_bad_device_name(capsys, fresh_plugins, tiny_suite):
-    assert_user_error(capsys, ["run", "--suite", str(tiny_suite), "--device", "gpu0"],
-                      "'gpu0' is not a torch device")
+    assert_user_error(
+        capsys,
+        ["run", "--suite", str(tiny_suite), "--device", "gpu0"],
+        "'gpu0' is not a torch device",
+    )
 
 
 @pytest.mark.parametrize(
     "text,needles",
     [
-        (TINY.replace("epochs = 1", "epoch = 1"),
-         ["group[0].budget.epoch: unknown key", "did you mean 'epochs'"]),
-        (TINY.replace("iw_samples = 5", "iw_samples = 'many'"),
-         ["group[0].eval.iw_samples: expected int"]),
-        (TINY.replace('models = ["mlp-vae"]', 'models = ["mlp-vea"]'),
-         ["unknown model 'mlp-vea'", "did you mean 'mlp-vae'"]),
-        (TINY.replace('name = "tiny"', 'name = "tiny"\nseeds = [1]'),
-         ["seeds: unknown key"]),
+        (
+            TINY.replace("epochs = 1", "epoch = 1"),
+            ["group[0].budget.epoch: unknown key", "did you mean 'epochs'"],
+        ),
+        (
+            TINY.replace("iw_samples = 5", "iw_samples = 'many'"),
+            ["group[0].eval.iw_samples: expected int"],
+        ),
+        (
+            TINY.replace('models = ["mlp-vae"]', 'models = ["mlp-vea"]'),
+            ["unknown model 'mlp-vea'", "did you mean 'mlp-vae'"],
+        ),
+        (TINY.replace('name = "tiny"', 'name = "tiny"\nseeds = [1]'), ["seeds: unknown key"]),
         (TINY.replace('datasets = ["digits"]\n', ""), ["missing required key", "datasets"]),
-        (TINY + "[group.model_params.mlp-vae]\nwidth = 3\n",
-         ["model 'mlp-vae': unknown parameter 'width'"]),
+        (
+            TINY + "[group.model_params.mlp-vae]\nwidth = 3\n",
+            ["model 'mlp-vae': unknown parameter 'width'"],
+        ),
         ("name = [", ["invalid TOML"]),
         (TINY.replace("epochs = 1", "epochs = 0"), ["budget.epochs: must be >= 1"]),
     ],
@@ -102,7 +116,9 @@ def test_bad_suite_file(capsys, fresh_plugins, workdir, text, needles):
 
 
 def test_missing_suite_file(capsys, fresh_plugins, workdir):
-    assert_user_error(capsys, ["run", "--suite", "nope.toml"], "suite file nope.toml does not exist")
+    assert_user_error(
+        capsys, ["run", "--suite", "nope.toml"], "suite file nope.toml does not exist"
+    )
 
 
 def test_model_that_does_not_take_the_data(capsys, fresh_plugins, workdir):
@@ -117,8 +133,11 @@ def test_model_that_does_not_take_the_data(capsys, fresh_plugins, workdir):
 
     plugins.register_plugin(TextOnly(), "text-only")
     path.write_text(TINY.replace('models = ["mlp-vae"]', 'models = ["text-only"]'))
-    assert_user_error(capsys, ["run", "--suite", str(path)],
-                      "model 'text-only' takes text data, dataset 'digits' is image")
+    assert_user_error(
+        capsys,
+        ["run", "--suite", str(path)],
+        "model 'text-only' takes text data, dataset 'digits' is image",
+    )
 
 
 def test_missing_mnist_offline(capsys, fresh_plugins, workdir, monkeypatch):
@@ -127,8 +146,13 @@ def test_missing_mnist_offline(capsys, fresh_plugins, workdir, monkeypatch):
     path.write_text(TINY.replace('datasets = ["digits"]', 'datasets = ["mnist"]'))
     empty = workdir / "empty"
     empty.mkdir()
-    assert_user_error(capsys, ["run", "--suite", str(path), "--data-dir", str(empty)],
-                      "MNIST not found", str(empty / "mnist"), "BENCH_DATA_DIR")
+    assert_user_error(
+        capsys,
+        ["run", "--suite", str(path), "--data-dir", str(empty)],
+        "MNIST not found",
+        str(empty / "mnist"),
+        "BENCH_DATA_DIR",
+    )
 
 
 def test_existing_results_need_resume_or_overwrite(capsys, fresh_plugins, tiny_suite):
@@ -136,16 +160,21 @@ def test_existing_results_need_resume_or_overwrite(capsys, fresh_plugins, tiny_s
     assert code == 0, err
     record = tiny_suite.parent / "results/tiny/custom/g__digits__mlp-vae__elbo__s0/record.json"
     before = record.read_text()
-    assert_user_error(capsys, ["run", "--suite", str(tiny_suite)], "already exist",
-                      "--resume", "--overwrite")
+    assert_user_error(
+        capsys, ["run", "--suite", str(tiny_suite)], "already exist", "--resume", "--overwrite"
+    )
     assert record.read_text() == before  # nothing was lost
-    assert_user_error(capsys, ["run", "--suite", str(tiny_suite), "--resume", "--overwrite"],
-                      "exclude each other")
+    assert_user_error(
+        capsys, ["run", "--suite", str(tiny_suite), "--resume", "--overwrite"], "exclude each other"
+    )
 
 
 def test_leaderboard_without_results(capsys, fresh_plugins, workdir):
-    assert_user_error(capsys, ["leaderboard", "--suite", "collapse", "--scale", "smoke"],
-                      "no results for suite 'collapse' at scale 'smoke'")
+    assert_user_error(
+        capsys,
+        ["leaderboard", "--suite", "collapse", "--scale", "smoke"],
+        "no results for suite 'collapse' at scale 'smoke'",
+    )
 
 
 def test_ls_shows_origin(capsys, fresh_plugins):

@@ -133,9 +133,9 @@ def test_iw_log_likelihood_linear_gaussian(z_dim):
     assert est.shape == (16,)
     torch.testing.assert_close(est.double(), exact, atol=0.05, rtol=0)
     # K = 1 is the ELBO, a lower bound in expectation: on average it falls below log p(x).
-    one = torch.stack([
-        iw_log_likelihood(model, x, n_samples=1, generator=g) for _ in range(400)
-    ]).mean(0)
+    one = torch.stack(
+        [iw_log_likelihood(model, x, n_samples=1, generator=g) for _ in range(400)]
+    ).mean(0)
     assert float((one.double() - exact).mean()) < 0
 
 

@@ -32,8 +32,12 @@ def run_bench(args: list[str], site: Path, cwd: Path, **env: str) -> subprocess.
     full_env = {**os.environ, **env}
     full_env["PYTHONPATH"] = os.pathsep.join([str(site), full_env.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args], cwd=cwd, env=full_env,
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "bench.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -99,8 +103,11 @@ def test_hook_that_raises_names_plugin(fresh_plugins):
             raise RuntimeError("boom")
 
     plugins.register_plugin(Broken(), "broken", "broken-dist 2.0")
-    with pytest.raises(PluginError, match=r"plugin 'broken' \(broken-dist 2.0\) raised in "
-                                          r"register_models: RuntimeError: boom"):
+    with pytest.raises(
+        PluginError,
+        match=r"plugin 'broken' \(broken-dist 2.0\) raised in "
+        r"register_models: RuntimeError: boom",
+    ):
         plugins.registries()
 
 
@@ -132,7 +139,8 @@ def test_third_party_example_runs_through_bench_run(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert "linear-decoder-vae" in listed.stdout and "bench-example-plugin" in listed.stdout
     suite = tmp_path / "example.toml"
-    suite.write_text(textwrap.dedent("""
+    suite.write_text(
+        textwrap.dedent("""
         name = "example"
         [[group]]
         name = "smoke"
@@ -143,7 +151,8 @@ def test_third_party_example_runs_through_bench_run(tmp_path):
         epochs = 2
         [group.eval]
         iw_samples = 20
-    """))
+    """)
+    )
     result = run_bench(["run", "--suite", str(suite), "--quiet"], site, tmp_path)
     assert result.returncode == 0, result.stderr
     board = (tmp_path / "leaderboards" / "example.md").read_text()

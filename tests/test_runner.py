@@ -59,13 +59,28 @@ def test_record_and_epoch_log(fresh_plugins, workdir, suite):
     record = json.loads((run_dir / "record.json").read_text())
     assert record["schema_version"] == 1 and record["status"] == "finished"
     assert record["cell"]["model"] == "mlp-skip-vae" and record["cell"]["seed"] == 0
-    for key in ("device", "device_name", "machine", "packages", "git_commit", "wall_time_s",
-                "train_examples_per_s", "started_at", "finished_at"):
+    for key in (
+        "device",
+        "device_name",
+        "machine",
+        "packages",
+        "git_commit",
+        "wall_time_s",
+        "train_examples_per_s",
+        "started_at",
+        "finished_at",
+    ):
         assert key in record
-    assert record["packages"]["torch"] == torch.__version__.split("+")[0] or record["packages"]["torch"]
+    assert (
+        record["packages"]["torch"] == torch.__version__.split("+")[0]
+        or record["packages"]["torch"]
+    )
     metrics = record["metrics"]
     assert metrics["nll"]["settings"]["iw_samples"] == 10
-    assert metrics["mi"]["settings"]["n"] == 300 and metrics["mi"]["value"] <= metrics["mi"]["settings"]["log_n"] + 1e-6
+    assert (
+        metrics["mi"]["settings"]["n"] == 300
+        and metrics["mi"]["value"] <= metrics["mi"]["settings"]["log_n"] + 1e-6
+    )
     assert metrics["au"]["settings"]["threshold"] == 0.01
     assert metrics["mi"]["direction"] == "max" and metrics["nll"]["direction"] == "min"
     assert len(metrics["kl_per_dim"]["value"]) == 20
@@ -113,7 +128,8 @@ def test_resume_after_kill(fresh_plugins, workdir, suite):
     assert epochs == [0, 1, 2]
     # Resuming from the checkpoint reproduces the uninterrupted run.
     assert records[1]["metrics"]["nll"]["value"] == pytest.approx(
-        reference[1]["metrics"]["nll"]["value"], abs=1e-4)
+        reference[1]["metrics"]["nll"]["value"], abs=1e-4
+    )
 
 
 class NaNModel(LatentVariableModel):
@@ -137,10 +153,24 @@ def test_nan_run_fails_and_suite_goes_on(fresh_plugins, workdir):
             register(ModelSpec("nan-model", build=lambda info: NaNModel()))
 
     plugins.register_plugin(Plugin(), "nan")
-    suite = Suite("nan", scales=("s",), default_scale="s", groups={"s": [Group(
-        "g", ("digits",), ("nan-model", "mlp-vae"), ("elbo",),
-        model_params={"mlp-vae": {"hidden": 16}},
-        budget=Budget(epochs=1), eval=EvalSettings(iw_samples=5))]})
+    suite = Suite(
+        "nan",
+        scales=("s",),
+        default_scale="s",
+        groups={
+            "s": [
+                Group(
+                    "g",
+                    ("digits",),
+                    ("nan-model", "mlp-vae"),
+                    ("elbo",),
+                    model_params={"mlp-vae": {"hidden": 16}},
+                    budget=Budget(epochs=1),
+                    eval=EvalSettings(iw_samples=5),
+                )
+            ]
+        },
+    )
     _, records = run_suite(suite, None, options(workdir))
     assert records[0]["status"] == "failed"
     assert "diverged" in records[0]["reason"] and "nan" in records[0]["reason"]

@@ -66,7 +66,13 @@ def load_digits(data_dir: Path) -> DataSplits:
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     x, y = x[perm], y[perm]
     return dynamic_splits(
-        DataInfo("image", (1, 8, 8)), x[:1497], y[:1497], x[1497:], y[1497:], 297, 10,
+        DataInfo("image", (1, 8, 8)),
+        x[:1497],
+        y[:1497],
+        x[1497:],
+        y[1497:],
+        297,
+        10,
         "sklearn digits, grey levels / 16, dynamically binarized",
     )
 
@@ -117,7 +123,13 @@ def _read_mnist(data_dir: Path) -> tuple[torch.Tensor, ...]:
 def load_mnist(data_dir: Path) -> DataSplits:
     tx, ty, sx, sy = _read_mnist(data_dir)
     return dynamic_splits(
-        DataInfo("image", (1, 28, 28)), tx, ty, sx, sy, 10000, 10,
+        DataInfo("image", (1, 28, 28)),
+        tx,
+        ty,
+        sx,
+        sy,
+        10000,
+        10,
         "MNIST, dynamically binarized each batch; 10k validation carved from train",
     )
 

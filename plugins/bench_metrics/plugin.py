@@ -42,7 +42,9 @@ def _mi(ctx: EvalContext) -> MetricValue:
     n = len(p.mu)
     g = ctx.generator(4)
     mi = mutual_information(
-        p.mu.to(ctx.device), p.logvar.to(ctx.device), ctx.settings.mi_samples,
+        p.mu.to(ctx.device),
+        p.logvar.to(ctx.device),
+        ctx.settings.mi_samples,
         generator=g,
     )
     return MetricValue(
@@ -78,27 +80,69 @@ def _probe(ctx: EvalContext) -> MetricValue:
     acc = float(np.mean(pred == test.labels.numpy()))
     return MetricValue(
         acc,
-        {"classifier": "logistic regression on posterior means", "train_n": len(train.mu),
-         "n": len(test.mu)},
+        {
+            "classifier": "logistic regression on posterior means",
+            "train_n": len(train.mu),
+            "n": len(test.mu),
+        },
     )
 
 
 @hookimpl
 def register_metrics(register):
-    register(MetricSpec("neg_elbo", _neg_elbo, "min", "negative ELBO, one z sample per x",
-                        label="-ELBO", per_epoch=True))
-    register(MetricSpec("recon", _recon, "min", "reconstruction term -log p(x|z)",
-                        label="Recon", per_epoch=True))
-    register(MetricSpec("kl", _kl, "min", "KL(q(z|x) || p(z)), averaged over x",
-                        label="KL", per_epoch=True))
-    register(MetricSpec("kl_per_dim", _kl_per_dim, "min", "KL per latent dimension",
-                        label="KL/dim", per_epoch=False))
-    register(MetricSpec("nll", _nll, "min", "importance-weighted NLL, K samples",
-                        label="NLL"))
-    register(MetricSpec("mi", _mi, "max", "mutual information I_q(x;z) over the whole set",
-                        label="MI", per_epoch=True))
-    register(MetricSpec("au", _au, "max", "active units: Var_x E[z|x] >= threshold",
-                        label="AU", per_epoch=True))
-    register(MetricSpec("probe_acc", _probe, "max",
-                        "linear-probe accuracy of posterior means (labelled data only)",
-                        label="Probe acc", needs_labels=True))
+    register(
+        MetricSpec(
+            "neg_elbo",
+            _neg_elbo,
+            "min",
+            "negative ELBO, one z sample per x",
+            label="-ELBO",
+            per_epoch=True,
+        )
+    )
+    register(
+        MetricSpec(
+            "recon", _recon, "min", "reconstruction term -log p(x|z)", label="Recon", per_epoch=True
+        )
+    )
+    register(
+        MetricSpec(
+            "kl", _kl, "min", "KL(q(z|x) || p(z)), averaged over x", label="KL", per_epoch=True
+        )
+    )
+    register(
+        MetricSpec(
+            "kl_per_dim",
+            _kl_per_dim,
+            "min",
+            "KL per latent dimension",
+            label="KL/dim",
+            per_epoch=False,
+        )
+    )
+    register(MetricSpec("nll", _nll, "min", "importance-weighted NLL, K samples", label="NLL"))
+    register(
+        MetricSpec(
+            "mi",
+            _mi,
+            "max",
+            "mutual information I_q(x;z) over the whole set",
+            label="MI",
+            per_epoch=True,
+        )
+    )
+    register(
+        MetricSpec(
+            "au", _au, "max", "active units: Var_x E[z|x] >= threshold", label="AU", per_epoch=True
+        )
+    )
+    register(
+        MetricSpec(
+            "probe_acc",
+            _probe,
+            "max",
+            "linear-probe accuracy of posterior means (labelled data only)",
+            label="Probe acc",
+            needs_labels=True,
+        )
+    )

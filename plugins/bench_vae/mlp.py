@@ -44,7 +44,9 @@ class MLPDecoder(nn.Module):
         )
         # The skip connections: z into every later layer and into the output layer.
         n_skips = layers if skip else 0
-        self.z_in = nn.ModuleList(nn.Linear(latent_dim, hidden, bias=False) for _ in range(n_skips - 1))
+        self.z_in = nn.ModuleList(
+            nn.Linear(latent_dim, hidden, bias=False) for _ in range(n_skips - 1)
+        )
         self.out = nn.Linear(hidden, out_features)
         self.z_out = nn.Linear(latent_dim, out_features, bias=False) if skip else None
 
@@ -63,8 +65,13 @@ class MLPDecoder(nn.Module):
 
 class MLPVAE(LatentVariableModel):
     def __init__(
-        self, shape: tuple[int, ...], latent_dim: int, hidden: int, enc_layers: int,
-        dec_layers: int, skip: bool,
+        self,
+        shape: tuple[int, ...],
+        latent_dim: int,
+        hidden: int,
+        enc_layers: int,
+        dec_layers: int,
+        skip: bool,
     ) -> None:
         super().__init__()
         self.shape = tuple(shape)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from bench import ModelSpec, Param, hookimpl
 from bench.data import DataInfo
-
 from bench_vae.mlp import MLPVAE
 
 MLP_PARAMS = {
