@@ -18,6 +18,8 @@ from bench.records import atomic_write_text
 from bench.specs import ReporterSpec
 
 ARROW = {"min": "↓", "max": "↑"}
+TEXT_COLUMNS_BEFORE = [("tuning", "Tuning budget")]
+TEXT_COLUMNS_AFTER = [("params", "Tuned values")]
 
 
 def _targets(board: Leaderboard, out_dir: Path, suffix: str) -> list[Path]:
@@ -49,19 +51,42 @@ def markdown(board: Leaderboard) -> str:
             if s:
                 lines.append(f"- {title}: {s}")
     lines += ["", ""]
-    header = ["Dataset", "Model", "Objective", "Seeds"] + [
+    # Text columns some boards carry (tuned boards: the trial budget and the chosen values).
+    before = [(c, t) for c, t in TEXT_COLUMNS_BEFORE if c in board.table.columns]
+    after = [(c, t) for c, t in TEXT_COLUMNS_AFTER if c in board.table.columns]
+    header = ["Dataset", "Model", "Objective", "Seeds"] + [t for _, t in before] + [
         f"{title} {ARROW[d]}" for _, title, d in board.columns
-    ]
+    ] + [t for _, t in after]
     lines[-1] = "| " + " | ".join(header) + " |"
-    lines.append("|" + "|".join(["---"] * 4 + ["---:"] * len(board.columns)) + "|")
+    lines.append(
+        "|" + "|".join(["---"] * (4 + len(before)) + ["---:"] * len(board.columns)
+                       + ["---"] * len(after)) + "|"
+    )
     for row in board.table.iter_rows(named=True):
         cells = [row[k] for k in KEYS] + [str(row["seeds"])]
+        cells += [str(row[c] or "") for c, _ in before]
         cells += [_fmt(row.get(f"{n}_mean"), row.get(f"{n}_std"), n) for n, _, _ in board.columns]
+        cells += [str(row[c] or "") for c, _ in after]
         lines.append("| " + " | ".join(cells) + " |")
+    plot_links = _plot_links(board)
+    if plot_links:
+        lines += ["", "Plots: " + " · ".join(f"[{title}]({name})" for title, name in plot_links)]
+        lines += ["", f"![{plot_links[0][0]}]({plot_links[0][1]})"]
     if board.failed:
         lines += ["", "Runs that did not finish:", ""]
         lines += [f"- `{f['run_id']}`: {f['status']}: {f['reason']}" for f in board.failed]
     return "\n".join(lines) + "\n"
+
+
+def _plot_links(board: Leaderboard) -> list[tuple[str, str]]:
+    """The figures the ``plots`` reporter writes beside this board (none when it is disabled)."""
+    from bench import plugins
+
+    if "plots" not in plugins.registries().reporters:
+        return []
+    from bench.plots import links
+
+    return links(board)
 
 
 def _write_markdown(board: Leaderboard, out_dir: Path) -> list[str]:

@@ -1,0 +1,421 @@
+"""Tuning: search spaces from plugin Params, pruning, NaN trials, resuming a killed `bench tune`,
+tuned leaderboards, user errors, and (with BENCH_TEST_POSTGRES_URL) several workers on one
+PostgreSQL study, one of them killed mid-trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from bench import Objective, ObjectiveSpec, Param, hookimpl, plugins
+from bench.cli import main
+from bench.errors import ConfigError
+from bench.suites import load_suite_file
+from bench.tuning import (
+    check_space,
+    counts,
+    load_space_file,
+    open_storage,
+    search_space,
+    select_targets,
+)
+
+POSTGRES_ENV = "BENCH_TEST_POSTGRES_URL"
+
+
+def suite_toml(name: str, objective: str = "free-bits", epochs: int = 2) -> str:
+    return f"""
+name = "{name}"
+[[group]]
+name = "g"
+datasets = ["digits"]
+models = ["mlp-vae"]
+objectives = ["{objective}"]
+seeds = [0]
+[group.model_params.mlp-vae]
+hidden = 16
+enc_layers = 1
+dec_layers = 1
+[group.budget]
+epochs = {epochs}
+train_subset = 200
+valid_subset = 100
+test_subset = 100
+[group.eval]
+iw_samples = 5
+batch_size = 100
+"""
+
+
+@pytest.fixture
+def tiny(workdir, fresh_plugins, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("BENCH_TUNE_STORAGE", raising=False)
+    path = workdir / "tiny.toml"
+    path.write_text(suite_toml("tiny"))
+    return path
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def journal_study(workdir: Path, name: str) -> optuna.Study:
+    store = open_storage(None, workdir / "results")
+    return optuna.load_study(study_name=name, storage=store.storage)
+
+
+# ---- search spaces ----------------------------------------------------------------------------
+
+
+def test_search_space_comes_from_params_and_is_narrowed_by_suite_and_file(tiny, workdir):
+    _, [target] = select_targets(load_suite_file(tiny), None)
+    dims = {d.name: d for d in search_space(target, {})}
+    # Declared by the plugins: latent_dim and lam are searched over their declared ranges.
+    assert dims["model.latent_dim"].distribution == IntDistribution(2, 64)
+    assert dims["objective.lam"].distribution == FloatDistribution(0.0, 2.0)
+    # Set explicitly by the suite: fixed. The learning rate stays the budget's unless asked.
+    assert dims["model.hidden"].distribution is None and dims["model.hidden"].value == 16
+    assert dims["budget.lr"].distribution is None
+
+    space_file = workdir / "space.toml"
+    space_file.write_text(
+        "[model]\nlatent_dim = { low = 2, high = 8 }\n"
+        "hidden = { low = 16, high = 64, log = true }\n"
+        "[objective.free-bits]\nlam = 0.25\n"
+        "[budget]\nlr = { low = 1e-4, high = 1e-2, log = true }"
+    )
+    space = load_space_file(space_file)
+    check_space(space, [target], "space.toml")
+    dims = {d.name: d for d in search_space(target, space)}
+    assert dims["model.latent_dim"].distribution == IntDistribution(2, 8)
+    assert dims["model.hidden"].distribution == IntDistribution(16, 64, log=True)
+    assert dims["objective.lam"].distribution is None and dims["objective.lam"].value == 0.25
+    assert dims["budget.lr"].distribution == FloatDistribution(1e-4, 1e-2, log=True)
+
+    space_file.write_text("[model]\nlatent_dims = 4\n")
+    with pytest.raises(ConfigError, match="did you mean 'latent_dim'"):
+        check_space(load_space_file(space_file), [target], "space.toml")
+
+
+# ---- tuning, pruning, tuned leaderboards -----------------------------------------------------
+
+
+def test_tune_reports_epochs_and_tuned_leaderboard_states_budget(tiny, workdir, capsys):
+    code, out, err = cli(
+        capsys,
+        "tune",
+        "--suite",
+        str(tiny),
+        "--n-trials",
+        "3",
+        "--sampler-seed",
+        "1",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    name = "tiny/custom/digits/mlp-vae/free-bits"
+    assert f"{name}: 3 trials" in out
+    study = journal_study(workdir, name)
+    trials = study.get_trials()
+    assert counts(trials)["done"] == 3 and len(trials) == 3
+    for t in trials:
+        assert Path(t.user_attrs["run_dir"], "record.json").exists()
+        if t.state == TrialState.COMPLETE:
+            # One validation -ELBO per epoch went to the pruner; the value is the best one.
+            assert sorted(t.intermediate_values) == [0, 1]
+            assert t.value == min(t.intermediate_values.values())
+
+    code, out, err = cli(
+        capsys,
+        "leaderboard",
+        "--suite",
+        str(tiny),
+        "--tuned",
+        "--device",
+        "cpu",
+        "--out",
+        str(workdir / "lb"),
+    )
+    assert code == 0, err
+    md = (workdir / "lb" / "tiny-tuned.custom.md").read_text()
+    assert "Tuning budget" in md and "3 trials (" in md
+    best = study.best_trial
+    assert f"latent_dim={best.params['model.latent_dim']}" in md
+    # Re-trained with the suite's full protocol: NLL (IW, K from the suite) is on the board.
+    assert "NLL: iw_samples=5" in md
+    for stem in ("nll-mi", "nll-kl", "au", "curves"):
+        assert f"(tiny-tuned.custom.{stem}.png)" in md
+        for ext in ("png", "svg"):
+            assert (workdir / "lb" / f"tiny-tuned.custom.{stem}.{ext}").stat().st_size > 0
+
+
+class Explode(Objective):
+    """The ELBO, multiplied by NaN when ``diverge`` is set: a trial that diverges."""
+
+    def __init__(self, diverge: bool) -> None:
+        self.diverge = diverge
+
+    def __call__(self, log_px, kl, step):
+        loss = (-log_px + kl.sum(-1)).mean()
+        return loss * float("nan") if self.diverge else loss
+
+
+class ExplodePlugin:
+    @hookimpl
+    def register_objectives(self, register):
+        register(
+            ObjectiveSpec(
+                "explode",
+                lambda steps_per_epoch, diverge: Explode(diverge),
+                params={"diverge": Param(False, choices=(False, True))},
+            )
+        )
+
+
+def test_nan_trial_is_recorded_failed_with_reason_and_study_goes_on(
+    workdir, fresh_plugins, capsys, monkeypatch
+):
+    monkeypatch.delenv("BENCH_TUNE_STORAGE", raising=False)
+    plugins.register_plugin(ExplodePlugin(), "explode-test")
+    path = workdir / "nan.toml"
+    path.write_text(suite_toml("nan", objective="explode"))
+    space = workdir / "space.toml"
+    space.write_text("[model]\nlatent_dim = 4\n")  # only `diverge` is searched
+    name = "nan/custom/digits/mlp-vae/explode"
+    store = open_storage(None, workdir / "results")
+    study = optuna.create_study(study_name=name, storage=store.storage)
+    study.enqueue_trial({"objective.diverge": True})
+    study.enqueue_trial({"objective.diverge": False})
+    code, out, err = cli(
+        capsys,
+        "tune",
+        "--suite",
+        str(path),
+        "--n-trials",
+        "2",
+        "--space",
+        str(space),
+        "--device",
+        "cpu",
+        "--pruner",
+        "none",
+    )
+    assert code == 0, err
+    first, second = journal_study(workdir, name).get_trials()
+    assert first.params["objective.diverge"] is True and first.state == TrialState.FAIL
+    assert first.user_attrs["status"] == "failed"
+    assert "diverged" in first.user_attrs["reason"] and "nan" in first.user_attrs["reason"]
+    assert second.state == TrialState.COMPLETE
+    assert f"{name}: 2 trials (1 finished, 0 pruned, 1 failed)" in out
+
+
+# ---- resuming a killed `bench tune` ----------------------------------------------------------
+
+
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = predicate()
+        if found:
+            return found
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"process ended (code {proc.returncode}) before {what}")
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def running_mid_trial(storage, name: str):
+    """A RUNNING trial that already reported an epoch, once another trial has finished."""
+    loaded: list[optuna.Study] = []
+
+    def check():
+        if not loaded:
+            try:
+                loaded.append(optuna.load_study(study_name=name, storage=storage))
+            except KeyError:  # the study is not created yet
+                return None
+        trials = loaded[0].get_trials(deepcopy=False)  # the same storage reads incrementally
+        if not any(t.state == TrialState.COMPLETE for t in trials):
+            return None
+        return next(
+            (
+                t
+                for t in trials
+                if t.state == TrialState.RUNNING
+                and t.intermediate_values
+                and "worker" in t.user_attrs
+            ),
+            None,
+        )
+
+    return check
+
+
+def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("BENCH_TUNE_STORAGE", raising=False)
+    path = workdir / "kill.toml"
+    path.write_text(suite_toml("kill", epochs=20))
+    args = [
+        "tune",
+        "--suite",
+        str(path),
+        "--n-trials",
+        "3",
+        "--pruner",
+        "none",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    name = "kill/custom/digits/mlp-vae/free-bits"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", *args],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    storage = open_storage(None, workdir / "results").storage
+    try:
+        victim = wait_for(
+            running_mid_trial(storage, name),
+            120,
+            "a trial in progress",
+            proc,
+        )
+        before = {
+            t.number: t.value
+            for t in journal_study(workdir, name).get_trials()
+            if t.state == TrialState.COMPLETE
+        }
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    trials = journal_study(workdir, name).get_trials()
+    c = counts(trials)
+    assert c["done"] == 3 and c["lost"] == 1 and c["running"] == c["waiting"] == 0
+    killed = trials[victim.number]
+    assert killed.state == TrialState.FAIL and "died" in killed.user_attrs["reason"]
+    [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == victim.params
+    # Work done before the kill is kept: finished trials are untouched, and the retry resumed
+    # from the killed trial's checkpoint (its epoch log has every epoch exactly once).
+    assert all(trials[n].value == v for n, v in before.items())
+    log = Path(retry.user_attrs["run_dir"], "epochs.jsonl").read_text().splitlines()
+    assert Path(retry.user_attrs["run_dir"]).name == f"trial-{victim.number:05d}"
+    assert [int(ln.split('"epoch": ')[1].split(",")[0]) for ln in log] == list(range(20))
+
+
+# ---- user errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--storage", "postgresql+psycopg://bench:s3cret@db:notaport/x"], "cannot parse"),
+        (["--storage", "mysql://bench:s3cret@localhost/x"], "not supported"),
+        (["--storage", "postgresql+psycopg://bench:s3cret@127.0.0.1:1/x"], "cannot reach"),
+        (["--model", "mlp-vea"], "did you mean 'mlp-vae'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tiny, capsys, extra, expected):
+    code, out, err = cli(capsys, "tune", "--suite", str(tiny), "--n-trials", "1", *extra)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert "s3cret" not in out + err
+
+
+# ---- several workers on one PostgreSQL study --------------------------------------------------
+
+
+@pytest.mark.skipif(POSTGRES_ENV not in os.environ, reason=f"{POSTGRES_ENV} is not set")
+def test_postgres_workers_finish_exact_trials_and_retry_a_killed_one(
+    workdir, fresh_plugins, monkeypatch
+):
+    url = os.environ[POSTGRES_ENV]
+    suite = f"pg{uuid.uuid4().hex[:8]}"  # a fresh study in a database that may hold others
+    path = workdir / "pg.toml"
+    path.write_text(suite_toml(suite, epochs=25))
+    name = f"{suite}/custom/digits/mlp-vae/free-bits"
+    n_trials = 5
+    env = {**os.environ, "BENCH_TUNE_STORAGE": url, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "tune",
+            "--suite",
+            str(path),
+            "--workers",
+            "2",
+            "--n-trials",
+            str(n_trials),
+            "--pruner",
+            "none",
+            "--heartbeat",
+            "1",
+            "--grace",
+            "3",
+            "--device",
+            "cpu",
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    store = open_storage(url, workdir / "results")
+    try:
+        victim = wait_for(
+            running_mid_trial(store.storage, name),
+            120,
+            "a trial in progress",
+            proc,
+        )
+        pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGKILL)  # one of the two workers dies mid-trial
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, output
+    assert "s3cret" not in output and url not in output
+
+    trials = optuna.load_study(study_name=name, storage=store.storage).get_trials()
+    c = counts(trials)
+    # Exactly the requested number of finished trials: none lost, none run twice.
+    assert c["done"] == n_trials and c["running"] == c["waiting"] == 0
+    killed = trials[victim.number]
+    assert killed.state == TrialState.FAIL and "status" not in killed.user_attrs
+    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    origins = [t.system_attrs.get("failed_trial", t.number) for t in counted]
+    assert len(origins) == len(set(origins)) == n_trials
+    # The other worker took the dead worker's trial over, with the same parameters.
+    [retry] = [t for t in counted if t.system_attrs.get("failed_trial") == victim.number]
+    assert retry.params == victim.params
+    assert retry.user_attrs["worker"] != victim.user_attrs["worker"]
