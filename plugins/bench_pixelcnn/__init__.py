@@ -1,0 +1,1 @@
+"""Gated PixelCNN VAE and skip-VAE for binarized images (Dieng et al. 2019, image experiments)."""

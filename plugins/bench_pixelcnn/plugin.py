@@ -1,0 +1,209 @@
+"""Registers the PixelCNN VAE and skip-VAE, their rows in the ``collapse`` suite, the
+``pixelcnn-sweep`` and ``pixelcnn-cpu`` suites, and the sample/reconstruction grids."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from bench_suites.plugin import COLLAPSE
+
+from bench import Budget, EvalSettings, Group, ModelSpec, Param, Suite, hookimpl
+from bench.data import DataInfo
+from bench.suites import Cell
+from bench_pixelcnn.model import SAVAE_KERNELS, PixelCNNVAE
+
+PLAIN, SKIP = "pixelcnn-vae", "pixelcnn-skip-vae"
+MODELS = (PLAIN, SKIP)
+OBJECTIVES = ("elbo", "kl-anneal", "free-bits")
+SWEEP = "pixelcnn-sweep"
+CPU = "pixelcnn-cpu"
+GRIDS_ENV = "BENCH_PIXELCNN_GRIDS"  # "0" turns the per-run grids off
+
+PARAMS = {
+    "latent_dim": Param(20, 2, 64, step=1, help="latent dimensions"),
+    "layers": Param(8, 1, 16, step=1, help="gated PixelCNN layers"),
+    "channels": Param(32, 8, 128, log=True, step=1, help="channels per layer"),
+    "kernel": Param(3, choices=(3, 5, 7, 9), help="kernel size of every layer"),
+    "kernels": Param(
+        None,
+        help="per-layer kernel sizes (overrides kernel; one per layer), "
+        "e.g. [9,9,9,7,7,7,5,5,5,3,3,3] with layers=12 (the SA-VAE decoder)",
+    ),
+    "z_channels": Param(1, 1, 8, step=1, help="channels of the HxW map z is projected to"),
+    "enc_channels": Param(64, 16, 128, log=True, step=1, help="encoder channels"),
+    "enc_blocks": Param(3, 1, 4, step=1, help="encoder residual blocks (each halves H, W)"),
+}
+
+# The paper protocol (Dieng et al. 2019, after Kim et al. 2018): Adam 1e-3, batch 50, gradient
+# norm clipped at 5, up to 100 epochs with early stopping on validation -ELBO.
+PAPER_BUDGET = Budget(
+    epochs=100, batch_size=50, optimizer="adam", lr=1e-3, grad_clip=5.0, patience=10
+)
+PAPER_EVAL = EvalSettings(iw_samples=500, batch_size=500)
+WARMUP = {"kl-anneal": {"beta0": 0.1, "epochs": 10.0}}
+
+
+def _builder(skip: bool):
+    def build(info: DataInfo, **params: Any) -> PixelCNNVAE:
+        return PixelCNNVAE(info.shape, skip=skip, **params)
+
+    return build
+
+
+@hookimpl
+def register_models(register):
+    register(
+        ModelSpec(
+            PLAIN,
+            _builder(skip=False),
+            "Bernoulli VAE, residual conv encoder, gated PixelCNN decoder; z map concatenated at "
+            "the first layer only",
+            kinds=("image",),
+            params=PARAMS,
+        )
+    )
+    register(
+        ModelSpec(
+            SKIP,
+            _builder(skip=True),
+            "skip-VAE with a gated PixelCNN decoder: z map concatenated at every layer (both "
+            "stacks) and before the output 1x1 convolution",
+            kinds=("image",),
+            params=PARAMS,
+        )
+    )
+
+
+# One scale per sweep point: leaderboard rows are keyed by dataset x model x objective, so
+# points that differ only in model parameters must not share a scale.
+SWEEP_POINTS: dict[str, dict[str, Any]] = {
+    "z2": {"latent_dim": 2},
+    "z10": {"latent_dim": 10},
+    "z20": {"latent_dim": 20},
+    "z50": {"latent_dim": 50},
+    "depth4": {"layers": 4},
+    "depth12": {"layers": 12, "kernels": list(SAVAE_KERNELS)},
+}
+
+
+@hookimpl
+def register_suites(register):
+    register(
+        Suite(
+            SWEEP,
+            "PixelCNN VAE vs skip-VAE on MNIST (KL warm-up, paper protocol) across latent "
+            "dimension (z2..z50) and decoder depth (depth4, 8 = z20, depth12 = SA-VAE kernels); "
+            "one scale per point",
+            scales=tuple(SWEEP_POINTS),
+            default_scale="z20",
+        )
+    )
+    register(
+        Suite(
+            CPU,
+            "CPU-reduced PixelCNN VAE vs skip-VAE: 4-layer x 16-channel decoder, 3,000 MNIST "
+            "training images, 8 epochs; a smoke-sized stand-in, NOT the paper scale",
+            scales=("quick",),
+            default_scale="quick",
+        )
+    )
+
+
+def sweep_groups() -> dict[str, Group]:
+    return {
+        point: Group(
+            "pixelcnn-sweep",
+            datasets=("mnist",),
+            models=MODELS,
+            objectives=("kl-anneal",),
+            seeds=(0,),
+            model_params={m: dict(params) for m in MODELS},
+            objective_params=WARMUP,
+            budget=PAPER_BUDGET,
+            eval=PAPER_EVAL,
+        )
+        for point, params in SWEEP_POINTS.items()
+    }
+
+
+CPU_MODEL = {
+    "latent_dim": 20,
+    "layers": 4,
+    "channels": 16,
+    "kernels": [7, 5, 3, 3],
+    "enc_channels": 16,
+    "enc_blocks": 2,
+}
+
+
+@hookimpl
+def register_suite_groups(register):
+    # Tiny rows on 8x8 digits so `collapse --scale smoke` exercises the whole PixelCNN path.
+    tiny = {"latent_dim": 4, "layers": 2, "channels": 8, "enc_channels": 8, "enc_blocks": 1}
+    register(
+        COLLAPSE,
+        "smoke",
+        Group(
+            "pixelcnn",
+            datasets=("digits",),
+            models=MODELS,
+            objectives=("kl-anneal",),
+            seeds=(0,),
+            model_params={m: dict(tiny) for m in MODELS},
+            objective_params={"kl-anneal": {"beta0": 0.1, "epochs": 1.0}},
+            budget=Budget(epochs=2, batch_size=50),
+            eval=EvalSettings(iw_samples=20, batch_size=300),
+        ),
+    )
+    register(
+        COLLAPSE,
+        "paper",
+        Group(
+            "pixelcnn",
+            datasets=("mnist", "omniglot"),
+            models=MODELS,
+            objectives=OBJECTIVES,
+            seeds=(0,),
+            objective_params=WARMUP,
+            budget=PAPER_BUDGET,
+            eval=PAPER_EVAL,
+        ),
+    )
+    for point, group in sweep_groups().items():
+        register(SWEEP, point, group)
+    register(
+        CPU,
+        "quick",
+        Group(
+            "pixelcnn-cpu",
+            datasets=("mnist",),
+            models=MODELS,
+            objectives=("elbo", "kl-anneal"),
+            seeds=(0,),
+            model_params={m: dict(CPU_MODEL) for m in MODELS},
+            objective_params={"kl-anneal": {"beta0": 0.1, "epochs": 3.0}},
+            budget=Budget(
+                epochs=8,
+                batch_size=50,
+                lr=1e-3,
+                grad_clip=5.0,
+                train_subset=3000,
+                valid_subset=500,
+                test_subset=500,
+            ),
+            eval=EvalSettings(iw_samples=50, batch_size=250, probe_train_size=3000),
+        ),
+    )
+
+
+@hookimpl
+def on_run_end(cell: Cell, record: dict[str, Any], model: Any, run_dir: Path) -> None:
+    if not isinstance(model, PixelCNNVAE) or record.get("status") != "finished":
+        return
+    if os.environ.get(GRIDS_ENV, "1").lower() in {"0", "false", "no"}:
+        return
+    from bench_pixelcnn.grids import save_grids
+
+    save_grids(cell, record, model, run_dir)
