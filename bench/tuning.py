@@ -712,21 +712,28 @@ class Worker:
 
         if self.store.kind == "postgresql":
             fail_stale_trials(study)  # heartbeats; the storage's callback re-queues them
-            return
-        # The journal has no heartbeats, but it serves one host: ask the OS about the worker.
         host = socket.gethostname()
-        retry = _retry_callback()
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            worker = t.user_attrs.get("worker", "")
-            w_host, _, pid = worker.rpartition(":")
-            if w_host != host or not pid.isdigit() or _pid_alive(int(pid)):
-                continue
-            storage = self.store.storage
-            storage.set_trial_user_attr(t._trial_id, "status", "lost")
-            storage.set_trial_user_attr(t._trial_id, "reason", f"worker {worker} died")
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                retry(study, storage.get_trial(t._trial_id))
-                self.log(f"{self.name}: trial {t.number} lost with worker {worker}; queued again")
+            worker = t.user_attrs.get("worker")
+            if worker is None:
+                # Workers claim and label a trial under this lock, so an unlabelled running
+                # trial seen here lost its worker in between (it would never send a heartbeat).
+                self._requeue(study, t, "its worker died while claiming it")
+            elif self.store.kind == "journal":
+                # The journal has no heartbeats, but it serves one host: ask the OS.
+                w_host, _, pid = worker.rpartition(":")
+                if w_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                    self._requeue(study, t, f"worker {worker} died")
+
+    def _requeue(self, study: optuna.Study, trial: FrozenTrial, reason: str) -> None:
+        from optuna.trial import TrialState
+
+        storage = self.store.storage
+        storage.set_trial_user_attr(trial._trial_id, "status", "lost")
+        storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+        if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            _retry_callback()(study, storage.get_trial(trial._trial_id))
+            self.log(f"{self.name}: trial {trial.number} lost ({reason}); queued again")
 
     def _claim(self, study: optuna.Study) -> tuple[optuna.Trial | None, bool]:
         """(trial, finished): a new or queued trial if the budget allows one."""
@@ -1174,7 +1181,11 @@ def _register_tune(cli: click.Group) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         # SIGTERM (a scheduler stopping the worker) ends the trial like Ctrl-C: queued again.
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+            click.get_current_context().call_on_close(
+                lambda: signal.signal(signal.SIGTERM, previous)
+            )
         suite = get_suite(suite_name)
         scale, targets = select_targets(suite, scale, datasets, models, objectives)
         space = load_space_file(Path(space_file)) if space_file else {}

@@ -4,6 +4,7 @@ PostgreSQL study, one of them killed mid-trial."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -167,6 +168,30 @@ def test_tune_reports_epochs_and_tuned_leaderboard_states_budget(tiny, workdir, 
             assert (workdir / "lb" / f"tiny-tuned.custom.{stem}.{ext}").stat().st_size > 0
 
 
+def test_multi_objective_keeps_pareto_set_and_board_has_a_row_per_point(
+    tiny, workdir, capsys, monkeypatch
+):
+    monkeypatch.setenv("BENCH_DISABLE_PLUGINS", "plots")  # figures: see test_plots.py
+    tiny.write_text(suite_toml("tiny", epochs=1))
+    args = ["--suite", str(tiny), "--multi-objective", "--device", "cpu"]
+    code, out, err = cli(capsys, "tune", *args, "--n-trials", "2", "--sampler-seed", "3")
+    assert code == 0, err
+    name = "tiny/custom/digits/mlp-vae/free-bits/nll-mi"
+    assert f"{name}: 2 trials (2 finished" in out and "Pareto set: trials" in out
+    study = journal_study(workdir, name)
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
+    for t in study.trials:  # validation IW-NLL and MI of the trained model
+        assert len(t.values) == 2 and t.values[0] == t.user_attrs["val_nll"] > 0
+        assert math.isfinite(t.values[1])
+
+    code, out, err = cli(capsys, "leaderboard", *args, "--tuned", "--out", str(workdir / "lb"))
+    assert code == 0, err
+    md = (workdir / "lb" / "tiny-tuned.custom.md").read_text()
+    for t in study.best_trials:
+        assert f"| free-bits [trial {t.number}] |" in md
+    assert "Plots:" not in md
+
+
 class Explode(Objective):
     """The ELBO, multiplied by NaN when ``diverge`` is set: a trial that diverges."""
 
@@ -273,7 +298,7 @@ def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, mo
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("BENCH_TUNE_STORAGE", raising=False)
     path = workdir / "kill.toml"
-    path.write_text(suite_toml("kill", epochs=20))
+    path.write_text(suite_toml("kill", epochs=15))
     args = [
         "tune",
         "--suite",
@@ -325,7 +350,7 @@ def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, mo
     assert all(trials[n].value == v for n, v in before.items())
     log = Path(retry.user_attrs["run_dir"], "epochs.jsonl").read_text().splitlines()
     assert Path(retry.user_attrs["run_dir"]).name == f"trial-{victim.number:05d}"
-    assert [int(ln.split('"epoch": ')[1].split(",")[0]) for ln in log] == list(range(20))
+    assert [int(ln.split('"epoch": ')[1].split(",")[0]) for ln in log] == list(range(15))
 
 
 # ---- user errors ------------------------------------------------------------------------------
@@ -358,9 +383,9 @@ def test_postgres_workers_finish_exact_trials_and_retry_a_killed_one(
     url = os.environ[POSTGRES_ENV]
     suite = f"pg{uuid.uuid4().hex[:8]}"  # a fresh study in a database that may hold others
     path = workdir / "pg.toml"
-    path.write_text(suite_toml(suite, epochs=25))
+    path.write_text(suite_toml(suite, epochs=15))
     name = f"{suite}/custom/digits/mlp-vae/free-bits"
-    n_trials = 5
+    n_trials = 4
     env = {**os.environ, "BENCH_TUNE_STORAGE": url, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [
