@@ -691,7 +691,7 @@ class Worker:
             directions=directions,
             load_if_exists=True,
         )
-        if [d.name.lower() for d in study.directions] != [d.upper().lower() for d in directions]:
+        if [d.name.lower() for d in study.directions] != directions:
             raise ConfigError(f"study {self.name!r} exists with other directions")
         attrs = study.user_attrs
         if "search_space" not in attrs:
