@@ -51,13 +51,27 @@ def cli() -> None:
 @click.option("--resume", is_flag=True, help="continue a killed suite; finished runs are kept")
 @click.option("--overwrite", is_flag=True, help="discard earlier results of this suite and scale")
 @click.option("--quiet", is_flag=True, help="no progress bar or per-epoch lines")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="cells trained at once, each in its own process on the same device")
+@click.option("--amp", is_flag=True, help="bf16 autocast in training and evaluation")
+@click.option("--fp32-eval", is_flag=True, help="with --amp: evaluate in fp32")
+@click.option("--tf32", is_flag=True, help="allow TF32 matmuls/convolutions (CUDA)")
+@click.option("--compile", "compile_mode", is_flag=False, flag_value="default", default=None,
+              metavar="[MODE]", help="torch.compile the train step and evaluation decoder; "
+              "MODE: default, reduce-overhead (CUDA graphs), max-autotune, or a backend name")
+@click.option("--channels-last", is_flag=True, help="NHWC layout for image batches and convs")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="torch CPU threads (per job with --jobs; default: cores / jobs)")
 def run(suite_name, scale, device, data_dir, results_dir, leaderboard_dir, resume, overwrite,
-        quiet) -> None:
+        quiet, jobs, amp, fp32_eval, tf32, compile_mode, channels_last, threads) -> None:
     """Train and evaluate every cell of a suite, then write its leaderboard."""
+    import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     if resume and overwrite:
         raise BenchError("--resume and --overwrite exclude each other")
+    if fp32_eval and not amp:
+        raise BenchError("--fp32-eval only applies with --amp")
     suite = get_suite(suite_name)
     t0 = time.time()
     log = (lambda msg: None) if quiet else (lambda msg: console.log(msg))
@@ -65,6 +79,8 @@ def run(suite_name, scale, device, data_dir, results_dir, leaderboard_dir, resum
     if not quiet and console.is_terminal:
         progress = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=console, transient=True)
+    if threads and jobs == 1:
+        torch.set_num_threads(threads)
     opts = RunOptions(
         results_dir=_results_dir(results_dir),
         device=resolve_device(device),
@@ -72,6 +88,13 @@ def run(suite_name, scale, device, data_dir, results_dir, leaderboard_dir, resum
         resume=resume,
         progress=progress,
         log=log,
+        amp=amp,
+        amp_eval=False if fp32_eval else None,
+        tf32=tf32,
+        compile=compile_mode,
+        channels_last=channels_last,
+        jobs=jobs,
+        threads=threads,
     )
     if progress is not None:
         with progress:
@@ -83,7 +106,8 @@ def run(suite_name, scale, device, data_dir, results_dir, leaderboard_dir, resum
     failed = sum(r["status"] != "finished" for r in records)
     click.echo(
         f"{len(records)} runs ({failed} not finished) of {suite.name}/{scale} on "
-        f"{opts.device} in {time.time() - t0:.1f}s; leaderboard: "
+        f"{opts.device}{f' ({jobs} jobs)' if jobs > 1 else ''} in {time.time() - t0:.1f}s; "
+        "leaderboard: "
         + next((p for p in paths if p.endswith(".md")), ", ".join(paths))
     )
 
