@@ -1,0 +1,1 @@
+"""Text data sets (PTB, Yahoo) and LSTM VAE / skip-VAE models for collapse-bench."""

@@ -1,0 +1,194 @@
+"""Registers the text data sets, the LSTM VAE and skip-VAE, perplexity, and the text rows of
+the ``collapse`` suite at every scale."""
+
+from __future__ import annotations
+
+from bench_suites.plugin import COLLAPSE
+
+from bench import Budget, DatasetSpec, EvalSettings, Group, MetricSpec, ModelSpec, Param, hookimpl
+from bench.data import DataInfo
+from bench_text import corpus
+from bench_text.lstm import LSTMVAE
+from bench_text.metrics import PPL_CONVENTION, ppl
+
+TEXT_PARAMS = {
+    "max_len": Param(None, 1, 1000, step=1, help="drop examples with more words than this"),
+    "max_vocab": Param(
+        None, 100, 100000, step=1, help="keep the most frequent words (with specials)"
+    ),
+    "min_freq": Param(1, 1, 100, step=1, help="minimum training count for a word to get an id"),
+}
+YAHOO_PARAMS = {
+    **TEXT_PARAMS,
+    "max_len": Param(200, 1, 1000, step=1, help=TEXT_PARAMS["max_len"].help),
+}
+
+# The paper code's defaults (Kim et al. 2018's text VAE, which the skip-VAE code builds on).
+LSTM_PARAMS = {
+    "latent_dim": Param(32, 2, 128, step=1, help="latent dimensions"),
+    "emb_dim": Param(512, 16, 1024, log=True, step=1, help="word embedding size"),
+    "hidden": Param(1024, 16, 2048, log=True, step=1, help="LSTM hidden units"),
+    "enc_layers": Param(1, 1, 3, step=1, help="encoder LSTM layers"),
+    "dec_layers": Param(1, 1, 3, step=1, help="decoder LSTM layers"),
+    "dec_dropout": Param(0.5, 0.0, 0.8, help="dropout on decoder inputs and outputs"),
+    "init_range": Param(0.1, 0.0, 0.5, help="uniform(-r, r) initialisation; 0 keeps torch's"),
+}
+VAES = ("lstm-vae", "lstm-skip-vae")
+OBJECTIVES = ("elbo", "kl-anneal", "free-bits")
+
+
+@hookimpl
+def register_datasets(register):
+    register(
+        DatasetSpec(
+            "ptb",
+            corpus.load_ptb,
+            "Penn Treebank, Mikolov's split, one sentence an example (HF datasets text loader)",
+            kind="text",
+            sizes="42,068 / 3,370 / 3,761; vocab 10,002",
+            params=TEXT_PARAMS,
+        )
+    )
+    register(
+        DatasetSpec(
+            "yahoo",
+            corpus.load_yahoo,
+            "Yahoo Answers (Yang et al. 2017), one document an example; needs train.txt",
+            kind="text",
+            sizes="100,000 / 10,000 / 10,000; vocab from train",
+            params=YAHOO_PARAMS,
+        )
+    )
+    register(
+        DatasetSpec(
+            "yahoo-valid-train",
+            corpus.load_yahoo_valid_train,
+            "Yahoo TRAINED ON valid.txt (last `holdout` docs validate), TESTED ON test.txt",
+            kind="text",
+            sizes="9,000 / 1,000 / 10,000; vocab 16,494",
+            params={
+                **YAHOO_PARAMS,
+                "holdout": Param(1000, 100, 5000, step=1, help="valid.txt docs held out"),
+            },
+        )
+    )
+    register(
+        DatasetSpec(
+            "text-synthetic",
+            corpus.load_synthetic,
+            "synthetic topic sentences (4 topics, 56 words); needs no files (smoke runs)",
+            kind="text",
+            sizes="600 / 150 / 150; vocab 60",
+            params={
+                "train": Param(600, 50, 100000, step=1),
+                "valid": Param(150, 10, 10000, step=1),
+                "test": Param(150, 10, 10000, step=1),
+                "seed": Param(0),
+            },
+        )
+    )
+
+
+def _builder(skip: bool):
+    def build(info: DataInfo, **params) -> LSTMVAE:
+        return LSTMVAE(info.vocab_size, info.pad_id, skip=skip, **params)
+
+    return build
+
+
+@hookimpl
+def register_models(register):
+    register(
+        ModelSpec(
+            "lstm-vae",
+            _builder(skip=False),
+            "LSTM VAE: z concatenated to every decoder input, h0 = Linear(z)",
+            kinds=("text",),
+            params=LSTM_PARAMS,
+        )
+    )
+    register(
+        ModelSpec(
+            "lstm-skip-vae",
+            _builder(skip=True),
+            "skip-VAE: also z concatenated to the LSTM output before the softmax (and every layer)",
+            kinds=("text",),
+            params=LSTM_PARAMS,
+        )
+    )
+
+
+@hookimpl
+def register_metrics(register):
+    register(
+        MetricSpec("ppl", ppl, "min", f"perplexity from the IW-NLL: {PPL_CONVENTION}", label="PPL")
+    )
+
+
+SMALL_CPU = {"emb_dim": 32, "hidden": 64, "latent_dim": 8}
+QUICK_CPU = {"emb_dim": 64, "hidden": 128, "latent_dim": 32}
+QUICK_TRAIN = 5000
+
+
+@hookimpl
+def register_suite_groups(register):
+    register(
+        COLLAPSE,
+        "smoke",
+        Group(
+            "lstm",
+            datasets=("text-synthetic",),
+            models=VAES,
+            objectives=OBJECTIVES,
+            model_params={m: SMALL_CPU for m in VAES},
+            objective_params={"kl-anneal": {"epochs": 2.0}},
+            budget=Budget(epochs=3, batch_size=32),
+            eval=EvalSettings(iw_samples=20, batch_size=150),
+        ),
+    )
+    # PTB subset, small LSTM, one epoch with Adam: sized so the text rows of the quick suite
+    # take a few minutes on 2 CPU cores (the vocabulary softmax dominates the cost).
+    register(
+        COLLAPSE,
+        "quick",
+        Group(
+            "lstm",
+            datasets=("ptb",),
+            models=VAES,
+            objectives=OBJECTIVES,
+            model_params={m: QUICK_CPU for m in VAES},
+            objective_params={"kl-anneal": {"epochs": 1.0}},
+            budget=Budget(
+                epochs=1, batch_size=32, train_subset=QUICK_TRAIN, valid_subset=500, test_subset=500
+            ),
+            eval=EvalSettings(iw_samples=10, batch_size=100),
+        ),
+    )
+    # The paper's protocol (its code's defaults): SGD lr 1.0, clip 5, uniform(-0.1, 0.1) init,
+    # up to 30 epochs, lr halved when validation stops improving after epoch 15, KL warm-up
+    # over 10 epochs from beta = 0.1, importance-weighted NLL with 500 samples.
+    paper_budget = Budget(
+        epochs=30,
+        batch_size=32,
+        optimizer="sgd",
+        lr=1.0,
+        grad_clip=5.0,
+        lr_decay=0.5,
+        lr_decay_after=15,
+        lr_decay_patience=1,
+        max_decays=5,
+    )
+    for name, dataset in (("lstm-ptb", "ptb"), ("lstm-yahoo", "yahoo-valid-train")):
+        register(
+            COLLAPSE,
+            "paper",
+            Group(
+                name,
+                datasets=(dataset,),
+                models=VAES,
+                objectives=OBJECTIVES,
+                objective_params={"kl-anneal": {"beta0": 0.1, "epochs": 10.0}},
+                budget=paper_budget,
+                eval=EvalSettings(iw_samples=500, batch_size=50),
+            ),
+        )
