@@ -531,6 +531,7 @@ def _train_cell(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any]:
         "decays": 0,
         "bad_lr": 0,
         "train_time": 0.0,
+        "train_cpu_time": 0.0,
         "train_examples": 0,
     }
     if opts.resume and ckpt_path.exists():
@@ -584,6 +585,7 @@ def _train_cell(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any]:
             sizes: list[int] = []
             unreported = 0
             t0 = time.perf_counter()
+            cpu0 = time.process_time()
             for x, _ in train_batches.batches(b.batch_size, shuffle=True, generator=gen):
                 loss, kl = train_step(x, state["step"], gen)
                 losses.append(loss)
@@ -604,6 +606,8 @@ def _train_cell(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any]:
             synchronize(device)
             elapsed = time.perf_counter() - t0
             state["train_time"] += elapsed
+            # CPU time of this process: on a shared CPU it is what the loop itself cost.
+            state["train_cpu_time"] += time.process_time() - cpu0
             state["train_examples"] += n_seen
             if not math.isfinite(train_loss):
                 raise DivergedError(f"loss is {train_loss} in epoch {epoch}")
@@ -709,6 +713,7 @@ def _train_cell(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any]:
         "steps": state["step"],
         "train_examples_per_s": state["train_examples"] / max(state["train_time"], 1e-9),
         "train_time_s": state["train_time"],
+        "train_cpu_time_s": state["train_cpu_time"],
         "eval_time_s": eval_time,
         "wall_time_s": time.time() - started,
         "accel": accel_settings(opts),

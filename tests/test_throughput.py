@@ -95,9 +95,13 @@ def test_command_writes_json_with_ratios(fresh_plugins, workdir, capsys):
 
     h = report["harness_overhead"]
     assert len(h["runner_examples_per_s"]) == len(h["plain_examples_per_s"]) == 2
-    assert h["ratio"] == pytest.approx(
+    pairs = [r / p for r, p in zip(h["runner_examples_per_s"], h["plain_examples_per_s"])]
+    assert h["pair_ratios"] == pytest.approx(pairs)
+    assert h["ratio"] == pytest.approx(statistics.median(pairs))
+    assert h["ratio_of_medians"] == pytest.approx(
         statistics.median(h["runner_examples_per_s"]) / statistics.median(h["plain_examples_per_s"])
     )
+    assert h["cpu_time_ratio"] > 0 and math.isfinite(h["cpu_time_ratio"])
     assert h["meets_target"] == (h["ratio"] >= 0.97)
     assert "runner / plain loop" in printed and "IW-NLL K=20" in printed
 

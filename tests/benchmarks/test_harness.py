@@ -52,7 +52,7 @@ def test_iw_nll_batched_vs_per_example(benchmark, mlp_workload, device):
         iw_samples=500,
         iw_examples=100,
         iw_ref_examples=20,
-        iw_ref_budget_s=10.0,
+        iw_budget_s=10.0,
         min_time=0.2,
     )
     result = benchmark.pedantic(iw_speedup, args=(w, data, s), rounds=1, iterations=1)
