@@ -271,7 +271,7 @@ class Settings:
     eval_batch_cap: int | None = None  # on the CPU: keep slow models' calls to about a second
     iw_samples: int = 500
     iw_examples: int = 100
-    iw_ref_examples: int = 100
+    iw_ref_examples: int | None = None  # None: every example of the batch
     iw_budget_s: float = 10.0
     overhead_epochs: int = 2
     overhead_examples: int = 5000
@@ -425,19 +425,28 @@ def data_pipeline_rate(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
 # ---- IW-NLL: batched vs per-example reference -----------------------------------------------
 
 
-def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
-    """Per-example time of IW-NLL over a batch against the reference: one example (sentence)
-    at a time, its K samples in batches of :data:`REFERENCE_BATCH`.
+def _examples(split: Any) -> Iterable[Any]:
+    """A split's examples one at a time, in its unshuffled batching order."""
+    return (x for x, _ in split.batches(1))
 
-    The batch holds the first ``iw_examples`` test examples, fewer if a pilot reference call
-    says a batched call would take more than half of ``iw_budget_s`` (slow models on a CPU).
-    The reference runs eager fp32, one example after another, until ``iw_ref_examples`` are
-    scored or ``iw_budget_s`` has passed. Both mean log-likelihoods over the examples scored
-    both ways are reported, as a check that the maths is the same; FLOPs per example are
-    counted on the pilot call."""
+
+def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
+    """Per-example time of IW-NLL over a batch against the reference on the same examples: one
+    example (sentence) at a time, its K samples in batches of :data:`REFERENCE_BATCH`.
+
+    The batch is the middle batch of the test split's unshuffled batching (for text, which is
+    batched by length, that means sentences of the median length rather than the shortest), of
+    ``iw_examples`` examples, fewer if a pilot reference call on the median example says a
+    batched call would take more than half of ``iw_budget_s`` (slow models on a CPU). The
+    reference, eager fp32, scores the same examples one by one (unshuffled batching takes them
+    in the same order whatever the batch size, as the tensor and text splits here do) until
+    ``iw_ref_examples`` or ``iw_budget_s`` is reached. Both mean log-likelihoods over the
+    examples scored both ways are reported, as a check that the maths is the same; FLOPs per
+    example are counted on the pilot call."""
+    import itertools
+
     import torch
 
-    from bench.data import TensorSplit
     from bench.estimators import auto_sample_chunk, iw_log_likelihood
     from bench.runner import eval_log_likelihood, synchronize, tf32_enabled
 
@@ -445,14 +454,14 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
     model = _new_model(w, data, s)
     model.eval()
     test = data.test
+    n = len(test)
     gen = torch.Generator(device=s.device).manual_seed(0)
 
-    # Pilot (untimed): one example through the reference counts FLOPs, warms up, and its pace
-    # sizes the batch: at least a few examples, or "batched" would mean a batch of one.
-    first = fixed_batch(test, 1)
+    # Pilot (untimed): the median example counts FLOPs, warms up and paces the batch size.
+    median = next(itertools.islice(_examples(test), n // 2, None))
 
     def reference_one() -> Any:
-        return iw_log_likelihood(model, first, k, chunk=REFERENCE_BATCH, generator=gen)
+        return iw_log_likelihood(model, median, k, chunk=REFERENCE_BATCH, generator=gen)
 
     t0 = time.perf_counter()
     flops = count_flops(reference_one)
@@ -464,27 +473,24 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
         synchronize(s.device)
         pilot = time.perf_counter() - t0
     affordable = max(IW_MIN_BATCH, int(s.iw_budget_s / 2 / max(pilot, 1e-9)))
-    batch_set = test.subset(min(s.iw_examples, affordable, len(test)))
-    xb = fixed_batch(batch_set, len(batch_set))
+    size = min(s.iw_examples, affordable, n)
+    middle = (n // size) // 2
+    xb = next(itertools.islice((x for x, _ in test.batches(size)), middle, None))
     nb = len(xb)
-    # Tensor splits yield examples in stored order, so the reference's first examples are the
-    # batch's; other splits (text, bucketed by length) get the batch's own examples, so both
-    # estimates can be compared on the same set.
-    ordered = isinstance(test, TensorSplit)
-    ref_split = test.subset(min(s.iw_ref_examples, len(test))) if ordered else batch_set
+
+    cap = nb if s.iw_ref_examples is None else min(nb, s.iw_ref_examples)
     ref_vals = []
     t0 = time.perf_counter()
-    for x1, _ in ref_split.batches(1):
+    for x1 in itertools.islice(_examples(test), middle * size, middle * size + cap):
         ref_vals.append(iw_log_likelihood(model, x1, k, chunk=REFERENCE_BATCH, generator=gen))
-        if len(ref_vals) >= s.iw_ref_examples or time.perf_counter() - t0 > s.iw_budget_s:
+        if time.perf_counter() - t0 > s.iw_budget_s:
             break
     synchronize(s.device)
     ref_time = time.perf_counter() - t0
     n_ref = len(ref_vals)
     ref_per_example = ref_time / n_ref
-    ref_ll = torch.cat(ref_vals)
-    both = min(nb, n_ref) if ordered else (nb if n_ref == nb else 0)
-    ref_mean = float(ref_ll[:both].mean()) if both else None
+    both = n_ref  # the batch's first examples
+    ref_mean = float(torch.cat(ref_vals).mean())
     with torch.no_grad():
         chunk = auto_sample_chunk(model, xb, k)
     rows = []
@@ -514,7 +520,7 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
             "compile": compiled,
             "examples_per_s": nb / dt,
             "speedup_vs_reference": ref_per_example / per_example,
-            "batched_mean_log_likelihood": float(vals[:both].mean()) if both else None,
+            "batched_mean_log_likelihood": float(vals[:both].mean()),
             "tflops": _tflops(flops, nb / dt),
         }
         rows.append(row)
@@ -1051,7 +1057,7 @@ def _parse_parts(value: str) -> set[str]:
     "--iw-ref-examples",
     default=None,
     type=click.IntRange(min=1),
-    help="most examples the per-example reference scores [default: 20 CPU, 100 CUDA]",
+    help="most examples the per-example reference scores [default: all of the batch]",
 )
 @click.option(
     "--iw-budget",
@@ -1154,7 +1160,7 @@ def throughput_cmd(
         eval_batch_cap=None if cuda else 100,
         iw_samples=iw_samples,
         iw_examples=iw_examples or (500 if cuda else 100),
-        iw_ref_examples=iw_ref_examples or (100 if cuda else 20),
+        iw_ref_examples=iw_ref_examples,
         iw_budget_s=iw_budget if iw_budget is not None else (30.0 if cuda else 10.0),
         overhead_epochs=overhead_epochs,
         overhead_examples=overhead_examples or (50000 if cuda else 5000),

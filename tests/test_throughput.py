@@ -27,36 +27,12 @@ def one_thread():
 
 
 TINY = [
-    "--device",
-    "cpu",
-    "--scale",
-    "smoke",
-    "--models",
-    "mlp-skip-vae",
-    "--warmup",
-    "1",
-    "--min-time",
-    "0.01",
-    "--repeats",
-    "1",
-    "--train-batch",
-    "16",
-    "--eval-batch",
-    "16",
-    "--iw-samples",
-    "20",
-    "--iw-examples",
-    "8",
-    "--iw-ref-examples",
-    "3",
-    "--overhead-epochs",
-    "1",
-    "--overhead-examples",
-    "100",
-    "--overhead-repeats",
-    "2",
-    "--jobs",
-    "1",
+    *("--device", "cpu", "--scale", "smoke", "--models", "mlp-skip-vae"),
+    *("--warmup", "1", "--min-time", "0.01", "--repeats", "1"),
+    *("--train-batch", "16", "--eval-batch", "16"),
+    *("--iw-samples", "20", "--iw-examples", "8", "--iw-ref-examples", "3", "--iw-budget", "60"),
+    *("--overhead-epochs", "1", "--overhead-examples", "100", "--overhead-repeats", "2"),
+    *("--jobs", "1"),
 ]
 
 
@@ -95,7 +71,9 @@ def test_command_writes_json_with_ratios(fresh_plugins, workdir, capsys):
 
     h = report["harness_overhead"]
     assert len(h["runner_examples_per_s"]) == len(h["plain_examples_per_s"]) == 2
-    pairs = [r / p for r, p in zip(h["runner_examples_per_s"], h["plain_examples_per_s"])]
+    pairs = [
+        r / p for r, p in zip(h["runner_examples_per_s"], h["plain_examples_per_s"], strict=True)
+    ]
     assert h["pair_ratios"] == pytest.approx(pairs)
     assert h["ratio"] == pytest.approx(statistics.median(pairs))
     assert h["ratio_of_medians"] == pytest.approx(
