@@ -230,6 +230,13 @@ def test_ptb_loader_reads_tokenizes_and_caches(tmp_path, monkeypatch):
     assert len(short.train) == 1 and "dropped over 3 words: train 1" in short.notes
 
 
+def test_missing_ptb_offline_is_a_data_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BENCH_OFFLINE", "1")
+    with pytest.raises(DataError, match="BENCH_OFFLINE"):
+        corpus.load_ptb(tmp_path / "empty")
+
+
 def test_yahoo_needs_train_file_and_valid_train_variant_says_what_it_does(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     data = tmp_path / "data"
@@ -242,6 +249,11 @@ def test_yahoo_needs_train_file_and_valid_train_variant_says_what_it_does(tmp_pa
     assert "trained on valid.txt" in splits.notes and "tested on test.txt" in splits.notes
     v = corpus.Vocab(splits.info.extra["vocab"][4:])
     assert v.decode(splits.valid.ids[0]) == ["doc", corpus.UNK, "about", corpus.UNK, "things"]
+    # Given the full layout (Yang et al.'s file names), the plain data set uses all three.
+    write_lines(data / "yahoo" / "yahoo.train.txt", ["a b c", "b c d", "c d e", "d e f"])
+    full = corpus.load_yahoo(data)
+    assert (len(full.train), len(full.valid), len(full.test)) == (4, 10, 2)
+    assert full.info.extra["vocab"][4:] == ["c", "d", "b", "e", "a", "f"]  # from train only
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "ptb" / "ptb.train.txt").exists(), reason="no PTB files")

@@ -234,6 +234,11 @@ def load_ptb(
         def read() -> dict[str, list[list[str]]]:
             return read_text_files(files)
     else:
+        if offline():
+            raise DataError(
+                f"PTB files not found in {folder} (ptb.train.txt, ptb.valid.txt, ptb.test.txt) "
+                "and BENCH_OFFLINE is set, so the HF hub is not tried"
+            )
         key = {"name": "ptb", "hub": PTB_HUB}
 
         def read() -> dict[str, list[list[str]]]:

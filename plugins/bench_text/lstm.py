@@ -15,9 +15,11 @@ from torch import Tensor, nn
 from bench import LatentVariableModel
 from bench_text.batching import TokenBatch
 
-# Rows (sentences x samples) decoded at once in log_likelihood: bounds the [rows, L, V]
-# logits of an importance-weighted evaluation with many samples, whatever K and B are.
+# Logit elements ([rows, L, V]) decoded at once in log_likelihood: bounds the memory of an
+# importance-weighted evaluation with many samples, whatever K and B are. A GPU gets larger
+# slices (1 GiB of fp32 logits) since small ones would leave it idle.
 LOGIT_BUDGET = 2**25
+LOGIT_BUDGET_CUDA = 2**28
 
 
 class LSTMEncoder(nn.Module):
@@ -124,7 +126,8 @@ class LSTMVAE(LatentVariableModel):
         inputs, targets, mask = x.inputs, x.targets, x.target_mask  # [B, T]
         emb = self.decoder.embed(inputs)  # [B, T, E], shared by the K samples
         t = inputs.shape[1]
-        rows = max(1, LOGIT_BUDGET // max(1, t * self.vocab_size))
+        budget = LOGIT_BUDGET_CUDA if z.device.type == "cuda" else LOGIT_BUDGET
+        rows = max(1, budget // max(1, t * self.vocab_size))
         flat_z = z.reshape(k * b, d)
         if k * b <= rows:
             # The common training case: no gather of the shared embeddings and targets.
