@@ -442,7 +442,7 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
     in the same order whatever the batch size, as the tensor and text splits here do) until
     ``iw_ref_examples`` or ``iw_budget_s`` is reached. Both mean log-likelihoods over the
     examples scored both ways are reported, as a check that the maths is the same; FLOPs per
-    example are counted on the pilot call."""
+    example are counted on the pilot call (on one chunk of samples, scaled to K)."""
     import itertools
 
     import torch
@@ -457,17 +457,23 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
     n = len(test)
     gen = torch.Generator(device=s.device).manual_seed(0)
 
-    # Pilot (untimed): the median example counts FLOPs, warms up and paces the batch size.
+    # Pilot (untimed): the median example with one chunk of samples counts FLOPs (they scale
+    # with K), warms up and paces the batch size.
     median = next(itertools.islice(_examples(test), n // 2, None))
+    k_pilot = min(k, REFERENCE_BATCH)
 
-    def reference_one() -> Any:
-        return iw_log_likelihood(model, median, k, chunk=REFERENCE_BATCH, generator=gen)
+    def reference_one(samples: int = k) -> Any:
+        return iw_log_likelihood(model, median, samples, chunk=REFERENCE_BATCH, generator=gen)
 
     t0 = time.perf_counter()
-    flops = count_flops(reference_one)
+    pilot_flops = count_flops(lambda: reference_one(k_pilot))
     synchronize(s.device)
-    pilot = time.perf_counter() - t0
-    if pilot < s.iw_budget_s / 10:  # cheap: time a second call, free of first-call costs
+    pilot = (time.perf_counter() - t0) * k / k_pilot
+    with torch.no_grad():
+        enc_flops = count_flops(lambda: model.encode(median)) or 0
+    # One encoder pass per call; the decoder work scales with the samples.
+    flops = None if pilot_flops is None else enc_flops + (pilot_flops - enc_flops) * k / k_pilot
+    if pilot < s.iw_budget_s / 10:  # cheap: time a real call, free of first-call costs
         t0 = time.perf_counter()
         reference_one()
         synchronize(s.device)
@@ -658,12 +664,11 @@ def ops_per_step(cell: Any, data: Any, opts: Any, workdir: Path) -> dict[str, di
 def harness_overhead(w: Workload, data: Any, s: Settings, opts: Any) -> dict[str, Any]:
     """Runner vs plain loop, interleaved ``overhead_repeats`` times with the order alternating.
 
-    ``ratio`` is the median over repeats of runner / plain examples/s over the training loops
-    (each pair ran back to back, so slow drifts in a shared machine's load cancel);
-    ``cpu_time_ratio`` is the same with this process's CPU time instead of wall time, which on
-    a CPU shared with other jobs is far less noisy. ``ops_per_step`` counts the work each
-    dispatches per step. The runner's wall-clock rate, with its per-epoch validation,
-    checkpoints and record, is reported beside them."""
+    ``ratio`` is the runner's best examples/s over the plain loop's best (training loops
+    only); ``median_pair_ratio`` pairs runs that ran back to back, ``cpu_time_ratio`` uses this
+    process's CPU time instead of wall time. ``ops_per_step`` counts the work each dispatches
+    per step, which no other job on the machine can disturb. The runner's wall-clock rate,
+    with its per-epoch validation, checkpoints and record, is reported beside them."""
     from bench.runner import train_cell
     from bench.suites import Budget, EvalSettings
 
@@ -712,7 +717,9 @@ def harness_overhead(w: Workload, data: Any, s: Settings, opts: Any) -> dict[str
         ops = ops_per_step(cell, data, opts, Path(tmp))
     pairs = [r["runner"] / r["plain"] for r in rows]
     cpu_pairs = [r["runner_cpu"] / r["plain_cpu"] for r in rows]
-    ratio = statistics.median(pairs)
+    # Best of N, as timeit reports: other jobs only ever slow a run down, so the fastest run
+    # of each side is the least disturbed estimate of its own cost.
+    ratio = max(r["runner"] for r in rows) / max(r["plain"] for r in rows)
     return {
         "model": w.model,
         "dataset": w.dataset,
@@ -728,6 +735,7 @@ def harness_overhead(w: Workload, data: Any, s: Settings, opts: Any) -> dict[str
         "runner_examples_per_cpu_s": [r["runner_cpu"] for r in rows],
         "pair_ratios": pairs,
         "ratio": ratio,
+        "median_pair_ratio": statistics.median(pairs),
         "ratio_of_medians": statistics.median(r["runner"] for r in rows)
         / statistics.median(r["plain"] for r in rows),
         "cpu_time_ratio": statistics.median(cpu_pairs),
@@ -940,8 +948,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         h = report["harness_overhead"]
         lines.append(
             f"harness overhead ({h['model']}, {h['steps']} steps x {h['repeats']}): "
-            f"runner / plain loop = {h['ratio']:.3f} examples/s (target >= {h['target']}); "
-            f"by CPU time {h['cpu_time_ratio']:.3f}"
+            f"runner / plain loop = {h['ratio']:.3f} examples/s, best of each (target >= "
+            f"{h['target']}); median of pairs {h['median_pair_ratio']:.3f}, by CPU time "
+            f"{h['cpu_time_ratio']:.3f}"
         )
         ops = h.get("ops_per_step")
         if ops:

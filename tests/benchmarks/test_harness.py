@@ -34,6 +34,9 @@ def test_runner_vs_plain_loop(benchmark, mlp_workload, device, run_options):
     )
     benchmark.extra_info.update(
         ratio=result["ratio"],
+        median_pair_ratio=result["median_pair_ratio"],
+        cpu_time_ratio=result["cpu_time_ratio"],
+        ops_per_step=result["ops_per_step"],
         pair_ratios=result["pair_ratios"],
         steps=result["steps"],
         runner_examples_per_s=result["runner_examples_per_s"],
