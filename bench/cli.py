@@ -51,19 +51,51 @@ def cli() -> None:
 @click.option("--resume", is_flag=True, help="continue a killed suite; finished runs are kept")
 @click.option("--overwrite", is_flag=True, help="discard earlier results of this suite and scale")
 @click.option("--quiet", is_flag=True, help="no progress bar or per-epoch lines")
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
-              help="cells trained at once, each in its own process on the same device")
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="cells trained at once, each in its own process on the same device",
+)
 @click.option("--amp", is_flag=True, help="bf16 autocast in training and evaluation")
 @click.option("--fp32-eval", is_flag=True, help="with --amp: evaluate in fp32")
 @click.option("--tf32", is_flag=True, help="allow TF32 matmuls/convolutions (CUDA)")
-@click.option("--compile", "compile_mode", is_flag=False, flag_value="default", default=None,
-              metavar="[MODE]", help="torch.compile the train step and evaluation decoder; "
-              "MODE: default, reduce-overhead (CUDA graphs), max-autotune, or a backend name")
+@click.option(
+    "--compile",
+    "compile_mode",
+    is_flag=False,
+    flag_value="default",
+    default=None,
+    metavar="[MODE]",
+    help="torch.compile the train step and evaluation decoder; "
+    "MODE: default, reduce-overhead (CUDA graphs), max-autotune, or a backend name",
+)
 @click.option("--channels-last", is_flag=True, help="NHWC layout for image batches and convs")
-@click.option("--threads", default=None, type=click.IntRange(min=1),
-              help="torch CPU threads (per job with --jobs; default: cores / jobs)")
-def run(suite_name, scale, device, data_dir, results_dir, leaderboard_dir, resume, overwrite,
-        quiet, jobs, amp, fp32_eval, tf32, compile_mode, channels_last, threads) -> None:
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(min=1),
+    help="torch CPU threads (per job with --jobs; default: cores / jobs)",
+)
+def run(
+    suite_name,
+    scale,
+    device,
+    data_dir,
+    results_dir,
+    leaderboard_dir,
+    resume,
+    overwrite,
+    quiet,
+    jobs,
+    amp,
+    fp32_eval,
+    tf32,
+    compile_mode,
+    channels_last,
+    threads,
+) -> None:
     """Train and evaluate every cell of a suite, then write its leaderboard."""
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -77,8 +109,14 @@ def run(suite_name, scale, device, data_dir, results_dir, leaderboard_dir, resum
     log = (lambda msg: None) if quiet else (lambda msg: console.log(msg))
     progress = None
     if not quiet and console.is_terminal:
-        progress = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=True)
+        progress = Progress(
+            "{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
     if threads and jobs == 1:
         torch.set_num_threads(threads)
     opts = RunOptions(
@@ -107,8 +145,7 @@ def run(suite_name, scale, device, data_dir, results_dir, leaderboard_dir, resum
     click.echo(
         f"{len(records)} runs ({failed} not finished) of {suite.name}/{scale} on "
         f"{opts.device}{f' ({jobs} jobs)' if jobs > 1 else ''} in {time.time() - t0:.1f}s; "
-        "leaderboard: "
-        + next((p for p in paths if p.endswith(".md")), ", ".join(paths))
+        "leaderboard: " + next((p for p in paths if p.endswith(".md")), ", ".join(paths))
     )
 
 
@@ -117,15 +154,30 @@ def run(suite_name, scale, device, data_dir, results_dir, leaderboard_dir, resum
 @click.option("--scale", default=None)
 @click.option("--results-dir", default=None)
 @click.option("--out", "leaderboard_dir", default=None, help="output folder")
-@click.option("--tuned", is_flag=True,
-              help="re-train each `bench tune` study's best trial over the suite's seeds")
-@click.option("--multi-objective", is_flag=True,
-              help="with --tuned: every Pareto point of the NLL-vs-MI studies")
+@click.option(
+    "--tuned",
+    is_flag=True,
+    help="re-train each `bench tune` study's best trial over the suite's seeds",
+)
+@click.option(
+    "--multi-objective",
+    is_flag=True,
+    help="with --tuned: every Pareto point of the NLL-vs-MI studies",
+)
 @click.option("--storage", default=None, help="with --tuned: the studies' storage, as bench tune")
 @click.option("--device", default="auto", show_default=True, help="with --tuned")
 @click.option("--data-dir", default=None, help="with --tuned")
-def leaderboard_cmd(suite_name, scale, results_dir, leaderboard_dir, tuned, multi_objective,
-                    storage, device, data_dir) -> None:
+def leaderboard_cmd(
+    suite_name,
+    scale,
+    results_dir,
+    leaderboard_dir,
+    tuned,
+    multi_objective,
+    storage,
+    device,
+    data_dir,
+) -> None:
     """Rebuild a suite's leaderboard from its run records (or from its tuning studies)."""
     from bench import plots
 
@@ -133,9 +185,12 @@ def leaderboard_cmd(suite_name, scale, results_dir, leaderboard_dir, tuned, mult
     if tuned:
         from bench.tuning import tuned_leaderboard
 
-        opts = RunOptions(results_dir=_results_dir(results_dir), device=resolve_device(device),
-                          data_dir=Path(data_dir) if data_dir else None,
-                          log=lambda msg: console.log(msg))
+        opts = RunOptions(
+            results_dir=_results_dir(results_dir),
+            device=resolve_device(device),
+            data_dir=Path(data_dir) if data_dir else None,
+            log=lambda msg: console.log(msg),
+        )
         board = tuned_leaderboard(suite, scale, storage, opts, multi_objective, log=opts.log)
     else:
         scale = scale or suite.default_scale
@@ -155,8 +210,12 @@ def ls_cmd(kind: str) -> None:
     """List registered items with the plugin and distribution they came from."""
     regs = plugins.registries()
     table = Table(show_lines=False)
-    extra = {"datasets": "splits (train / valid / test)", "models": "data",
-             "metrics": "direction", "suites": "scales"}.get(kind)
+    extra = {
+        "datasets": "splits (train / valid / test)",
+        "models": "data",
+        "metrics": "direction",
+        "suites": "scales",
+    }.get(kind)
     for col in ["name", "description"] + ([extra] if extra else []) + ["plugin", "distribution"]:
         table.add_column(col, overflow="fold")
     for item in getattr(regs, kind):
@@ -168,7 +227,9 @@ def ls_cmd(kind: str) -> None:
         elif kind == "metrics":
             row.append("higher is better" if item.direction == "max" else "lower is better")
         elif kind == "suites":
-            row.append(", ".join(f"{s} ({len(item.groups.get(s, []))} groups)" for s in item.scales))
+            row.append(
+                ", ".join(f"{s} ({len(item.groups.get(s, []))} groups)" for s in item.scales)
+            )
         row += [item.plugin, item.distribution]
         table.add_row(*row)
     Console(width=200).print(table)
@@ -199,7 +260,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("interrupted; continue with --resume", err=True)
+        click.echo(
+            "interrupted; `bench run ... --resume` or the same `bench tune` command continues",
+            err=True,
+        )
         sys.exit(130)
 
 

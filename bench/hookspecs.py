@@ -60,7 +60,7 @@ def register_suite_groups(register: Callable[[str, str, Group], None]) -> None:
 
 @hookspec
 def register_reporters(register: Callable[[ReporterSpec], None]) -> None:
-    """Register leaderboard writers (markdown, CSV, plots...) with ``register(ReporterSpec(...))``."""
+    """Register leaderboard writers (markdown, CSV, plots) with ``register(ReporterSpec(...))``."""
 
 
 @hookspec

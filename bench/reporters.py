@@ -54,13 +54,19 @@ def markdown(board: Leaderboard) -> str:
     # Text columns some boards carry (tuned boards: the trial budget and the chosen values).
     before = [(c, t) for c, t in TEXT_COLUMNS_BEFORE if c in board.table.columns]
     after = [(c, t) for c, t in TEXT_COLUMNS_AFTER if c in board.table.columns]
-    header = ["Dataset", "Model", "Objective", "Seeds"] + [t for _, t in before] + [
-        f"{title} {ARROW[d]}" for _, title, d in board.columns
-    ] + [t for _, t in after]
+    header = (
+        ["Dataset", "Model", "Objective", "Seeds"]
+        + [t for _, t in before]
+        + [f"{title} {ARROW[d]}" for _, title, d in board.columns]
+        + [t for _, t in after]
+    )
     lines[-1] = "| " + " | ".join(header) + " |"
     lines.append(
-        "|" + "|".join(["---"] * (4 + len(before)) + ["---:"] * len(board.columns)
-                       + ["---"] * len(after)) + "|"
+        "|"
+        + "|".join(
+            ["---"] * (4 + len(before)) + ["---:"] * len(board.columns) + ["---"] * len(after)
+        )
+        + "|"
     )
     for row in board.table.iter_rows(named=True):
         cells = [row[k] for k in KEYS] + [str(row["seeds"])]
@@ -98,7 +104,9 @@ def _write_markdown(board: Leaderboard, out_dir: Path) -> list[str]:
 
 
 def _frame(board: Leaderboard) -> pl.DataFrame:
-    return board.table.with_columns(pl.lit(board.suite).alias("suite"), pl.lit(board.scale).alias("scale"))
+    return board.table.with_columns(
+        pl.lit(board.suite).alias("suite"), pl.lit(board.scale).alias("scale")
+    )
 
 
 def _write_csv(board: Leaderboard, out_dir: Path) -> list[str]:
