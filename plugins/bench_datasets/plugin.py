@@ -40,10 +40,18 @@ def register_datasets(register):
             "train / 15-19 test, dynamically binarized; stand-in for Burda's chardata.mat",
             sizes="23,000 / 1,345 / 8,115",
             params={
-                "n_valid": Param(omniglot.DEFAULT_VALID, 100, 5000, step=1,
-                                 help="validation images carved from the training drawers"),
-                "labels": Param(False, choices=(False, True),
-                                help="attach character ids (1,623 classes) for the probe"),
+                "n_valid": Param(
+                    omniglot.DEFAULT_VALID,
+                    100,
+                    5000,
+                    step=1,
+                    help="validation images carved from the training drawers",
+                ),
+                "labels": Param(
+                    False,
+                    choices=(False, True),
+                    help="attach character ids (1,623 classes) for the probe",
+                ),
             },
         )
     )
