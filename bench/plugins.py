@@ -118,22 +118,29 @@ def plugin_info() -> list[dict[str, Any]]:
     return rows
 
 
+def _call_impl(
+    impl: Any, hook_name: str, kwargs: dict[str, Any], passthrough: tuple[type, ...]
+) -> Any:
+    """Call one hook implementation; any exception not in ``passthrough`` becomes a
+    PluginError naming the plugin and its distribution."""
+    try:
+        return impl.function(**{k: kwargs[k] for k in impl.argnames})
+    except passthrough:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"plugin {impl.plugin_name!r} ({distribution_of(impl.plugin_name)}) raised in "
+            f"{hook_name}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def call_each(hook_name: str, **kwargs: Any) -> list[Any]:
     """Call every implementation of a hook, naming the plugin if one raises."""
-    pm = get_plugin_manager()
-    caller = getattr(pm.hook, hook_name)
-    results = []
-    for impl in reversed(caller.get_hookimpls()):
-        try:
-            results.append(impl.function(**{k: kwargs[k] for k in impl.argnames}))
-        except (StopRun, PluginError):
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"plugin {impl.plugin_name!r} ({distribution_of(impl.plugin_name)}) raised in "
-                f"{hook_name}: {type(exc).__name__}: {exc}"
-            ) from exc
-    return results
+    caller = getattr(get_plugin_manager().hook, hook_name)
+    return [
+        _call_impl(impl, hook_name, kwargs, (StopRun, PluginError))
+        for impl in reversed(caller.get_hookimpls())
+    ]
 
 
 @dataclass
@@ -157,18 +164,9 @@ _ITEM_HOOKS: dict[str, str] = {
 
 
 def _collect(hook_name: str, make_register: Callable[[str, str], Callable[..., None]]) -> None:
-    pm = get_plugin_manager()
-    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
-        dist = distribution_of(impl.plugin_name)
-        try:
-            impl.function(register=make_register(impl.plugin_name, dist))
-        except PluginError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"plugin {impl.plugin_name!r} ({dist}) raised in {hook_name}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+    for impl in reversed(getattr(get_plugin_manager().hook, hook_name).get_hookimpls()):
+        register = make_register(impl.plugin_name, distribution_of(impl.plugin_name))
+        _call_impl(impl, hook_name, {"register": register}, (PluginError,))
 
 
 def registries() -> Registries:

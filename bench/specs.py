@@ -14,7 +14,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from bench.contract import LatentVariableModel
-    from bench.data import DataInfo, DataSplits
+    from bench.data import DataSplits
     from bench.evaluation import EvalContext
 
 Direction = Literal["min", "max"]
@@ -139,7 +139,3 @@ def resolve_params(
             raise ConfigError(f"{what}: unknown parameter {key!r}{suggest(key, spec_params)}")
         out[key] = value
     return out
-
-
-def build_info_dict(info: DataInfo) -> dict[str, Any]:
-    return {"kind": info.kind, "shape": list(info.shape), "vocab_size": info.vocab_size}
