@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,25 +13,11 @@ from rich.table import Table
 from bench import leaderboard as lb
 from bench import plugins
 from bench.errors import BenchError
-from bench.runner import RESULTS_DIR_ENV, RunOptions, resolve_device, run_suite
-from bench.suites import Suite, load_suite_file
+from bench.records import results_root
+from bench.runner import RunOptions, resolve_device, run_suite
+from bench.suites import get_suite
 
 console = Console(stderr=True)
-LEADERBOARD_DIR_ENV = "BENCH_LEADERBOARD_DIR"
-
-
-def _results_dir(value: str | None) -> Path:
-    return Path(value or os.environ.get(RESULTS_DIR_ENV) or "results")
-
-
-def _leaderboard_dir(value: str | None) -> Path:
-    return Path(value or os.environ.get(LEADERBOARD_DIR_ENV) or "leaderboards")
-
-
-def get_suite(name: str) -> Suite:
-    if name.endswith(".toml"):
-        return load_suite_file(Path(name))
-    return plugins.registries().suites.get(name)
 
 
 @click.group()
@@ -120,7 +105,7 @@ def run(
     if threads and jobs == 1:
         torch.set_num_threads(threads)
     opts = RunOptions(
-        results_dir=_results_dir(results_dir),
+        results_dir=results_root(results_dir),
         device=resolve_device(device),
         data_dir=Path(data_dir) if data_dir else None,
         resume=resume,
@@ -140,7 +125,7 @@ def run(
     else:
         scale, records = run_suite(suite, scale, opts, overwrite=overwrite)
     board = lb.build(lb.load_records(opts.results_dir, suite.name, scale), suite.name, scale)
-    paths = lb.write(board, _leaderboard_dir(leaderboard_dir))
+    paths = lb.write(board, lb.leaderboard_dir(leaderboard_dir))
     failed = sum(r["status"] != "finished" for r in records)
     click.echo(
         f"{len(records)} runs ({failed} not finished) of {suite.name}/{scale} on "
@@ -186,7 +171,7 @@ def leaderboard_cmd(
         from bench.tuning import tuned_leaderboard
 
         opts = RunOptions(
-            results_dir=_results_dir(results_dir),
+            results_dir=results_root(results_dir),
             device=resolve_device(device),
             data_dir=Path(data_dir) if data_dir else None,
             log=lambda msg: console.log(msg),
@@ -194,10 +179,10 @@ def leaderboard_cmd(
         board = tuned_leaderboard(suite, scale, storage, opts, multi_objective, log=opts.log)
     else:
         scale = scale or suite.default_scale
-        plots.remember_results_dir(_results_dir(results_dir))
-        records = lb.load_records(_results_dir(results_dir), suite.name, scale)
+        plots.remember_results_dir(results_root(results_dir))
+        records = lb.load_records(results_root(results_dir), suite.name, scale)
         board = lb.build(records, suite.name, scale)
-    for path in lb.write(board, _leaderboard_dir(leaderboard_dir)):
+    for path in lb.write(board, lb.leaderboard_dir(leaderboard_dir)):
         click.echo(path)
 
 

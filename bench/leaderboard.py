@@ -4,6 +4,7 @@ dataset × model × objective, with each column's direction and estimator settin
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from bench import plugins
 from bench.errors import BenchError
 from bench.records import RECORD_FILE
 
+LEADERBOARD_DIR_ENV = "BENCH_LEADERBOARD_DIR"
 KEYS = ["dataset", "model", "objective"]
 # Leaderboard columns, in order: (metric name, title, direction). One source for every reporter.
 COLUMNS: list[tuple[str, str, str]] = [
@@ -104,3 +106,8 @@ def write(board: Leaderboard, out_dir: Path) -> list[str]:
     for reporter in plugins.registries().reporters:
         paths += reporter.write(board, out_dir)
     return paths
+
+
+def leaderboard_dir(value: str | Path | None = None) -> Path:
+    """The output folder: an explicit value, else ``BENCH_LEADERBOARD_DIR``, else ``./leaderboards``."""
+    return Path(value or os.environ.get(LEADERBOARD_DIR_ENV) or "leaderboards")

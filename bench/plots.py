@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.hookspecs import hookimpl
 from bench.leaderboard import KEYS, Leaderboard
-from bench.records import RECORD_FILE
+from bench.records import RECORD_FILE, results_root
 from bench.specs import ReporterSpec
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ def _find_runs(board: Leaderboard) -> list[tuple[dict[str, Any], Path]]:
     if explicit is not None:
         candidates, check_rows = explicit, False
     else:
-        roots = [*_results_dirs, Path(os.environ.get("BENCH_RESULTS_DIR") or "results")]
+        roots = [*_results_dirs, results_root()]
         seen: set[Path] = set()
         candidates = []
         for root in roots:

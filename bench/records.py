@@ -15,6 +15,7 @@ import torch
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
+RESULTS_DIR_ENV = "BENCH_RESULTS_DIR"
 PACKAGES = ("collapse-bench", "torch", "torchvision", "numpy", "polars", "pluggy", "optuna")
 
 
@@ -100,3 +101,8 @@ def machine_info() -> dict[str, Any]:
         "hostname": platform.node(),
         "cuda_available": torch.cuda.is_available(),
     }
+
+
+def results_root(value: str | Path | None = None) -> Path:
+    """The results folder: an explicit value, else ``BENCH_RESULTS_DIR``, else ``./results``."""
+    return Path(value or os.environ.get(RESULTS_DIR_ENV) or "results")

@@ -44,7 +44,6 @@ from bench.records import (
 from bench.specs import MetricValue, resolve_params
 from bench.suites import Cell, Suite, expand
 
-RESULTS_DIR_ENV = "BENCH_RESULTS_DIR"
 NAN_CHECK_EVERY = 100  # steps between divergence checks (read a step late: no host sync)
 PROGRESS_UPDATES_PER_EPOCH = 50  # a progress-bar update costs a lock and a redraw request
 # torch.compile modes; any other string given as ``compile`` names a backend ("aot_eager"...).

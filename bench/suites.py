@@ -205,3 +205,12 @@ def load_suite_file(path: Path) -> Suite:
         default_scale="custom",
         groups={"custom": groups},
     )
+
+
+def get_suite(name: str) -> Suite:
+    """A registered suite by name, or a suite file when ``name`` ends in ``.toml``."""
+    if name.endswith(".toml"):
+        return load_suite_file(Path(name))
+    from bench import plugins  # plugins imports this module
+
+    return plugins.registries().suites.get(name)

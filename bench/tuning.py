@@ -1168,7 +1168,8 @@ def _register_tune(cli: click.Group) -> None:
         """Tune a suite's rows with Optuna: one study per (dataset, model, objective)."""
         import optuna
 
-        from bench.cli import _results_dir, get_suite
+        from bench.records import results_root as _results_dir
+        from bench.suites import get_suite
         from bench.runner import RunOptions, resolve_device
 
         child = worker_index is not None  # started by --workers N: the parent reports
