@@ -137,3 +137,19 @@ class DataSplits:
             self.num_classes,
             self.notes,
         )
+
+
+def channels_last_split(split: Split) -> Split:
+    """Store 4-D image tensors NHWC; slicing a batch keeps the layout, so no copy per batch."""
+    if isinstance(split, TensorSplit) and split.x.dim() == 4:
+        x = split.x.contiguous(memory_format=torch.channels_last)
+        return TensorSplit(x, split.labels, split.dynamic_binarization)
+    return split
+
+
+def without_labels(split: Split) -> Split:
+    """Training batches never use labels; dropping them saves one gather per step. The
+    permutation and Bernoulli draws are unchanged, so so are the batches."""
+    if isinstance(split, TensorSplit) and split.labels is not None:
+        return TensorSplit(split.x, None, split.dynamic_binarization)
+    return split

@@ -109,5 +109,5 @@ def write(board: Leaderboard, out_dir: Path) -> list[str]:
 
 
 def leaderboard_dir(value: str | Path | None = None) -> Path:
-    """The output folder: an explicit value, else ``BENCH_LEADERBOARD_DIR``, else ``./leaderboards``."""
+    """The output folder: a given value, else ``BENCH_LEADERBOARD_DIR``, else ./leaderboards."""
     return Path(value or os.environ.get(LEADERBOARD_DIR_ENV) or "leaderboards")

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from bench import plugins
 from bench.contract import LatentVariableModel, reparameterize
-from bench.data import DataSplits, Split, TensorSplit, data_dir
+from bench.data import DataSplits, Split, channels_last_split, data_dir, without_labels
 from bench.errors import BenchError, ConfigError, StopRun
 from bench.estimators import gaussian_kl_per_dim
 from bench.evaluation import EvalContext
@@ -138,7 +138,7 @@ def load_data(cell: Cell, opts: RunOptions) -> DataSplits:
         if opts.channels_last:
             data = DataSplits(
                 data.info,
-                *(_channels_last_split(s) for s in (data.train, data.valid, data.test)),
+                *(channels_last_split(s) for s in (data.train, data.valid, data.test)),
                 data.num_classes,
                 data.notes,
             )
@@ -200,22 +200,6 @@ def compile_label(value: bool | str | None) -> str | None:
 
 def _uses_cudagraphs(kw: dict[str, str] | None) -> bool:
     return kw is not None and kw.get("mode") == "reduce-overhead"
-
-
-def _channels_last_split(split: Split) -> Split:
-    """Store 4-D image tensors NHWC; slicing a batch keeps the layout, so no copy per batch."""
-    if isinstance(split, TensorSplit) and split.x.dim() == 4:
-        x = split.x.contiguous(memory_format=torch.channels_last)
-        return TensorSplit(x, split.labels, split.dynamic_binarization)
-    return split
-
-
-def _without_labels(split: Split) -> Split:
-    """Training batches never use labels; dropping them saves one gather per step. The
-    permutation and Bernoulli draws are unchanged, so so are the batches."""
-    if isinstance(split, TensorSplit) and split.labels is not None:
-        return TensorSplit(split.x, None, split.dynamic_binarization)
-    return split
 
 
 def eval_log_likelihood(
@@ -561,7 +545,7 @@ def _train_cell(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any]:
         channels_last=opts.channels_last,
     )
     eval_ll = eval_log_likelihood(model, device, opts.eval_amp, opts.compile)
-    train_batches = _without_labels(train)
+    train_batches = without_labels(train)
     task = None
     progress_every = max(1, steps_per_epoch // PROGRESS_UPDATES_PER_EPOCH)
     if opts.progress is not None:

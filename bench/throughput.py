@@ -396,9 +396,10 @@ def data_pipeline_rate(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
     binarization, as the runner draws them (on the data's device, no training)."""
     import torch
 
-    from bench.runner import _without_labels, synchronize
+    from bench.data import without_labels
+    from bench.runner import synchronize
 
-    split = _without_labels(data.train)
+    split = without_labels(data.train)
     n = s.train_batch or w.batch_size
     gen = torch.Generator(device=s.device).manual_seed(0)
 

@@ -1169,8 +1169,8 @@ def _register_tune(cli: click.Group) -> None:
         import optuna
 
         from bench.records import results_root as _results_dir
-        from bench.suites import get_suite
         from bench.runner import RunOptions, resolve_device
+        from bench.suites import get_suite
 
         child = worker_index is not None  # started by --workers N: the parent reports
         prefix = f"[worker {worker_index}] " if child else ""
