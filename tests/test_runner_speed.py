@@ -11,10 +11,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench import Budget, EvalSettings, Group, ModelSpec, Suite, hookimpl, plugins
-from bench import runner as runner_mod
+from bench.runner import cell as runner_mod
 from bench.cli import main
 from bench.errors import ConfigError
-from bench.runner import RunOptions, TrainStep, _FiniteCheck, run_suite, train_cell
+from bench.runner import RunOptions, TrainStep, FiniteCheck, run_suite, train_cell
 from bench.suites import expand
 
 TINY = {"hidden": 16, "latent_dim": 4}
@@ -77,7 +77,7 @@ def test_training_loop_never_reads_the_device(fresh_plugins, workdir, monkeypatc
 
 
 def test_finite_check_reads_one_check_late():
-    check = _FiniteCheck(torch.device("cpu"))
+    check = FiniteCheck(torch.device("cpu"))
     assert check.check(torch.tensor(1.0), 100)
     assert check.check(torch.tensor(math.nan), 200)  # not read yet: no wait for the device
     assert not check.check(torch.tensor(1.0), 300)

@@ -1,0 +1,98 @@
+"""What one cell needs: its data, model, optimizer and metrics, built from the registries."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bench import plugins
+from bench.contract import LatentVariableModel
+from bench.data import DataSplits, Split, channels_last_split, data_dir
+from bench.errors import ConfigError
+from bench.evaluation import EvalContext
+from bench.runner.options import RunOptions
+from bench.specs import MetricValue, resolve_params
+from bench.suites import Cell
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_data(cell: Cell, opts: RunOptions) -> DataSplits:
+    key = (cell.dataset, json.dumps(cell.dataset_params, sort_keys=True))
+    if key not in opts.data_cache:
+        spec = plugins.registries().datasets.get(cell.dataset)
+        params = resolve_params(spec.params, cell.dataset_params, f"dataset {cell.dataset!r}")
+        # The whole data set moves to the device once; batching and binarization then run there.
+        data = spec.load(data_dir(opts.data_dir), **params).to(opts.device)
+        if opts.channels_last:
+            data = DataSplits(
+                data.info,
+                *(channels_last_split(s) for s in (data.train, data.valid, data.test)),
+                data.num_classes,
+                data.notes,
+            )
+        opts.data_cache[key] = data
+    return opts.data_cache[key]
+
+
+def subset(split: Split, n: int | None) -> Split:
+    return split if n is None or n >= len(split) else split.subset(n)
+
+
+def build_model(cell: Cell, data: DataSplits, device: torch.device) -> LatentVariableModel:
+    spec = plugins.registries().models.get(cell.model)
+    params = resolve_params(spec.params, cell.model_params, f"model {cell.model!r}")
+    return spec.build(data.info, **params).to(device)
+
+
+def make_optimizer(cell: Cell, model: torch.nn.Module) -> torch.optim.Optimizer:
+    b = cell.budget
+    if b.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=b.lr)
+    if b.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=b.lr)
+    raise ConfigError(f"budget.optimizer: {b.optimizer!r} is not one of adam, sgd")
+
+
+def evaluate(
+    cell: Cell,
+    model: LatentVariableModel,
+    split: Split,
+    device: torch.device,
+    metric_names: Iterable[str],
+    train: Split | None = None,
+    labelled: bool = True,
+    log_likelihood: Callable[[Any, Tensor], Tensor] | None = None,
+) -> dict[str, MetricValue]:
+    """Compute metrics on ``split``; ``log_likelihood`` may replace the model's (autocast or
+    compiled, see :func:`eval_log_likelihood`)."""
+    regs = plugins.registries()
+    model.eval()
+    ctx = EvalContext(
+        model, split, cell.eval, device, seed=cell.seed, train=train, log_likelihood=log_likelihood
+    )
+    out = {}
+    for name in metric_names:
+        spec = regs.metrics.get(name)
+        if spec.needs_labels and not labelled:
+            continue
+        out[name] = spec.compute(ctx)
+    return out
+
+
+def metric_names(cell: Cell, per_epoch: bool) -> list[str]:
+    regs = plugins.registries()
+    names = list(cell.metrics) or regs.metrics.names()
+    if per_epoch:
+        names = [n for n in names if regs.metrics.get(n).per_epoch]
+    return names

@@ -1,0 +1,380 @@
+"""Training one cell: set-up or resume, epochs, validation and model selection, the record.
+
+:class:`CellTraining` holds what the parts share; each method is one part of the run, in the
+order :func:`train_cell` calls them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bench import plugins
+from bench.data import without_labels
+from bench.errors import StopRun
+from bench.records import (
+    RECORD_FILE,
+    SCHEMA_VERSION,
+    atomic_torch_save,
+    device_name,
+    git_commit,
+    machine_info,
+    package_versions,
+    write_record,
+)
+from bench.runner import cell as parts
+from bench.runner.options import RunOptions, accel_settings, synchronize, tf32_enabled
+from bench.runner.step import (
+    NAN_CHECK_EVERY,
+    DivergedError,
+    FiniteCheck,
+    TrainStep,
+    epoch_means,
+    eval_log_likelihood,
+)
+from bench.specs import MetricValue, resolve_params
+from bench.suites import Cell
+
+PROGRESS_UPDATES_PER_EPOCH = 50  # a progress-bar update costs a lock and a redraw request
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def truncate_log(path: Path, keep_epochs: int) -> None:
+    """Drop log lines past the checkpoint we resume from (they will be produced again)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln)["epoch"] < keep_epochs]
+    path.write_text("".join(ln + "\n" for ln in kept))
+
+
+def fresh_state() -> dict[str, Any]:
+    """The loop's counters; saved in every checkpoint, so a resumed run continues them."""
+    return {
+        "epoch": 0,
+        "step": 0,
+        "best": math.inf,
+        "best_epoch": -1,
+        "bad": 0,
+        "decays": 0,
+        "bad_lr": 0,
+        "train_time": 0.0,
+        "train_cpu_time": 0.0,
+        "train_examples": 0,
+    }
+
+
+class CellTraining:
+    """One cell's training run in ``run_dir``."""
+
+    def __init__(self, cell: Cell, run_dir: Path, opts: RunOptions) -> None:
+        self.cell, self.run_dir, self.opts = cell, run_dir, opts
+        self.device = opts.device
+        self.started = time.time()
+        self.started_at = datetime.now(UTC).isoformat()
+        self.log_path = run_dir / "epochs.jsonl"
+        self.ckpt_path = run_dir / "checkpoint.pt"
+        self.best_path = run_dir / "best.pt"
+        self.state = fresh_state()
+        self.task: Any = None
+
+    # ---- set-up and resume -------------------------------------------------------------------
+
+    def set_up(self) -> None:
+        """Data, model, optimizer and objective; then the checkpoint, when resuming."""
+        cell, b, opts = self.cell, self.cell.budget, self.opts
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.data = parts.load_data(cell, opts)
+        self.train = parts.subset(self.data.train, b.train_subset)
+        self.valid = parts.subset(self.data.valid, b.valid_subset)
+        self.test = parts.subset(self.data.test, b.test_subset)
+        parts.seed_everything(cell.seed)
+        self.model = parts.build_model(cell, self.data, self.device)
+        if opts.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = parts.make_optimizer(cell, self.model)
+        self.steps_per_epoch = math.ceil(len(self.train) / b.batch_size)
+        spec = plugins.registries().objectives.get(cell.objective)
+        params = resolve_params(spec.params, cell.objective_params, f"objective {cell.objective!r}")
+        self.objective = spec.build(self.steps_per_epoch, **params)
+        self.resume()
+        plugins.call_each("on_run_start", cell=cell, run_dir=self.run_dir)
+        self.per_epoch = parts.metric_names(cell, per_epoch=True)
+        self.train_step = TrainStep(
+            self.model,
+            self.optimizer,
+            self.objective,
+            b.grad_clip,
+            self.device,
+            amp=opts.amp,
+            compile=opts.compile,
+            channels_last=opts.channels_last,
+        )
+        self.eval_ll = eval_log_likelihood(self.model, self.device, opts.eval_amp, opts.compile)
+        self.train_batches = without_labels(self.train)
+
+    def resume(self) -> None:
+        """Continue from this cell's checkpoint, or clear what an earlier attempt left."""
+        ckpt = None
+        if self.opts.resume and self.ckpt_path.exists():
+            ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        if ckpt is not None and ckpt.get("cell") == self.cell.as_dict():
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.state.update(ckpt["state"])
+            set_rng_state(ckpt["rng"])
+            self.opts.log(f"{self.cell.run_id}: resuming at epoch {self.state['epoch']}")
+        else:
+            self.log_path.unlink(missing_ok=True)
+            self.best_path.unlink(missing_ok=True)
+        truncate_log(self.log_path, self.state["epoch"])
+
+    # ---- epochs ------------------------------------------------------------------------------
+
+    def run(self) -> tuple[str, str | None]:
+        """Train the remaining epochs; returns the status and its reason."""
+        b, opts = self.cell.budget, self.opts
+        if opts.progress is not None:
+            self.task = opts.progress.add_task(
+                self.cell.run_id,
+                total=b.epochs * self.steps_per_epoch,
+                completed=self.state["epoch"] * self.steps_per_epoch,
+            )
+        try:
+            for epoch in range(self.state["epoch"], b.epochs):
+                loss, kl, n_seen, elapsed = self.train_epoch(epoch)
+                val = self.validate(epoch, loss, kl, n_seen, elapsed)
+                self.select(epoch, val, loss)
+                self.save_checkpoint(epoch)
+                plugins.call_each("on_epoch_end", cell=self.cell, epoch=epoch, metrics=self.entry)
+                if b.patience is not None and self.state["bad"] >= b.patience:
+                    opts.log(f"{self.cell.run_id}: early stop after epoch {epoch}")
+                    break
+        except DivergedError as exc:
+            return "failed", f"diverged: {exc}"
+        except StopRun as exc:
+            return exc.status, exc.reason
+        finally:
+            if self.task is not None:
+                opts.progress.remove_task(self.task)
+        return "finished", None
+
+    def train_epoch(self, epoch: int) -> tuple[float, float, int, float]:
+        """One pass over the training split: mean loss, mean KL, examples and seconds."""
+        b, state, device = self.cell.budget, self.state, self.device
+        self.model.train()
+        # One generator per (seed, epoch): a resumed run replays the same batches and noise.
+        gen = torch.Generator(device=device).manual_seed(self.cell.seed * 100_003 + epoch)
+        # Per-step results stay on the device and are reduced once per epoch; the loop itself
+        # never waits for the device (see FiniteCheck).
+        finite = FiniteCheck(device)
+        losses: list[Tensor] = []
+        kls: list[Tensor] = []
+        sizes: list[int] = []
+        every = max(1, self.steps_per_epoch // PROGRESS_UPDATES_PER_EPOCH)
+        unreported = 0
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        for x, _ in self.train_batches.batches(b.batch_size, shuffle=True, generator=gen):
+            loss, kl = self.train_step(x, state["step"], gen)
+            losses.append(loss)
+            kls.append(kl)
+            sizes.append(len(x))
+            state["step"] += 1
+            if state["step"] % NAN_CHECK_EVERY == 0 and not finite.check(loss, state["step"]):
+                raise DivergedError(f"loss is not finite at step {finite.bad_step}")
+            if self.task is not None:
+                unreported += 1
+                if unreported >= every:
+                    self.opts.progress.advance(self.task, unreported)
+                    unreported = 0
+        if self.task is not None and unreported:
+            self.opts.progress.advance(self.task, unreported)
+        loss_mean, kl_mean = epoch_means(losses, kls, sizes, device)
+        synchronize(device)
+        elapsed = time.perf_counter() - t0
+        state["train_time"] += elapsed
+        # CPU time of this process: on a shared CPU it is what the loop itself cost.
+        state["train_cpu_time"] += time.process_time() - cpu0
+        state["train_examples"] += sum(sizes)
+        if not math.isfinite(loss_mean):
+            raise DivergedError(f"loss is {loss_mean} in epoch {epoch}")
+        return loss_mean, kl_mean, sum(sizes), elapsed
+
+    # ---- validation and model selection ------------------------------------------------------
+
+    def validate(
+        self, epoch: int, loss: float, kl: float, n_seen: int, elapsed: float
+    ) -> dict[str, MetricValue]:
+        """Per-epoch metrics on the validation split, appended to ``epochs.jsonl``."""
+        val = parts.evaluate(
+            self.cell,
+            self.model,
+            self.valid,
+            self.device,
+            self.per_epoch,
+            log_likelihood=self.eval_ll,
+        )
+        self.entry: dict[str, Any] = {
+            "epoch": epoch,
+            "step": self.state["step"],
+            "beta": self.objective.beta(self.state["step"]),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": loss,
+            "train_kl": kl,
+            "train_examples_per_s": n_seen / max(elapsed, 1e-9),
+            "time": time.time() - self.started,
+        }
+        self.entry.update({f"val_{k}": v.value for k, v in val.items()})
+        with self.log_path.open("a") as fh:
+            fh.write(json.dumps(self.entry) + "\n")
+        self.opts.log(
+            f"{self.cell.run_id} epoch {epoch}: loss {loss:.2f}"
+            + "".join(
+                f", val {k} {v.value:.3f}"
+                for k, v in val.items()
+                if isinstance(v.value, (int, float))
+            )
+        )
+        return val
+
+    def select(self, epoch: int, val: dict[str, MetricValue], train_loss: float) -> None:
+        """Keep the best epoch's weights; count epochs without improvement; decay the rate."""
+        b, state = self.cell.budget, self.state
+        score = val["neg_elbo"].value if "neg_elbo" in val else train_loss
+        if score < state["best"]:
+            state.update(best=score, best_epoch=epoch, bad=0, bad_lr=0)
+            atomic_torch_save(self.model.state_dict(), self.best_path)
+        else:
+            state["bad"] += 1
+            state["bad_lr"] += 1
+        if (
+            b.lr_decay
+            and epoch + 1 >= b.lr_decay_after
+            and state["bad_lr"] >= b.lr_decay_patience
+            and state["decays"] < b.max_decays
+        ):
+            for g in self.optimizer.param_groups:
+                g["lr"] *= b.lr_decay
+            state["decays"] += 1
+            state["bad_lr"] = 0
+
+    def save_checkpoint(self, epoch: int) -> None:
+        self.state["epoch"] = epoch + 1
+        atomic_torch_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "state": self.state,
+                "rng": rng_state(),
+                "cell": self.cell.as_dict(),
+            },
+            self.ckpt_path,
+        )
+
+    # ---- the record --------------------------------------------------------------------------
+
+    def finish(self, status: str, reason: str | None) -> dict[str, Any]:
+        """Test-split metrics of the best weights (finished runs), then the run record."""
+        metrics: dict[str, MetricValue] = {}
+        eval_time = 0.0
+        if status == "finished":
+            if self.best_path.exists():
+                best = torch.load(self.best_path, map_location=self.device, weights_only=True)
+                self.model.load_state_dict(best)
+            t0 = time.perf_counter()
+            metrics = parts.evaluate(
+                self.cell,
+                self.model,
+                self.test,
+                self.device,
+                parts.metric_names(self.cell, per_epoch=False),
+                train=self.train,
+                labelled=self.test.labels is not None,
+                log_likelihood=self.eval_ll,
+            )
+            eval_time = time.perf_counter() - t0
+        record = self.record(status, reason, metrics, eval_time)
+        write_record(self.run_dir / RECORD_FILE, record)
+        plugins.call_each(
+            "on_run_end", cell=self.cell, record=record, model=self.model, run_dir=self.run_dir
+        )
+        return record
+
+    def record(
+        self, status: str, reason: str | None, metrics: dict[str, MetricValue], eval_time: float
+    ) -> dict[str, Any]:
+        state, device = self.state, self.device
+        regs = plugins.registries()
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.cell.run_id,
+            "status": status,
+            "reason": reason,
+            "cell": self.cell.as_dict(),
+            "metrics": {
+                k: {
+                    "value": v.value,
+                    "settings": v.settings,
+                    "direction": regs.metrics.get(k).direction,
+                }
+                for k, v in metrics.items()
+            },
+            "epochs_trained": state["epoch"],
+            "best_epoch": state["best_epoch"],
+            "steps": state["step"],
+            "train_examples_per_s": state["train_examples"] / max(state["train_time"], 1e-9),
+            "train_time_s": state["train_time"],
+            "train_cpu_time_s": state["train_cpu_time"],
+            "eval_time_s": eval_time,
+            "wall_time_s": time.time() - self.started,
+            "accel": accel_settings(self.opts),
+            "started_at": self.started_at,
+            "finished_at": datetime.now(UTC).isoformat(),
+            "device": str(device),
+            "device_name": device_name(device),
+            "machine": machine_info(),
+            "packages": package_versions(),
+            "git_commit": git_commit(),
+            "split_sizes": {
+                "train": len(self.train),
+                "valid": len(self.valid),
+                "test": len(self.test),
+            },
+            "data_notes": self.data.notes,
+        }
+
+
+def train_cell(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any]:
+    """Train one cell to completion (or failure) and return its record (also written)."""
+    with tf32_enabled(opts.tf32):
+        run = CellTraining(cell, run_dir, opts)
+        run.set_up()
+        status, reason = run.run()
+        return run.finish(status, reason)

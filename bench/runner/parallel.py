@@ -1,0 +1,172 @@
+"""``--jobs N``: cells trained at once in worker processes that share one device."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench import plugins
+from bench.errors import ConfigError
+from bench.runner.loop import train_cell
+from bench.runner.options import RunOptions
+from bench.suites import Cell
+
+_WORKER_OPTS: RunOptions | None = None
+
+
+def _in_process_plugins(cells: list[Cell]) -> list[str]:
+    """Plugins a spawned worker would not see: those registered in this process only."""
+    from importlib import metadata
+
+    loadable = {m.rsplit(".", 1)[-1] for m in plugins.BUILTIN_PLUGINS}
+    loadable |= {ep.name for ep in metadata.entry_points(group=plugins.ENTRY_POINT_GROUP)}
+    regs = plugins.registries()
+    used = set()
+    for c in cells:
+        used.add(regs.datasets.get(c.dataset).plugin)
+        used.add(regs.models.get(c.model).plugin)
+        used.add(regs.objectives.get(c.objective).plugin)
+        used.update(regs.metrics.get(m).plugin for m in (c.metrics or regs.metrics.names()))
+    pm = plugins.get_plugin_manager()
+    for hook in ("on_run_start", "on_epoch_end", "on_run_end"):
+        used.update(impl.plugin_name for impl in getattr(pm.hook, hook).get_hookimpls())
+    return sorted(p for p in used if p and p not in loadable)
+
+
+def _worker_threads(opts: RunOptions) -> int:
+    """CPU threads per worker: the cores this process may use, shared among the jobs."""
+    if opts.threads:
+        return opts.threads
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // opts.jobs)
+
+
+def _worker_init(settings: dict[str, Any], queue: Any) -> None:
+    global _WORKER_OPTS
+    torch.set_num_threads(settings.pop("threads"))
+    settings["device"] = torch.device(settings["device"])
+    _WORKER_OPTS = RunOptions(log=queue.put, **settings)
+
+
+def _worker_train(cell: Cell, run_dir: str) -> dict[str, Any]:
+    assert _WORKER_OPTS is not None, "worker was not initialised"
+    return train_cell(cell, Path(run_dir), _WORKER_OPTS)
+
+
+def _worker_context() -> Any:
+    """A fork server that has imported torch, the runner and the plugin modules (but never
+    touched CUDA) forks the workers: those imports happen once, not once per worker. Plain
+    spawn where there is no fork server. A preload that fails to import is skipped."""
+    import multiprocessing
+    from importlib import metadata
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    blocked = plugins.disabled_plugins()
+    modules = [
+        ep.module
+        for ep in metadata.entry_points(group=plugins.ENTRY_POINT_GROUP)
+        if ep.name not in blocked
+    ]
+    # torch._dynamo: imported by every optimizer's constructor (seconds); sklearn: the core
+    # depends on it (probe metric, digits); both are slow first imports otherwise paid per job.
+    heavy = [
+        "torch",
+        "torch._dynamo",
+        "sklearn.datasets",
+        "sklearn.linear_model",
+        "bench.runner.loop",
+    ]
+    ctx.set_forkserver_preload([*heavy, *dict.fromkeys(modules)])
+    return ctx
+
+
+def run_parallel(
+    todo: list[tuple[int, Cell, Path]], opts: RunOptions
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Train cells in ``opts.jobs`` worker processes sharing ``opts.device``.
+
+    Workers start from a fork server or by spawning, never by forking this process, so CUDA
+    works in them; each worker loads plugins from entry points, loads its data once and keeps
+    it for the cells it trains after. Each cell seeds itself and writes its own run folder, so
+    results equal those of ``--jobs 1``.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    local = _in_process_plugins([c for _, c, _ in todo])
+    if local:
+        raise ConfigError(
+            f"--jobs {opts.jobs}: plugin(s) {', '.join(local)} were registered in this process "
+            "only, and worker processes load plugins from entry points; install them as a "
+            "package or use --jobs 1"
+        )
+    ctx = _worker_context()
+    queue = ctx.Queue()
+    settings = {
+        "results_dir": opts.results_dir,
+        "device": str(opts.device),
+        "data_dir": opts.data_dir,
+        "resume": opts.resume,
+        "amp": opts.amp,
+        "amp_eval": opts.amp_eval,
+        "tf32": opts.tf32,
+        "compile": opts.compile,
+        "channels_last": opts.channels_last,
+        "threads": _worker_threads(opts),
+    }
+    n_workers = min(opts.jobs, len(todo))
+    opts.log(
+        f"training {len(todo)} cells in {n_workers} processes on {opts.device} "
+        f"({settings['threads']} CPU threads each)"
+    )
+    task = None
+    if opts.progress is not None:
+        task = opts.progress.add_task(f"{len(todo)} cells, {n_workers} jobs", total=len(todo))
+
+    def drain() -> None:
+        while True:
+            try:
+                msg = queue.get_nowait()
+            except Exception:  # queue.Empty; the name differs between queue implementations
+                return
+            opts.log(msg)
+
+    pool = ProcessPoolExecutor(
+        n_workers, mp_context=ctx, initializer=_worker_init, initargs=(settings, queue)
+    )
+    try:
+        futures = {
+            pool.submit(_worker_train, cell, str(run_dir)): (i, cell) for i, cell, run_dir in todo
+        }
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            drain()
+            for fut in done:
+                i, cell = futures[fut]
+                record = fut.result()  # a worker's exception is raised here, as with --jobs 1
+                opts.log(f"{cell.run_id}: {record['status']} in {record['wall_time_s']:.1f}s")
+                if task is not None:
+                    opts.progress.advance(task)
+                yield i, record
+    except BaseException:
+        # Fail as fast as --jobs 1 would: stop the workers we started instead of waiting for
+        # their current cells (their checkpoints let --resume continue them).
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers:
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        drain()
+        if task is not None:
+            opts.progress.remove_task(task)
