@@ -168,7 +168,7 @@ def leaderboard_cmd(
 
     suite = get_suite(suite_name)
     if tuned:
-        from bench.tuning import tuned_leaderboard
+        from bench.tune import tuned_leaderboard
 
         opts = RunOptions(
             results_dir=results_root(results_dir),

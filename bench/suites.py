@@ -177,14 +177,19 @@ def _check_type(f: dataclasses.Field, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: expected {base}, got {value!r}")
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file's table; ``what`` names the file in the one-line errors."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path}: invalid TOML: {exc}") from None
+
+
 def load_suite_file(path: Path) -> Suite:
     """Parse and validate a TOML suite; its cells run under the scale ``custom``."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"suite file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    data = read_toml(path, "suite file")
     allowed = {"name", "description", "group"}
     for key in data:
         if key not in allowed:

@@ -23,7 +23,7 @@ from bench import Objective, ObjectiveSpec, Param, hookimpl, plugins
 from bench.cli import main
 from bench.errors import ConfigError
 from bench.suites import load_suite_file
-from bench.tuning import (
+from bench.tune import (
     check_space,
     counts,
     load_space_file,

@@ -1,0 +1,54 @@
+"""Hyperparameter tuning with Optuna: one study per (suite, scale, dataset, model, objective).
+
+A built-in plugin: its ``bench tune`` command registers through ``register_commands`` like any
+plugin's. Modules, in the order a trial meets them:
+
+- ``targets``: the suite rows to tune, each one study, and their study names.
+- ``space``: search spaces from the models' and objectives' ``Param`` ranges, narrowed or fixed
+  by the suite and by a ``--space`` TOML file.
+- ``storage``: the journal file or PostgreSQL, the claim lock, heartbeats, retrying lost trials.
+- ``trials``: the plugin that reports each epoch to Optuna and prunes; counting trial outcomes.
+- ``worker``: claims, runs and tells trials until a study holds ``--n-trials`` of them.
+- ``leaderboard``: re-trains the best trials over the suite's seeds (``bench leaderboard --tuned``).
+- ``command``: the ``bench tune`` command and its ``--workers N`` processes.
+"""
+
+from bench.tune.command import register_commands
+from bench.tune.leaderboard import TUNED_SUFFIX, tuned_leaderboard
+from bench.tune.space import (
+    BUDGET_PARAMS,
+    Dimension,
+    cell_with,
+    check_space,
+    load_space_file,
+    search_space,
+    study_budget,
+    suggest_values,
+)
+from bench.tune.storage import STORAGE_ENV, OpenedStorage, open_storage, redact
+from bench.tune.targets import Target, select_targets
+from bench.tune.trials import counts
+from bench.tune.worker import TuneSettings, Worker
+
+__all__ = [
+    "BUDGET_PARAMS",
+    "STORAGE_ENV",
+    "TUNED_SUFFIX",
+    "Dimension",
+    "OpenedStorage",
+    "Target",
+    "TuneSettings",
+    "Worker",
+    "cell_with",
+    "check_space",
+    "counts",
+    "load_space_file",
+    "open_storage",
+    "redact",
+    "register_commands",
+    "search_space",
+    "select_targets",
+    "study_budget",
+    "suggest_values",
+    "tuned_leaderboard",
+]

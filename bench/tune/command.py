@@ -1,0 +1,335 @@
+"""``bench tune``: registered through the ``register_commands`` hook, like a plugin's command.
+
+One process tunes the studies itself; ``--workers N`` starts N processes of the same command
+(``--worker-index`` marks them) and reports once they end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from bench import plugins
+from bench.errors import BenchError
+from bench.hookspecs import hookimpl
+from bench.tune.space import check_space, load_space_file, search_space, study_budget
+from bench.tune.storage import STORAGE_ENV, OpenedStorage, open_storage
+from bench.tune.targets import Target, select_targets
+from bench.tune.trials import chosen_trials, counts, counts_text, params_text, study_counts
+from bench.tune.worker import TuneSettings, Worker
+
+if TYPE_CHECKING:
+    import torch
+
+Log = Callable[[str], None]
+
+
+# ---- options --------------------------------------------------------------------------------
+
+
+def _count_option(flag: str, default: int | None, help: str) -> Callable[..., Any]:
+    return click.option(
+        flag,
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+def _choice_option(flag: str, choices: Sequence[str]) -> Callable[..., Any]:
+    return click.option(flag, type=click.Choice(choices), default=choices[0], show_default=True)
+
+
+_ROWS_HELP = "rows to tune (default: all)"
+OPTIONS = (
+    click.option("--suite", "suite_name", required=True, help="registered suite or a .toml file"),
+    click.option("--scale", default=None, help="suite scale (default: the suite's)"),
+    click.option("--dataset", "datasets", multiple=True, help=_ROWS_HELP),
+    click.option("--model", "models", multiple=True, help=_ROWS_HELP),
+    click.option("--objective", "objectives", multiple=True, help=_ROWS_HELP),
+    _count_option("--n-trials", 20, "finished trials per study, over all workers"),
+    click.option(
+        "--multi-objective",
+        is_flag=True,
+        help="minimize validation NLL and maximize MI; keep the Pareto set",
+    ),
+    click.option(
+        "--storage",
+        default=None,
+        help=f"journal file or postgresql+psycopg://... [env {STORAGE_ENV}; "
+        "<results>/tuning/journal.log]",
+    ),
+    _count_option("--workers", 1, "local worker processes"),
+    _choice_option("--sampler", ("tpe", "nsga2", "random")),
+    _choice_option("--pruner", ("median", "hyperband", "none")),
+    click.option("--sampler-seed", type=int, default=None, help="reproducible sampling"),
+    click.option(
+        "--space",
+        "space_file",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="TOML file that narrows or fixes parameters",
+    ),
+    _count_option("--heartbeat", 30, "seconds between heartbeats (PostgreSQL)"),
+    _count_option(
+        "--grace", None, "seconds without heartbeat before a trial is retried [2 x heartbeat]"
+    ),
+    click.option("--device", default="auto", show_default=True),
+    click.option("--data-dir", default=None),
+    click.option("--results-dir", default=None),
+    click.option("--quiet", is_flag=True),
+    click.option("--worker-index", type=int, default=None, hidden=True),
+)
+
+
+@dataclass(frozen=True)
+class TuneArgs:
+    """The command's options as given (one field per option, same names)."""
+
+    suite_name: str
+    scale: str | None
+    datasets: tuple[str, ...]
+    models: tuple[str, ...]
+    objectives: tuple[str, ...]
+    n_trials: int
+    multi_objective: bool
+    storage: str | None
+    workers: int
+    sampler: str
+    pruner: str
+    sampler_seed: int | None
+    space_file: str | None
+    heartbeat: int
+    grace: int | None
+    device: str
+    data_dir: str | None
+    results_dir: str | None
+    quiet: bool
+    worker_index: int | None
+
+    @property
+    def child(self) -> bool:
+        """Started by ``--workers N``: the parent reports."""
+        return self.worker_index is not None
+
+
+def tune_command() -> click.Command:
+    def tune(**options: Any) -> None:
+        """Tune a suite's rows with Optuna: one study per (dataset, model, objective)."""
+        run_tune(TuneArgs(**options))
+
+    for option in reversed(OPTIONS):
+        tune = option(tune)
+    return click.command(name="tune")(tune)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(tune_command())
+
+
+# ---- checking the arguments -----------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What the arguments resolve to; every user error is found before any trial runs."""
+
+    scale: str
+    targets: list[Target]
+    space: dict[str, Any]
+    results_dir: Path
+    device: torch.device
+    store: OpenedStorage
+
+
+def check_args(a: TuneArgs) -> Plan:
+    from bench.records import results_root
+    from bench.runner import resolve_device
+    from bench.suites import get_suite
+
+    suite = get_suite(a.suite_name)
+    scale, targets = select_targets(suite, a.scale, a.datasets, a.models, a.objectives)
+    space = load_space_file(Path(a.space_file)) if a.space_file else {}
+    check_space(space, targets, a.space_file or "--space")
+    results_dir = results_root(a.results_dir)
+    if a.multi_objective:
+        regs = plugins.registries()
+        for m in ("nll", "mi"):
+            regs.metrics.get(m)
+    device = resolve_device(a.device)
+    store = open_storage(a.storage, results_dir, a.heartbeat, a.grace)  # fails fast on a bad URL
+    return Plan(scale, targets, space, results_dir, device, store)
+
+
+# ---- running --------------------------------------------------------------------------------
+
+
+def run_tune(a: TuneArgs) -> None:
+    import optuna
+
+    prefix = f"[worker {a.worker_index}] " if a.child else ""
+
+    def log(msg: str) -> None:
+        if not a.quiet:
+            click.echo(prefix + msg, err=True)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    _stop_on_sigterm()
+    plan = check_args(a)
+    t0 = time.time()
+    if a.workers > 1:
+        run_workers(a, plan, log)
+    else:
+        run_here(a, plan, log)
+    if not a.child:
+        report(a, plan, t0)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler stopping the worker) ends the trial like Ctrl-C: queued again."""
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        click.get_current_context().call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
+
+
+def run_here(a: TuneArgs, plan: Plan, log: Log) -> None:
+    """This process works on each study in turn until it holds its trials."""
+    from bench.runner import RunOptions
+
+    settings = TuneSettings(
+        n_trials=a.n_trials,
+        multi_objective=a.multi_objective,
+        sampler=a.sampler,
+        pruner=a.pruner,
+        sampler_seed=a.sampler_seed,
+        worker_index=a.worker_index or 0,
+        poll_s=min(2.0, a.heartbeat / 2),
+        space=plan.space,
+    )
+    opts = RunOptions(
+        results_dir=plan.results_dir,
+        device=plan.device,
+        data_dir=Path(a.data_dir) if a.data_dir else None,
+        log=lambda msg: None,
+    )
+    for target in plan.targets:
+        Worker(target, settings, plan.store, opts, plan.results_dir, log).run()
+
+
+def run_workers(a: TuneArgs, plan: Plan, log: Log) -> None:
+    """``--workers N``: N processes of this command; fails if a study is left unfinished."""
+    store = plan.store
+    studies = ", ".join(t.study_name(a.multi_objective) for t in plan.targets)
+    log(f"tuning {studies} in {store.description}")
+    url = a.storage if store.kind != "journal" else None
+    code = spawn_workers(a.workers, worker_argv(a, plan), url, log)
+    unfinished = [
+        t.study_name(a.multi_objective)
+        for t in plan.targets
+        if study_counts(t.study_name(a.multi_objective), store)["done"]
+        < study_budget(search_space(t, plan.space), a.n_trials)
+    ]
+    if code != 0 and unfinished:
+        raise BenchError(
+            f"a worker exited with code {code}; unfinished: {', '.join(unfinished)}; "
+            "run the same command again to continue"
+        )
+    if code != 0:
+        log(f"a worker exited with code {code}; the others finished its trials")
+
+
+def worker_argv(a: TuneArgs, plan: Plan) -> list[str]:
+    """The options a worker process gets: this command's, resolved (never a storage URL)."""
+    argv = ["--suite", a.suite_name, "--scale", plan.scale, "--n-trials", str(a.n_trials)]
+    argv += ["--sampler", a.sampler, "--pruner", a.pruner, "--heartbeat", str(a.heartbeat)]
+    argv += ["--device", a.device, "--results-dir", str(plan.results_dir)]
+    for flag, vals in (
+        ("--dataset", a.datasets),
+        ("--model", a.models),
+        ("--objective", a.objectives),
+    ):
+        for v in vals:
+            argv += [flag, v]
+    for flag, val in (
+        ("--sampler-seed", a.sampler_seed),
+        ("--space", a.space_file),
+        ("--grace", a.grace),
+        ("--data-dir", a.data_dir),
+    ):
+        if val is not None:
+            argv += [flag, str(val)]
+    if a.multi_objective:
+        argv.append("--multi-objective")
+    if a.quiet:
+        argv.append("--quiet")
+    if plan.store.kind == "journal":
+        argv += ["--storage", plan.store.description]
+    return argv
+
+
+def spawn_workers(n: int, argv: list[str], storage_url: str | None, log: Log) -> int:
+    """N local worker processes running ``bench tune argv``; returns the worst exit code."""
+    env = dict(os.environ)
+    if storage_url:
+        env[STORAGE_ENV] = storage_url  # through the environment: never on a command line
+    threads = max(1, (os.cpu_count() or 1) // n)
+    env.setdefault("OMP_NUM_THREADS", str(threads))
+    command = [sys.executable, "-m", "bench.cli", "tune", *argv, "--workers", "1"]
+    procs = [subprocess.Popen([*command, "--worker-index", str(i)], env=env) for i in range(n)]
+    log(f"started {n} workers (pids {', '.join(str(p.pid) for p in procs)})")
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait()
+        raise
+    return max(codes, key=lambda c: (c != 0, abs(c)))
+
+
+# ---- reporting ------------------------------------------------------------------------------
+
+
+def report(a: TuneArgs, plan: Plan, t0: float) -> None:
+    """One line per study (its trials and best result), then where the studies are."""
+    import optuna
+
+    store = plan.store
+    for target in plan.targets:
+        name = target.study_name(a.multi_objective)
+        study = optuna.load_study(study_name=name, storage=store.storage)
+        line = f"{name}: {counts_text(counts(study.get_trials(deepcopy=False)))}"
+        chosen = chosen_trials(study, a.multi_objective)
+        if chosen and not a.multi_objective:
+            best = chosen[0]
+            params = params_text(best.params)
+            line += f"; best val -ELBO {best.value:.3f} (trial {best.number}: {params})"
+        elif chosen:
+            line += f"; Pareto set: trials {', '.join(str(t.number) for t in chosen)}"
+        click.echo(line)
+    shown = store.description if store.kind == "journal" else "<storage URL>"
+    click.echo(
+        f"{len(plan.targets)} studies in {store.description} on {plan.device} in "
+        f"{time.time() - t0:.1f}s; open them with: optuna-dashboard {shown}"
+    )
