@@ -11,10 +11,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench import Budget, EvalSettings, Group, ModelSpec, Suite, hookimpl, plugins
-from bench.runner import cell as runner_mod
 from bench.cli import main
 from bench.errors import ConfigError
-from bench.runner import RunOptions, TrainStep, FiniteCheck, run_suite, train_cell
+from bench.runner import FiniteCheck, RunOptions, TrainStep, run_suite, train_cell
+from bench.runner import cell as runner_mod
 from bench.suites import expand
 
 TINY = {"hidden": 16, "latent_dim": 4}
