@@ -14,7 +14,8 @@ import torch
 from bench import ModelSpec, hookimpl, plugins
 from bench.cli import main
 from bench.runner import RunOptions
-from bench.throughput import find_workloads, load_workload, ops_per_step
+from bench.throughput.reference import ops_per_step
+from bench.throughput.workloads import find_workloads, load_workload
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ import torch
 from bench import plugins
 from bench.errors import DataError
 from bench.runner import RunOptions, resolve_device
-from bench.throughput import Workload, find_workloads, load_workload
+from bench.throughput.workloads import Workload, find_workloads, load_workload
 
 SCALE = "smoke"
 

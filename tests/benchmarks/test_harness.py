@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.throughput import Settings, harness_overhead, iw_speedup, load_workload
+from bench.throughput.iw import iw_speedup
+from bench.throughput.reference import harness_overhead
+from bench.throughput.workloads import Settings, load_workload
 
 OVERHEAD_MODEL = "mlp-skip-vae"
 

@@ -8,7 +8,7 @@ import torch
 from bench.contract import reparameterize
 from bench.estimators import iw_log_likelihood
 from bench.runner import TrainStep, build_model, make_optimizer, seed_everything, synchronize
-from bench.throughput import build_objective, default_objective, fixed_batch
+from bench.throughput.workloads import build_objective, default_objective, fixed_batch
 
 from .conftest import record_rate
 

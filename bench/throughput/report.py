@@ -1,0 +1,249 @@
+"""The whole report: the machine, every part asked for over every workload, the headline
+lines the command prints, and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.throughput.iw import iw_speedup
+from bench.throughput.jobs import suite_jobs
+from bench.throughput.measure import data_pipeline_rate, eval_rates, train_rates
+from bench.throughput.reference import harness_overhead
+from bench.throughput.workloads import (
+    Settings,
+    Workload,
+    config_label,
+    find_workloads,
+    load_workload,
+)
+
+PARTS = ("train", "eval", "data", "iw", "overhead", "jobs")
+
+
+def machine_description(device: Any) -> dict[str, Any]:
+    import os
+    import platform
+
+    import torch
+
+    from bench.records import device_name, git_commit, machine_info, package_versions
+
+    info = machine_info()
+    info.pop("hostname", None)  # not useful in a committed file
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    out = {
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu": cpu,
+        "usable_cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        **info,
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        out["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        out["cuda"] = torch.version.cuda
+    return out
+
+
+def run_all(
+    s: Settings, models: list[str] | None, scale: str, parts: set[str], overhead_model: str | None
+) -> dict[str, Any]:
+    """Every part in ``parts`` for every model's workload (``models``: all registered)."""
+    from bench.runner import RunOptions
+
+    opts = RunOptions(
+        results_dir=Path(tempfile.gettempdir()),
+        device=s.device,
+        data_dir=s.data_dir,
+        channels_last=s.channels_last,
+    )
+    workloads, skipped = find_workloads(scale, models)
+    report = _header(s, scale, parts, skipped)
+    loaded = _load_all(workloads, opts, s, report["skipped"])
+    for w, data in loaded:
+        report["models"].append(_model_entry(w, data, s, parts))
+        if "iw" in parts:
+            report["iw_nll"].append(iw_speedup(w, data, s))
+    if "overhead" in parts and loaded:
+        w, data = _overhead_workload(loaded, report["models"], overhead_model)
+        # Default speed settings for both sides: the overhead is the harness's, not a layout's.
+        report["harness_overhead"] = harness_overhead(
+            w, data, s, replace(opts, channels_last=False)
+        )
+    if "jobs" in parts and s.jobs > 1:
+        report["jobs"] = suite_jobs(s, s.jobs)
+    return report
+
+
+def _header(
+    s: Settings, scale: str, parts: set[str], skipped: list[dict[str, str]]
+) -> dict[str, Any]:
+    """The report before anything is measured: when, where, with which settings."""
+    return {
+        "schema_version": 1,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_description(s.device),
+        "settings": {
+            "scale": scale,
+            "configs": [config_label(a, c) for a, c in s.configs],
+            "compile_mode": s.compile_mode,
+            "channels_last": s.channels_last,
+            "tf32": s.tf32,
+            "warmup_calls": s.warmup,
+            "min_window_s": s.min_time,
+            "windows": s.repeats,
+            "iw_samples": s.iw_samples,
+            "parts": sorted(parts),
+            **s.extra,
+        },
+        "models": [],
+        "iw_nll": [],
+        "skipped": skipped,
+    }
+
+
+def _load_all(
+    workloads: list[Workload], opts: Any, s: Settings, skipped: list[dict[str, str]]
+) -> list[tuple[Workload, Any]]:
+    """Each workload with its data; those whose data cannot be loaded go to ``skipped``."""
+    from bench.errors import DataError
+
+    loaded: list[tuple[Workload, Any]] = []
+    for w in workloads:
+        try:
+            loaded.append(load_workload(w, opts))
+        except DataError as exc:
+            skipped.append({"model": w.model, "reason": str(exc)})
+            s.log(f"{w.model}: skipped ({exc})")
+    return loaded
+
+
+def _model_entry(w: Workload, data: Any, s: Settings, parts: set[str]) -> dict[str, Any]:
+    """The train, eval and data-pipeline parts for one workload."""
+    entry: dict[str, Any] = {
+        "model": w.model,
+        "dataset": w.dataset,
+        "kind": w.kind,
+        "source": w.source,
+        "model_params": w.model_params,
+        "results": [],
+    }
+    if "train" in parts:
+        entry["results"] += train_rates(w, data, s)
+    if "eval" in parts:
+        entry["results"] += eval_rates(w, data, s)
+    if "data" in parts:
+        pipe = data_pipeline_rate(w, data, s)
+        train_fp32 = _fp32_train_rates([entry]).get(w.model)
+        if train_fp32:
+            pipe["headroom_vs_training"] = pipe["examples_per_s"] / train_fp32
+        entry["data_pipeline"] = pipe
+    return entry
+
+
+def _fp32_train_rates(entries: list[dict[str, Any]]) -> dict[str, float]:
+    """Each model's first fp32 (eager) training rate."""
+    rates: dict[str, float] = {}
+    for e in entries:
+        for r in e["results"]:
+            if r["mode"] == "train" and r["config"] == "fp32":
+                rates.setdefault(e["model"], r["examples_per_s"])
+    return rates
+
+
+def _overhead_workload(
+    loaded: list[tuple[Workload, Any]], entries: list[dict[str, Any]], model: str | None
+) -> tuple[Workload, Any]:
+    """``model``'s workload if it was loaded, else the fastest to train (the fastest step
+    exposes per-step overhead most, and keeps this part short)."""
+    for w, data in loaded:
+        if w.model == model:
+            return w, data
+    rate = _fp32_train_rates(entries)
+    return max(loaded, key=lambda wd: rate.get(wd[0].model, 0.0))
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The headline figures, printed by the command."""
+    lines = [f"device: {report['machine']['device_name']}"]
+    for entry in report["models"]:
+        lines += _model_lines(entry)
+    for iw in report["iw_nll"]:
+        best = max(iw["configs"], key=lambda r: r["speedup_vs_reference"])
+        lines.append(
+            f"IW-NLL K={iw['iw_samples']} {iw['model']}: batched fp32 "
+            f"{iw['speedup_fp32']:.2f}x the per-example reference; best "
+            f"{best['speedup_vs_reference']:.2f}x ({best['config']})"
+        )
+    if "harness_overhead" in report:
+        lines += _overhead_lines(report["harness_overhead"])
+    if "jobs" in report:
+        j = report["jobs"]
+        n = max(j["runs"], key=int)
+        lines.append(
+            f"suite {j['suite']}/{j['scale']}: --jobs {n} is {j['speedup']:.2f}x "
+            f"--jobs 1 ({j['runs']['1']['wall_s']:.1f}s -> {j['runs'][n]['wall_s']:.1f}s)"
+        )
+    return lines
+
+
+def _model_lines(entry: dict[str, Any]) -> list[str]:
+    lines = []
+    for r in entry["results"]:
+        tf = f", {r['tflops']:.3f} TFLOP/s" if r.get("tflops") else ""
+        lines.append(
+            f"{entry['model']:<20} {r['mode']:<5} {r['config']:<13} "
+            f"{r['examples_per_s']:>10.1f} examples/s (batch {r['batch_size']}){tf}"
+        )
+    if "data_pipeline" in entry:
+        p = entry["data_pipeline"]
+        head = p.get("headroom_vs_training")
+        lines.append(
+            f"{entry['model']:<20} data pipeline {p['examples_per_s']:.0f} examples/s"
+            + (f" ({head:.0f}x the fp32 training rate)" if head else "")
+        )
+    return lines
+
+
+def _overhead_lines(h: dict[str, Any]) -> list[str]:
+    lines = [
+        f"harness overhead ({h['model']}, {h['steps']} steps x {h['repeats']}): "
+        f"runner / plain loop = {h['ratio']:.3f} examples/s, best of each (target >= "
+        f"{h['target']}); median of pairs {h['median_pair_ratio']:.3f}, by CPU time "
+        f"{h['cpu_time_ratio']:.3f}"
+    ]
+    ops = h.get("ops_per_step")
+    if ops:
+        r, p = ops["runner"], ops["plain"]
+        lines.append(
+            f"ops per training step: runner {r['non_view_ops']:.0f} "
+            f"(+{r['ops'] - r['non_view_ops']:.0f} views), plain loop "
+            f"{p['non_view_ops']:.0f} (+{p['ops'] - p['non_view_ops']:.0f} views)"
+        )
+    return lines
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    from bench.records import atomic_write_text
+
+    atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False, default=str) + "\n")
