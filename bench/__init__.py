@@ -4,6 +4,7 @@ from bench.contract import LatentVariableModel
 from bench.data import DataInfo, DataSplits, TensorSplit
 from bench.errors import BenchError, StopRun
 from bench.hookspecs import hookimpl
+from bench.objectives import ScheduledObjective
 from bench.specs import (
     DatasetSpec,
     MetricSpec,
@@ -13,6 +14,9 @@ from bench.specs import (
     ObjectiveSpec,
     Param,
     ReporterSpec,
+    choice_param,
+    float_param,
+    int_param,
 )
 from bench.suites import Budget, EvalSettings, Group, Suite
 
@@ -34,8 +38,12 @@ __all__ = [
     "ObjectiveSpec",
     "Param",
     "ReporterSpec",
+    "ScheduledObjective",
     "StopRun",
     "Suite",
     "TensorSplit",
+    "choice_param",
+    "float_param",
     "hookimpl",
+    "int_param",
 ]

@@ -18,6 +18,7 @@ from platformdirs import user_cache_dir
 from torch import Tensor
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
+EVAL_BINARIZATION_SEED = 1234  # every model is scored on the same binarized pixels
 CACHE_DIR_ENV = "BENCH_CACHE_DIR"
 OFFLINE_ENV = "BENCH_OFFLINE"
 
@@ -106,10 +107,21 @@ class TensorSplit:
 
 @dataclass
 class DataInfo:
-    """What a model builder needs to know about a data set."""
+    """What a model builder needs to know about a data set; ``ModelSpec.build(info, ...)``
+    receives it.
 
-    kind: str  # "image" or "text"
-    shape: tuple[int, ...] = ()  # per-example tensor shape for images
+    Attributes:
+        kind: the data kind, matched against ``ModelSpec.kinds`` before anything trains:
+            ``"image"`` (tensor batches) or ``"text"`` (token batches); a plugin may introduce
+            its own kind for its own models.
+        shape: one example's tensor shape, e.g. ``(1, 28, 28)``; empty for text.
+        vocab_size: text: number of token ids, specials included.
+        pad_id, bos_id, eos_id: text: ids of padding, ``<s>`` and ``</s>``.
+        extra: anything else a data set wants its models to know (free-form).
+    """
+
+    kind: str
+    shape: tuple[int, ...] = ()
     vocab_size: int | None = None
     pad_id: int | None = None
     bos_id: int | None = None
@@ -119,7 +131,18 @@ class DataInfo:
 
 @dataclass
 class DataSplits:
-    """What a dataset loader returns: train, validation and test splits plus their info."""
+    """What a data set's ``load(data_dir, **params)`` returns.
+
+    Attributes:
+        info: what models need to know (:class:`DataInfo`).
+        train, valid, test: the splits, each a :class:`Split` (:class:`TensorSplit` for
+            tensors). Validation is used per epoch (early stopping, per-epoch metrics); reported
+            figures come from test. Evaluation splits should be fixed (binarized once), so
+            every model is scored on the same data.
+        num_classes: label classes when the splits carry labels (linear probe), else None.
+        notes: one line on the source and any deviation from the usual version; printed with
+            leaderboards.
+    """
 
     info: DataInfo
     train: Split
@@ -127,6 +150,81 @@ class DataSplits:
     test: Split
     num_classes: int | None = None
     notes: str = ""
+
+    @classmethod
+    def from_tensors(
+        cls,
+        info: DataInfo,
+        x: Tensor,
+        labels: Tensor | None = None,
+        *,
+        n_valid: int,
+        n_test: int = 0,
+        test_x: Tensor | None = None,
+        test_labels: Tensor | None = None,
+        seed: int = 0,
+        dynamic_binarization: bool = False,
+        num_classes: int | None = None,
+        notes: str = "",
+    ) -> DataSplits:
+        """Three :class:`TensorSplit` s from tensors, split at random with a seeded permutation.
+
+        Args:
+            info: the data set's :class:`DataInfo` (``shape`` is one example's shape).
+            x: ``[N, *shape]`` examples; for images, grey levels in [0, 1] or binary values.
+            labels: ``[N]`` class ids, or None for unlabelled data.
+            n_valid: examples drawn (without replacement) from ``x`` for validation.
+            n_test: examples drawn from ``x`` for the test split; must be 0 when ``test_x``
+                is given.
+            test_x, test_labels: a separate test set (``[M, *shape]``, ``[M]``) such as a data
+                set's official test split; then ``x`` holds training + validation examples.
+            seed: seeds the permutation, so the same seed always gives the same splits.
+            dynamic_binarization: ``x`` holds grey levels; training batches are resampled as
+                Bernoulli draws every time they are drawn, while the validation and test
+                splits are binarized once with fixed seeds (``EVAL_BINARIZATION_SEED`` and
+                ``+ 1``) so every model is scored on the same pixels.
+            num_classes, notes: copied to the result.
+
+        The permutation ``perm`` of ``range(N)`` gives validation ``perm[:n_valid]``, test
+        ``perm[n_valid:n_valid + n_test]`` and training the rest, each in permuted order.
+        """
+        from bench.errors import ConfigError
+
+        n = len(x)
+        if labels is not None and len(labels) != n:
+            raise ConfigError(f"labels has {len(labels)} entries for {n} examples")
+        if test_x is not None and n_test:
+            raise ConfigError("give n_test or test_x, not both")
+        if test_x is None and test_labels is not None:
+            raise ConfigError("test_labels needs test_x")
+        if test_x is None and n_test < 1:
+            raise ConfigError("the test split needs n_test >= 1 or a separate test_x")
+        if test_x is not None and test_labels is not None and len(test_labels) != len(test_x):
+            raise ConfigError(f"test_labels has {len(test_labels)} entries for {len(test_x)}")
+        if n_valid < 1 or n_test < 0 or n_valid + n_test >= n:
+            raise ConfigError(
+                f"cannot split {n} examples into {n_valid} validation and {n_test} test "
+                "examples and a non-empty training set"
+            )
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        parts = (perm[n_valid + n_test :], perm[:n_valid], perm[n_valid : n_valid + n_test])
+
+        def take(idx: Tensor, src: Tensor | None) -> Tensor | None:
+            return None if src is None else src[idx]
+
+        train, valid, test = (
+            TensorSplit(x[idx], take(idx, labels), dynamic_binarization) for idx in parts
+        )
+        if test_x is not None:
+            test = TensorSplit(test_x, test_labels, dynamic_binarization)
+        return cls(
+            info,
+            train,
+            valid.binarized(EVAL_BINARIZATION_SEED),
+            test.binarized(EVAL_BINARIZATION_SEED + 1),
+            num_classes,
+            notes,
+        )
 
     def to(self, device: torch.device | str) -> DataSplits:
         return DataSplits(
