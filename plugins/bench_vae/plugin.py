@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from bench import ModelSpec, Param, hookimpl
+from bench import ModelSpec, hookimpl, int_param
 from bench.data import DataInfo
 from bench_vae.mlp import MLPVAE
 
 MLP_PARAMS = {
-    "latent_dim": Param(20, 2, 64, step=1, help="latent dimensions"),
-    "hidden": Param(300, 64, 1024, log=True, step=1, help="hidden units per layer"),
-    "enc_layers": Param(2, 1, 3, step=1, help="encoder hidden layers"),
-    "dec_layers": Param(2, 1, 4, step=1, help="decoder hidden layers"),
+    "latent_dim": int_param(20, 2, 64, minimum=1, help="latent dimensions"),
+    "hidden": int_param(300, 64, 1024, minimum=1, log=True, help="hidden units per layer"),
+    "enc_layers": int_param(2, 1, 3, minimum=0, help="encoder hidden layers"),
+    "dec_layers": int_param(2, 1, 4, minimum=1, help="decoder hidden layers"),
 }
 
 
