@@ -1,17 +1,19 @@
 """An example third-party plugin: a Bernoulli VAE whose decoder is a single linear map.
 
-Nothing here is special to first-party code: it implements the model contract and registers
-through the public ``bench`` entry-point group.
+Nothing here is special to first-party code: it implements the model contract with the
+public blocks (:mod:`bench.blocks`, :mod:`bench.likelihoods`) and registers through the public
+``bench`` entry-point group.
 """
 
 from __future__ import annotations
 
 import math
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench import LatentVariableModel, ModelSpec, Param, hookimpl
+from bench import LatentVariableModel, ModelSpec, hookimpl, int_param
+from bench.blocks import MLPDecoder, MLPEncoder
+from bench.likelihoods import bernoulli_log_likelihood
 
 
 class LinearDecoderVAE(LatentVariableModel):
@@ -19,19 +21,14 @@ class LinearDecoderVAE(LatentVariableModel):
         super().__init__()
         self.latent_dim = latent_dim
         features = math.prod(shape)
-        self.encoder = nn.Sequential(
-            nn.Flatten(), nn.Linear(features, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent_dim)
-        )
-        self.decoder = nn.Linear(latent_dim, features)
+        self.encoder = MLPEncoder(features, hidden, 1, latent_dim, activation=nn.Tanh)
+        self.decoder = MLPDecoder(latent_dim, hidden, 0, features)  # no hidden layer: linear
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, logvar = self.encoder(x).chunk(2, dim=-1)
-        return mu, logvar
+        return self.encoder(x)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        logits = self.decoder(z)
-        target = x.flatten(1).expand_as(logits)
-        return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
+        return bernoulli_log_likelihood(self.decoder(z), x)
 
 
 @hookimpl
@@ -42,6 +39,9 @@ def register_models(register):
             lambda info, latent_dim, hidden: LinearDecoderVAE(info.shape, latent_dim, hidden),
             "example third-party model: MLP encoder, linear Bernoulli decoder",
             kinds=("image",),
-            params={"latent_dim": Param(8, 2, 32, step=1), "hidden": Param(64, 16, 256, step=1)},
+            params={
+                "latent_dim": int_param(8, 2, 32, minimum=1, help="latent dimensions"),
+                "hidden": int_param(64, 16, 256, minimum=1, help="encoder hidden units"),
+            },
         )
     )
