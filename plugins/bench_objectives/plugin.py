@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from bench import Objective, ObjectiveSpec, Param, hookimpl
+from bench import Objective, ObjectiveSpec, ScheduledObjective, float_param, hookimpl
 
 
-class Elbo(Objective):
-    """-ELBO with an optional KL weight schedule: -log p(x|z) + beta(step) * KL."""
-
-    def __call__(self, log_px: Tensor, kl: Tensor, step: int) -> Tensor:
-        return (-log_px + self.beta(step) * kl.sum(-1)).mean()
+class Elbo(ScheduledObjective):
+    """-ELBO: -log p(x|z) + KL, batch mean (β = 1 at every step)."""
 
 
-class LinearAnneal(Elbo):
-    """beta rises linearly from ``beta0`` to 1 over ``steps`` optimizer steps (KL warm-up)."""
+class LinearAnneal(ScheduledObjective):
+    """β rises linearly from ``beta0`` to 1 over ``epochs`` epochs (KL warm-up), then stays 1."""
 
-    def __init__(self, beta0: float, steps: int) -> None:
+    def __init__(self, steps_per_epoch: int, beta0: float, epochs: float) -> None:
+        super().__init__(steps_per_epoch)
         self.beta0 = beta0
-        self.steps = max(1, steps)
+        self.steps = max(1, round(epochs * steps_per_epoch))
 
     def beta(self, step: int) -> float:
         return min(1.0, self.beta0 + (1.0 - self.beta0) * step / self.steps)
@@ -37,21 +35,21 @@ class FreeBits(Objective):
         return -log_px.mean() + kl_dims.sum()
 
 
-def _anneal(steps_per_epoch: int, beta0: float, epochs: float) -> Objective:
-    return LinearAnneal(beta0, round(epochs * steps_per_epoch))
-
-
 @hookimpl
 def register_objectives(register):
-    register(ObjectiveSpec("elbo", lambda steps_per_epoch: Elbo(), "plain ELBO (beta = 1)"))
+    register(ObjectiveSpec("elbo", Elbo, "plain ELBO (beta = 1)"))
     register(
         ObjectiveSpec(
             "kl-anneal",
-            _anneal,
+            LinearAnneal,
             "linear KL warm-up: beta from beta0 to 1 over `epochs` epochs",
             params={
-                "beta0": Param(0.1, 0.0, 1.0, help="initial KL weight"),
-                "epochs": Param(10.0, 0.5, 50.0, help="warm-up length in epochs"),
+                "beta0": float_param(
+                    0.1, 0.0, 1.0, minimum=0.0, maximum=1.0, help="initial KL weight"
+                ),
+                "epochs": float_param(
+                    10.0, 0.5, 50.0, minimum=0.0, help="warm-up length in epochs"
+                ),
             },
         )
     )
@@ -60,6 +58,8 @@ def register_objectives(register):
             "free-bits",
             lambda steps_per_epoch, lam: FreeBits(lam),
             "free bits: per-dimension KL floor lambda (nats), batch-averaged",
-            params={"lam": Param(0.5, 0.0, 2.0, help="per-dimension KL target, nats")},
+            params={
+                "lam": float_param(0.5, 0.0, 2.0, minimum=0.0, help="per-dimension KL target, nats")
+            },
         )
     )
