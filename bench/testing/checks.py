@@ -278,7 +278,8 @@ def _check_reaches(
     if not any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params):
         report.add("encode(x)", "a result that depends on the model's parameters", "none")
     model.zero_grad(set_to_none=True)
-    z = torch.randn(1, len(batch), model.latent_dim, generator=g, device=params[0].device)
+    p0 = params[0]
+    z = torch.randn(1, len(batch), model.latent_dim, generator=g, device=p0.device, dtype=p0.dtype)
     model.log_likelihood(batch, z).sum().backward()
     if not any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params):
         report.add("log_likelihood(x, z)", "a result that depends on the parameters", "none")
