@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench import LatentVariableModel
 from bench.errors import ConfigError
+from bench.likelihoods import bernoulli_log_likelihood
 from bench_pixelcnn.pixelcnn import GatedPixelCNN
 
 # The SA-VAE / lagging-encoder Omniglot decoder: 12 layers, kernels shrinking from 9 to 3.
@@ -130,8 +130,7 @@ class PixelCNNVAE(LatentVariableModel):
         k, b, d = z.shape
         xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
         logits = self.logits(xk, z.reshape(k * b, d))
-        nll = F.binary_cross_entropy_with_logits(logits, xk, reduction="none")
-        return -nll.flatten(1).sum(-1).view(k, b)
+        return bernoulli_log_likelihood(logits.view(k, b, *x.shape[1:]), x)
 
     def decode_mean(self, z: Tensor) -> Tensor | None:
         # The mean of an autoregressive p(x|z) has no closed form; grids use sample() instead.
