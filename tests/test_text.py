@@ -17,6 +17,7 @@ from bench.data import DataInfo
 from bench.errors import DataError
 from bench.evaluation import EvalContext
 from bench.suites import EvalSettings
+from bench.testing import check_model
 from tests.conftest import SHARED_DATA
 
 SENTENCES = [
@@ -120,16 +121,14 @@ def test_padding_is_masked_out_of_the_likelihood(vocab, split):
 
 
 @pytest.mark.parametrize("budget", [None, 40])
-def test_k_sample_likelihood_equals_loop_over_samples(vocab, split, monkeypatch, budget):
-    if budget is not None:  # force the sliced path used for large K * B
+@pytest.mark.parametrize("skip", [False, True])
+def test_models_keep_the_contract(vocab, split, monkeypatch, budget, skip):
+    """bench.testing's check: shapes for K = 1 and K > 1 with each sample scored as if alone
+    (also on the sliced path used for large K * B), num_tokens, no host reads, gradients."""
+    if budget is not None:
         monkeypatch.setattr(lstm, "LOGIT_BUDGET", budget * len(vocab))
-    model = tiny_model(len(vocab), skip=True, layers=2)
-    x = next(split.batches(len(split)))[0]
-    z = torch.randn(5, len(x), model.latent_dim)
-    together = model.log_likelihood(x, z)
-    loop = torch.cat([model.log_likelihood(x, z[k : k + 1]) for k in range(5)])
-    assert together.shape == (5, len(x))
-    torch.testing.assert_close(together, loop, rtol=1e-5, atol=1e-4)
+    model = tiny_model(len(vocab), skip=skip, layers=2)
+    check_model(model, next(split.batches(len(split)))[0], samples=5)
 
 
 @pytest.mark.parametrize("layers", [1, 2])

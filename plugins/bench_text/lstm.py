@@ -9,10 +9,10 @@ and to the input of every decoder layer after the first.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench import LatentVariableModel
+from bench.likelihoods import categorical_log_likelihood
 from bench_text.batching import TokenBatch
 
 # Logit elements ([rows, L, V]) decoded at once in log_likelihood: bounds the memory of an
@@ -132,20 +132,13 @@ class LSTMVAE(LatentVariableModel):
         if k * b <= rows:
             # The common training case: no gather of the shared embeddings and targets.
             emb, targets, mask = emb.repeat(k, 1, 1), targets.repeat(k, 1), mask.repeat(k, 1)
-            return -(self._token_nll(emb, flat_z, targets) * mask).sum(-1).view(k, b)
+            return categorical_log_likelihood(self.decoder(emb, flat_z), targets, mask).view(k, b)
         out = []
         for start in range(0, k * b, rows):
             sel = torch.arange(start, min(start + rows, k * b), device=z.device) % b
-            nll = self._token_nll(emb[sel], flat_z[start : start + rows], targets[sel])
-            out.append(-(nll * mask[sel]).sum(-1))
+            logits = self.decoder(emb[sel], flat_z[start : start + rows])  # [R, T, V]
+            out.append(categorical_log_likelihood(logits, targets[sel], mask[sel]))
         return torch.cat(out).view(k, b)
-
-    def _token_nll(self, emb: Tensor, z: Tensor, targets: Tensor) -> Tensor:
-        """``[R, T]`` -log p of each target; padding positions are scored and masked later."""
-        logits = self.decoder(emb, z)  # [R, T, V]
-        # Flattened to 2-D: log-softmax over a contiguous last dimension, no transposed copy.
-        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-        return nll.view(targets.shape)
 
     def num_tokens(self, x: TokenBatch) -> Tensor:
         return x.num_tokens()
