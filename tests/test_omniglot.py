@@ -10,6 +10,7 @@ from bench_datasets import omniglot
 from bench import plugins
 from bench.data import data_dir
 from bench.errors import ConfigError, DataError
+from bench.testing import check_dataset
 
 
 def _fake_source(first: int, n_chars: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -37,6 +38,8 @@ def fake_data(tmp_path, monkeypatch):
 
 
 def test_split_by_drawer_with_strokes_as_ones(fake_data):
+    check_dataset(plugins.registries().datasets.get("omniglot"), fake_data, n_valid=10)
+    check_dataset(omniglot.load_omniglot(fake_data, n_valid=10, labels=True))
     splits = omniglot.load_omniglot(fake_data, n_valid=10, labels=True)
     assert splits.info.shape == (1, 28, 28)
     assert len(splits.train) + len(splits.valid) == 5 * 15

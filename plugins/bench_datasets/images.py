@@ -18,42 +18,6 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-EVAL_BINARIZATION_SEED = 1234  # every model is scored on the same binarized pixels
-
-
-def _split_train_valid(
-    x: torch.Tensor, y: torch.Tensor | None, n_valid: int, seed: int = 0
-) -> tuple[TensorSplit, TensorSplit]:
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    tr, va = perm[n_valid:], perm[:n_valid]
-    return (
-        TensorSplit(x[tr], None if y is None else y[tr], dynamic_binarization=True),
-        TensorSplit(x[va], None if y is None else y[va], dynamic_binarization=True),
-    )
-
-
-def dynamic_splits(
-    info: DataInfo,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor | None,
-    test_x: torch.Tensor,
-    test_y: torch.Tensor | None,
-    n_valid: int,
-    num_classes: int | None,
-    notes: str,
-) -> DataSplits:
-    """Grey-level images in [0, 1]: training is resampled each batch; validation and test get
-    one fixed binarization."""
-    train, valid = _split_train_valid(train_x, train_y, n_valid)
-    test = TensorSplit(test_x, test_y, dynamic_binarization=True)
-    return DataSplits(
-        info,
-        train,
-        valid.binarized(EVAL_BINARIZATION_SEED),
-        test.binarized(EVAL_BINARIZATION_SEED + 1),
-        num_classes,
-        notes,
-    )
 
 
 def load_digits(data_dir: Path) -> DataSplits:
@@ -65,15 +29,16 @@ def load_digits(data_dir: Path) -> DataSplits:
     y = torch.tensor(bunch.target, dtype=torch.long)
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     x, y = x[perm], y[perm]
-    return dynamic_splits(
+    return DataSplits.from_tensors(
         DataInfo("image", (1, 8, 8)),
         x[:1497],
         y[:1497],
-        x[1497:],
-        y[1497:],
-        297,
-        10,
-        "sklearn digits, grey levels / 16, dynamically binarized",
+        n_valid=297,
+        test_x=x[1497:],
+        test_labels=y[1497:],
+        dynamic_binarization=True,
+        num_classes=10,
+        notes="sklearn digits, grey levels / 16, dynamically binarized",
     )
 
 
@@ -122,15 +87,16 @@ def _read_mnist(data_dir: Path) -> tuple[torch.Tensor, ...]:
 
 def load_mnist(data_dir: Path) -> DataSplits:
     tx, ty, sx, sy = _read_mnist(data_dir)
-    return dynamic_splits(
+    return DataSplits.from_tensors(
         DataInfo("image", (1, 28, 28)),
         tx,
         ty,
-        sx,
-        sy,
-        10000,
-        10,
-        "MNIST, dynamically binarized each batch; 10k validation carved from train",
+        n_valid=10000,
+        test_x=sx,
+        test_labels=sy,
+        dynamic_binarization=True,
+        num_classes=10,
+        notes="MNIST, dynamically binarized each batch; 10k validation carved from train",
     )
 
 

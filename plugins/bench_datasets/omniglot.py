@@ -23,7 +23,6 @@ import torch.nn.functional as F
 
 from bench.data import DataInfo, DataSplits, cache_dir
 from bench.errors import ConfigError, DataError
-from bench_datasets.images import dynamic_splits
 
 SOURCE_FILES = ("images_background.npz", "images_evaluation.npz")
 SIZE = 28
@@ -109,15 +108,16 @@ def load_omniglot(data_dir: Path, n_valid: int = DEFAULT_VALID, labels: bool = F
         char = torch.from_numpy(ids).long()
         train_y = char.repeat_interleave(TRAIN_DRAWERS)
         test_y = char.repeat_interleave(DRAWERS - TRAIN_DRAWERS)
-    return dynamic_splits(
+    return DataSplits.from_tensors(
         DataInfo("image", (1, SIZE, SIZE)),
         train_x,
         train_y,
-        test_x,
-        test_y,
-        n_valid,
-        n_chars if labels else None,
-        f"Omniglot 28x28 from the 105x105 originals (area resize), drawers 0-14 train / 15-19 "
-        f"test of all {n_chars} characters, {n_valid} validation images from train; a stand-in "
-        "for Burda et al.'s chardata.mat (24,345 / 8,070), not its pixels",
+        n_valid=n_valid,
+        test_x=test_x,
+        test_labels=test_y,
+        dynamic_binarization=True,
+        num_classes=n_chars if labels else None,
+        notes=f"Omniglot 28x28 from the 105x105 originals (area resize), drawers 0-14 train / "
+        f"15-19 test of all {n_chars} characters, {n_valid} validation images from train; a "
+        "stand-in for Burda et al.'s chardata.mat (24,345 / 8,070), not its pixels",
     )
