@@ -25,7 +25,13 @@ from bench.suites import Group, Suite
 ENTRY_POINT_GROUP = "bench"
 DISABLE_ENV = "BENCH_DISABLE_PLUGINS"
 BUILTIN_DISTRIBUTION = "collapse-bench (built-in)"
-BUILTIN_PLUGINS = ("bench.reporters", "bench.plots", "bench.tune", "bench.throughput")
+BUILTIN_PLUGINS = (
+    "bench.reporters",
+    "bench.plots",
+    "bench.tune",
+    "bench.throughput",
+    "bench.scaffold",
+)
 
 _pm: pluggy.PluginManager | None = None
 _registries: Registries | None = None
