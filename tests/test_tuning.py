@@ -114,6 +114,11 @@ def test_search_space_comes_from_params_and_is_narrowed_by_suite_and_file(tiny, 
     space_file.write_text("[model]\nlatent_dims = 4\n")
     with pytest.raises(ConfigError, match="did you mean 'latent_dim'"):
         check_space(load_space_file(space_file), [target], "space.toml")
+    # Neither a range nor a fixed value may leave a parameter's validity bounds.
+    for text in ("latent_dim = { low = 0, high = 8 }", "latent_dim = -3"):
+        space_file.write_text(f"[model]\n{text}\n")
+        with pytest.raises(ConfigError, match=r"--space: model.latent_dim: must be >= 1"):
+            search_space(target, load_space_file(space_file))
 
 
 # ---- tuning, pruning, tuned leaderboards -----------------------------------------------------

@@ -208,12 +208,16 @@ def _dimension(
     if name in overrides:
         value = overrides[name]
         if not isinstance(value, dict):
+            p.check(value, f"--space: {where}")
             return Dimension(where, value=value)
         if "choices" in value:
             value = {**value, "choices": tuple(value["choices"])}
         p = dataclasses.replace(p, **value)
         if "choices" not in value:
             p = dataclasses.replace(p, choices=None)
+        # A range may not reach values the parameter rejects (its validity bounds).
+        for bound in (p.low, p.high, *(p.choices or ())):
+            p.check(bound, f"--space: {where}")
     elif section == "budget":
         return Dimension(where, value=getattr(cell.budget, name))
     elif name in explicit:  # the suite chose this value: keep it
