@@ -18,14 +18,26 @@ from bench.suites import EvalSettings
 
 @dataclass
 class PosteriorPass:
-    """Per-example results of one pass over a split (all on the CPU, float32)."""
+    """Per-example results of one pass over a split of N examples, D latent dimensions (all on
+    the CPU, float32, in the split's unshuffled order).
 
-    mu: Tensor  # [N, D]
-    logvar: Tensor  # [N, D]
-    log_px: Tensor  # [N] log p(x|z) at one posterior sample
-    kl: Tensor  # [N, D] analytic KL per dimension
+    Attributes:
+        mu: ``[N, D]`` posterior means.
+        logvar: ``[N, D]`` posterior log-variances.
+        log_px: ``[N]`` log p(x|z) at one sample z ~ q(z|x).
+        kl: ``[N, D]`` analytic KL(q(z|x) || N(0, I)) per example and dimension; the
+            per-example KL is ``kl.sum(-1)``, the per-dimension average ``kl.mean(0)``.
+        labels: ``[N]`` class ids, or None for unlabelled splits.
+        tokens: ``[N]`` predicted units per example when the model defines ``num_tokens``,
+            else None.
+    """
+
+    mu: Tensor
+    logvar: Tensor
+    log_px: Tensor
+    kl: Tensor
     labels: Tensor | None
-    tokens: Tensor | None  # [N] predicted units per example, when the model defines them
+    tokens: Tensor | None
 
 
 @torch.no_grad()
@@ -66,8 +78,22 @@ def posterior_pass(
 
 @dataclass
 class EvalContext:
-    """Handed to every metric. ``split`` is the evaluation split (validation per epoch, test at
-    the end); ``train`` is there for metrics that fit something (the linear probe)."""
+    """Handed to every metric's ``compute``.
+
+    Attributes:
+        model: the model in evaluation mode, on ``device``.
+        split: the evaluation split: validation after each epoch (``per_epoch`` metrics),
+            test at the end.
+        settings: the cell's estimator settings (K, batch size, AU threshold...).
+        device: where the model and the split live.
+        seed: the run's seed; :meth:`generator` derives each metric's randomness from it.
+        train: the training split, for metrics that fit something (the linear probe), or None.
+        log_likelihood: the harness's replacement for ``model.log_likelihood`` (autocast or
+            compiled), or None.
+
+    :attr:`posterior` and :meth:`iw_log_likelihood` are computed once and shared by every
+    metric of the evaluation.
+    """
 
     model: LatentVariableModel
     split: Split
@@ -84,6 +110,7 @@ class EvalContext:
 
     @property
     def posterior(self) -> PosteriorPass:
+        """One pass over ``split`` (cached): posterior parameters, one-sample log p(x|z), KL."""
         if "posterior" not in self._cache:
             self._cache["posterior"] = posterior_pass(
                 self.model,
@@ -96,6 +123,7 @@ class EvalContext:
 
     @property
     def train_posterior(self) -> PosteriorPass:
+        """The same pass over the first ``settings.probe_train_size`` training examples."""
         if self.train is None:
             raise ValueError("this evaluation has no training split")
         if "train_posterior" not in self._cache:
