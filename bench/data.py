@@ -176,14 +176,16 @@ class DataSplits:
             n_valid: examples drawn (without replacement) from ``x`` for validation.
             n_test: examples drawn from ``x`` for the test split; must be 0 when ``test_x``
                 is given.
-            test_x, test_labels: a separate test set (``[M, *shape]``, ``[M]``) such as a data
-                set's official test split; then ``x`` holds training + validation examples.
+            test_x: a separate test set ``[M, *shape]``, such as a data set's official test
+                split; then ``x`` holds training and validation examples only.
+            test_labels: ``[M]`` labels of ``test_x``.
             seed: seeds the permutation, so the same seed always gives the same splits.
             dynamic_binarization: ``x`` holds grey levels; training batches are resampled as
                 Bernoulli draws every time they are drawn, while the validation and test
                 splits are binarized once with fixed seeds (``EVAL_BINARIZATION_SEED`` and
                 ``+ 1``) so every model is scored on the same pixels.
-            num_classes, notes: copied to the result.
+            num_classes: copied to the result (set it when there are labels).
+            notes: copied to the result.
 
         The permutation ``perm`` of ``range(N)`` gives validation ``perm[:n_valid]``, test
         ``perm[n_valid:n_valid + n_test]`` and training the rest, each in permuted order.

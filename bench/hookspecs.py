@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 PROJECT = "bench"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+"""Marks a plugin's hook implementations: ``@bench.hookimpl`` on a function named after one of
+the hooks below (pluggy's ``HookimplMarker("bench")``)."""
 
 
 @hookspec
