@@ -76,9 +76,16 @@ def test_site_builds_strict_and_its_reference_covers_every_public_name(tmp_path)
         ]
     assert not missing, f"public names missing from the reference: {missing}"
     import bench
+    from bench import plugins
 
     top = (DOCS / "reference" / "bench.md").read_text()
     assert not [n for n in bench.__all__ if f"`bench.{n}`" not in top]
+    # The registered-items page is generated: every first-party model with its parameters.
+    registry = (site / "registry" / "index.html").read_text()
+    for spec in plugins.registries().models:
+        if spec.distribution.startswith("collapse-bench"):
+            assert f'<h3 id="{spec.name}">' in registry
+            assert all(f"<code>{p}</code>" in registry for p in spec.params)
 
 
 def test_every_module_with_a_page_is_in_the_nav():
