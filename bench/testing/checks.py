@@ -160,6 +160,14 @@ def check_model(
     - in training mode, the negative ELBO backpropagates to finite gradients, reaching the
       parameters of both ``encode`` and ``log_likelihood``.
 
+    Args:
+        model: the model, on the batch's device.
+        batch: one batch ``x`` as the model's data set yields it.
+        samples: K for the K-sample checks (> 1).
+        rtol: relative tolerance of "sample k scored alone equals row k".
+        atol: absolute tolerance of the same.
+        seed: seeds the posterior samples.
+
     Raises:
         ContractError: listing every violation.
     """
@@ -303,6 +311,13 @@ def check_objective(
     - it reads nothing back to the host (see :class:`HostReads`);
     - ``beta(step)`` is a finite, non-negative Python number.
 
+    Args:
+        objective: the built objective.
+        batch_size: B of the random ``log_px`` and ``kl`` it is called with.
+        latent_dim: D of ``kl``.
+        steps: the steps it is called at.
+        seed: seeds the random inputs.
+
     Raises:
         ContractError: listing every violation.
     """
@@ -364,7 +379,17 @@ def check_metric(
     - its settings are a JSON-serialisable dict (they are written to run records);
     - a second computation with the same seed gives the same value (runs are reproducible).
 
-    ``settings`` defaults to small estimator settings (K = 5). Returns the value.
+    Args:
+        spec: the metric's registered spec.
+        model: a model keeping the contract (trained or not).
+        split: the evaluation split, e.g. a fixture's ``test``.
+        settings: estimator settings; small ones (K = 5) by default.
+        train: the training split, for metrics that fit on it (the linear probe).
+        device: where ``model`` and ``split`` live.
+        seed: the run seed the context derives its generators from.
+
+    Returns:
+        The metric's value.
 
     Raises:
         ContractError: listing every violation.
@@ -444,7 +469,14 @@ def check_dataset(
     - the validation and test splits give the same batches every time (fixed evaluation data:
       no per-batch binarization there).
 
-    Returns the splits.
+    Args:
+        dataset: a registered spec (loaded here) or splits already loaded.
+        data_dir: the folder a spec's loader reads from (default: the working folder).
+        batch_size: the batch size the batches are drawn with.
+        **params: the loader's parameters, over its defaults.
+
+    Returns:
+        The splits.
 
     Raises:
         ContractError: listing every violation.
