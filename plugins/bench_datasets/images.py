@@ -100,10 +100,47 @@ def load_mnist(data_dir: Path) -> DataSplits:
     )
 
 
+MAT_HEADER = b"MATLAB"  # MATLAB v5 files open with a text header naming the format
+AMAT_TEXT_BYTES = frozenset(b"01 \t\r\n")
+
+
+def read_amat(path: Path, features: int = 784) -> np.ndarray:
+    """One ``.amat`` file of binarized MNIST as ``[N, features]`` float32 in {0, 1}.
+
+    Two forms carry this name: Larochelle's original text files (one image a line, pixels as
+    space-separated ``0``/``1``) and MATLAB v5 files holding an ``X`` array (the copy in the
+    shared data folder). The form is read from the file's first bytes, not its suffix.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAT_HEADER))
+    if head == MAT_HEADER:
+        from scipy.io import loadmat
+
+        x = np.asarray(loadmat(str(path))["X"], dtype=np.float32)
+    else:
+        raw = path.read_bytes()
+        if AMAT_TEXT_BYTES.issuperset(raw):
+            # Single-digit tokens: the digits themselves are the pixels (fast, no parsing).
+            codes = np.frombuffer(raw, dtype=np.uint8)
+            x = (codes[(codes == 48) | (codes == 49)] - 48).astype(np.float32)
+            lines = sum(1 for line in raw.splitlines() if line.strip())
+            if lines == 0 or x.size != lines * features:
+                raise DataError(
+                    f"{path}: expected {features} pixels on each of {lines} lines, "
+                    f"read {x.size} in all"
+                )
+            x = x.reshape(lines, features)
+        else:
+            x = np.loadtxt(path, dtype=np.float32, ndmin=2)
+    if x.ndim != 2 or x.shape[1] != features:
+        raise DataError(f"{path}: expected images of {features} pixels, got shape {x.shape}")
+    if not np.isin(x, (0.0, 1.0)).all():
+        raise DataError(f"{path}: pixels must be 0 or 1 (a statically binarized data set)")
+    return x
+
+
 def load_mnist_static(data_dir: Path) -> DataSplits:
     """Statically binarized MNIST (Larochelle's 50k/10k/10k split), no labels."""
-    from scipy.io import loadmat
-
     folder = data_dir / "binarized_mnist"
     arrays = {}
     for split in ("train", "valid", "test"):
@@ -113,14 +150,13 @@ def load_mnist_static(data_dir: Path) -> DataSplits:
                 f"statically binarized MNIST not found: {path} is missing; put "
                 "binarized_mnist_{train,valid,test}.amat there or set --data-dir / BENCH_DATA_DIR"
             )
-        # The files are MATLAB v5 despite the .amat suffix (see the data README).
-        x = np.asarray(loadmat(str(path))["X"], dtype=np.float32).reshape(-1, 1, 28, 28)
-        arrays[split] = torch.from_numpy(x)
+        arrays[split] = torch.from_numpy(read_amat(path).reshape(-1, 1, 28, 28))
     return DataSplits(
         DataInfo("image", (1, 28, 28)),
         TensorSplit(arrays["train"]),
         TensorSplit(arrays["valid"]),
         TensorSplit(arrays["test"]),
         None,
-        "statically binarized MNIST, 50k / 10k / 10k, unlabelled",
+        "statically binarized MNIST (binarized_mnist/*.amat), 50k / 10k / 10k, unlabelled; one "
+        "fixed binarization for every split, as in the skip-VAE reference",
     )
