@@ -1,10 +1,11 @@
-"""Training objectives: the ELBO, linear KL annealing and free bits."""
+"""Training objectives: the ELBO, linear KL annealing, free bits and the reference warm-up."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
 from bench import Objective, ObjectiveSpec, ScheduledObjective, float_param, hookimpl
+from bench_objectives import reference
 
 
 class Elbo(ScheduledObjective):
@@ -60,6 +61,22 @@ def register_objectives(register):
             "free bits: per-dimension KL floor lambda (nats), batch-averaged",
             params={
                 "lam": float_param(0.5, 0.0, 2.0, minimum=0.0, help="per-dimension KL target, nats")
+            },
+        )
+    )
+    register(
+        ObjectiveSpec(
+            "kl-anneal-ref",
+            reference.ReferenceWarmup,
+            "KL warm-up as the skip-VAE reference code runs it: beta starts at beta0 and gains "
+            "1/(epochs x steps per epoch) before every step, reaching 1 after (1 - beta0) x epochs",
+            params={
+                "beta0": float_param(
+                    0.1, 0.0, 1.0, minimum=0.0, maximum=1.0, help="initial KL weight"
+                ),
+                "epochs": float_param(
+                    10.0, 0.5, 50.0, minimum=0.0, help="warm-up epochs W (β = 1 at (1 - β0) W)"
+                ),
             },
         )
     )

@@ -33,3 +33,21 @@ def ppl(ctx: EvalContext) -> MetricValue:
             "convention": "tokens include </s>",
         },
     )
+
+
+def ppl_bound(ctx: EvalContext) -> MetricValue:
+    """The paper's perplexity bound: exp(sum of -ELBO / sum of tokens), one z sample per
+    sentence (the skip-VAE reference's ``ppl_bound_vae``, train_text_skip.py line 378)."""
+    p = ctx.posterior
+    if p.tokens is None:
+        return MetricValue(None, {"skipped": "model defines no tokens"})  # type: ignore[arg-type]
+    neg_elbo = -p.log_px + p.kl.sum(-1)
+    return MetricValue(
+        perplexity(neg_elbo, p.tokens),
+        {
+            "z_samples": 1,
+            "n": len(neg_elbo),
+            "tokens": int(p.tokens.sum()),
+            "convention": "tokens include </s>",
+        },
+    )

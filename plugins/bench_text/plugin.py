@@ -9,7 +9,7 @@ from bench import Budget, DatasetSpec, EvalSettings, Group, MetricSpec, ModelSpe
 from bench.data import DataInfo
 from bench_text import corpus
 from bench_text.lstm import LSTMVAE
-from bench_text.metrics import PPL_CONVENTION, ppl
+from bench_text.metrics import PPL_CONVENTION, ppl, ppl_bound
 
 TEXT_PARAMS = {
     "max_len": Param(None, 1, 1000, step=1, help="drop examples with more words than this"),
@@ -122,6 +122,15 @@ def register_models(register):
 def register_metrics(register):
     register(
         MetricSpec("ppl", ppl, "min", f"perplexity from the IW-NLL: {PPL_CONVENTION}", label="PPL")
+    )
+    register(
+        MetricSpec(
+            "ppl_bound",
+            ppl_bound,
+            "min",
+            "the paper's perplexity bound: exp(sum of -ELBO / sum of tokens), one z per sentence",
+            label="PPL bound",
+        )
     )
 
 
