@@ -6,7 +6,8 @@ import pytest
 import torch
 from bench_pixelcnn.grids import RECON_FILE, SAMPLES_FILE
 from bench_pixelcnn.model import SAVAE_KERNELS, PixelCNNVAE
-from bench_pixelcnn.plugin import CPU, MODELS, SWEEP
+from bench_pixelcnn.plugin import CPU, MODELS, REF_MODELS, SWEEP
+from bench_pixelcnn.reference import ReferencePixelCNNVAE
 
 from bench import plugins
 from bench.data import DataInfo
@@ -185,25 +186,26 @@ def _pixelcnn_cells():
             if not suite.groups.get(scale):
                 continue
             _, cells = select_cells(suite, scale)
-            out += [c for c in cells if c.model in MODELS]
+            out += [c for c in cells if c.model in MODELS + REF_MODELS]
     return out
 
 
 def test_every_pixelcnn_cell_validates_and_builds():
     cells = _pixelcnn_cells()
-    assert {c.dataset for c in cells} >= {"digits", "mnist", "omniglot"}
+    assert {c.dataset for c in cells} >= {"digits", "mnist", "mnist-static", "omniglot"}
     validate_cells(cells)
     paper = [c for c in cells if c.scale == "paper" and c.suite == "collapse"]
-    assert {(c.dataset, c.model, c.objective) for c in paper} == {
-        (d, m, o)
-        for d in ("mnist", "omniglot")
-        for m in MODELS
-        for o in ("elbo", "kl-anneal", "free-bits")
+    assert {(c.dataset, c.model, c.objective, c.seed) for c in paper} == {
+        (d, m, o, s)
+        for d in ("mnist-static", "omniglot")
+        for m in REF_MODELS
+        for o in ("elbo", "kl-anneal-ref", "free-bits")
+        for s in (0, 1, 2)
     }
     for c in paper:
         b = c.budget
         assert (b.lr, b.batch_size, b.grad_clip, b.epochs) == (1e-3, 50, 5.0, 100)
-        assert b.patience and c.eval.iw_samples == 500
+        assert b.patience is None and c.eval.iw_samples == 500  # all epochs, best kept
     seen = set()
     for c in cells:
         key = tuple(sorted((k, str(v)) for k, v in c.model_params.items()))
@@ -213,7 +215,7 @@ def test_every_pixelcnn_cell_validates_and_builds():
         shape = (1, 8, 8) if c.dataset == "digits" else (1, 28, 28)
         data = type("D", (), {"info": DataInfo("image", shape)})()
         model = build_model(c, data, torch.device("cpu"))
-        assert isinstance(model, PixelCNNVAE)
+        assert isinstance(model, ReferencePixelCNNVAE if c.model in REF_MODELS else PixelCNNVAE)
 
 
 def test_smoke_cell_trains_and_writes_grids(tmp_path):

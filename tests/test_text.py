@@ -269,30 +269,47 @@ def test_real_ptb_sizes_and_vocabulary(tmp_path, monkeypatch):
 # ---- registration and the suite -------------------------------------------------------------
 
 
-def test_registered_items_and_collapse_rows(fresh_plugins):
+def test_registered_items_and_collapse_rows(fresh_plugins, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))  # no Yahoo training file here
     regs = plugins.registries()
     for name in ("ptb", "yahoo", "yahoo-valid-train", "text-synthetic"):
         assert regs.datasets.get(name).kind == "text"
     assert regs.models.get("lstm-skip-vae").kinds == ("text",)
+    assert regs.models.get("lstm-skip-vae-ref").kinds == ("text",)
     assert regs.metrics.get("ppl").direction == "min"
     assert "</s>" in regs.metrics.get("ppl").description
     suite = regs.suites.get("collapse")
     text = {
         scale: [g for g in suite.groups[scale] if g.plugin == "text"]
-        for scale in ("smoke", "quick", "paper")
+        for scale in ("smoke", "quick", "paper", "paper-yahoo-small")
     }
     assert all(text.values())
     assert text["smoke"][0].datasets == ("text-synthetic",)
     assert {d for g in text["quick"] for d in g.datasets} == {"ptb"}
     paper = {d: g for g in text["paper"] for d in g.datasets}
-    assert set(paper) == {"ptb", "yahoo-valid-train"}
-    for g in paper.values():
+    assert set(paper) == {"ptb"}  # Yahoo without its 100k training file leaves `paper`...
+    small = {d: g for g in text["paper-yahoo-small"] for d in g.datasets}
+    assert set(small) == {"yahoo-valid-train"}  # ...for a scale that says what it is
+    for g in [*paper.values(), *small.values()]:
         b = g.budget
-        assert (b.optimizer, b.lr, b.grad_clip, b.epochs) == ("sgd", 1.0, 5.0, 30)
-        assert (b.lr_decay, b.lr_decay_after) == (0.5, 15)
-        assert g.objective_params["kl-anneal"] == {"beta0": 0.1, "epochs": 10.0}
-        assert set(g.models) == {"lstm-vae", "lstm-skip-vae"}
-        assert set(g.objectives) == {"elbo", "kl-anneal", "free-bits"}
+        assert (b.optimizer, b.lr, b.grad_clip, b.epochs, b.batch_size) == ("sgd", 1.0, 5.0, 30, 32)
+        assert (b.lr_decay, b.lr_decay_after, b.lr_decay_sticky, b.min_lr) == (0.5, 15, True, 0.03)
+        assert b.max_decays is None
+        assert g.objective_params["kl-anneal-ref"] == {"beta0": 0.1, "epochs": 10.0}
+        assert set(g.models) == {"lstm-vae-ref", "lstm-skip-vae-ref"}
+        assert set(g.objectives) == {"elbo", "kl-anneal-ref", "free-bits"}
+        assert g.seeds == (0, 1, 2)
+
+
+def test_paper_uses_full_yahoo_when_its_training_file_is_there(
+    fresh_plugins, tmp_path, monkeypatch
+):
+    write_lines(tmp_path / "yahoo" / "train.txt", ["a b c"])
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
+    suite = plugins.registries().suites.get("collapse")
+    paper = {d for g in suite.groups["paper"] if g.plugin == "text" for d in g.datasets}
+    assert paper == {"ptb", "yahoo"}
+    assert [g.datasets for g in suite.groups["paper-yahoo-small"]] == [("yahoo-valid-train",)]
 
 
 def test_synthetic_suite_trains_end_to_end(tmp_path, monkeypatch, fresh_plugins):

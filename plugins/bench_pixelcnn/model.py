@@ -3,7 +3,7 @@ with a per-pixel Bernoulli likelihood (Dieng et al. 2019, section 5.1 and append
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -72,6 +72,15 @@ def resolve_kernels(layers: int, kernel: int, kernels: Sequence[int] | None) -> 
     return ks
 
 
+def folded_logits(logits_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, z: Tensor) -> Tensor:
+    """Logits ``[K, B, C, H, W]`` for images ``x [B, C, H, W]`` and ``z [K, B, D]`` from
+    ``logits_fn(x [N, ...], z [N, D])``: K is folded into the batch, so one decoder pass scores
+    all K x B (image, z) pairs."""
+    k, b, d = z.shape
+    xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
+    return logits_fn(xk, z.reshape(k * b, d)).view(k, b, *x.shape[1:])
+
+
 class PixelCNNVAE(LatentVariableModel):
     """Bernoulli PixelCNN VAE. ``skip`` switches between the plain VAE (z at the first decoder
     layer) and the skip-VAE (z at every layer and at the output)."""
@@ -126,11 +135,7 @@ class PixelCNNVAE(LatentVariableModel):
         return self.decoder(x, self.z_map(z))
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        # K is folded into the batch: one decoder pass scores all K x B (image, z) pairs.
-        k, b, d = z.shape
-        xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-        logits = self.logits(xk, z.reshape(k * b, d))
-        return bernoulli_log_likelihood(logits.view(k, b, *x.shape[1:]), x)
+        return bernoulli_log_likelihood(folded_logits(self.logits, x, z), x)
 
     def decode_mean(self, z: Tensor) -> Tensor | None:
         # The mean of an autoregressive p(x|z) has no closed form; grids use sample() instead.

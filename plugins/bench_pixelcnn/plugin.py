@@ -7,16 +7,24 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench_suites.plugin import COLLAPSE
+from bench_suites.plugin import (
+    COLLAPSE,
+    PAPER_OBJECTIVES,
+    PAPER_SEEDS,
+    REFERENCE_IMAGE_BUDGET,
+    REFERENCE_WARMUP,
+)
 
 from bench import Budget, EvalSettings, Group, ModelSpec, Param, Suite, hookimpl
 from bench.data import DataInfo
 from bench.suites import Cell
 from bench_pixelcnn.model import SAVAE_KERNELS, PixelCNNVAE
+from bench_pixelcnn.reference import ReferencePixelCNNVAE
 
 PLAIN, SKIP = "pixelcnn-vae", "pixelcnn-skip-vae"
 MODELS = (PLAIN, SKIP)
-OBJECTIVES = ("elbo", "kl-anneal", "free-bits")
+REF_PLAIN, REF_SKIP = "pixelcnn-vae-ref", "pixelcnn-skip-vae-ref"
+REF_MODELS = (REF_PLAIN, REF_SKIP)
 SWEEP = "pixelcnn-sweep"
 CPU = "pixelcnn-cpu"
 GRIDS_ENV = "BENCH_PIXELCNN_GRIDS"  # "0" turns the per-run grids off
@@ -36,18 +44,12 @@ PARAMS = {
     "enc_blocks": Param(3, 1, 4, step=1, help="encoder residual blocks (each halves H, W)"),
 }
 
-# The paper protocol (Dieng et al. 2019, after Kim et al. 2018): Adam 1e-3, batch 50, gradient
-# norm clipped at 5, up to 100 epochs with early stopping on validation -ELBO.
-PAPER_BUDGET = Budget(
-    epochs=100, batch_size=50, optimizer="adam", lr=1e-3, grad_clip=5.0, patience=10
-)
 PAPER_EVAL = EvalSettings(iw_samples=500, batch_size=500)
-WARMUP = {"kl-anneal": {"beta0": 0.1, "epochs": 10.0}}
 
 
-def _builder(skip: bool):
-    def build(info: DataInfo, **params: Any) -> PixelCNNVAE:
-        return PixelCNNVAE(info.shape, skip=skip, **params)
+def _builder(skip: bool, cls: type = PixelCNNVAE):
+    def build(info: DataInfo, **params: Any) -> PixelCNNVAE | ReferencePixelCNNVAE:
+        return cls(info.shape, skip=skip, **params)
 
     return build
 
@@ -74,6 +76,26 @@ def register_models(register):
             params=PARAMS,
         )
     )
+    register(
+        ModelSpec(
+            REF_PLAIN,
+            _builder(skip=False, cls=ReferencePixelCNNVAE),
+            "the skip-VAE reference code's PixelCNN VAE: BatchNorm residual encoder, gated "
+            "PixelCNN whose first layer reads its own z map through the masked convolution",
+            kinds=("image",),
+            params=PARAMS,
+        )
+    )
+    register(
+        ModelSpec(
+            REF_SKIP,
+            _builder(skip=True, cls=ReferencePixelCNNVAE),
+            "the skip-VAE reference code's PixelCNN skip-VAE: a separate Linear(z) map into "
+            "every layer and one more beside the output 1x1 convolution",
+            kinds=("image",),
+            params=PARAMS,
+        )
+    )
 
 
 # One scale per sweep point: leaderboard rows are keyed by dataset x model x objective, so
@@ -93,9 +115,9 @@ def register_suites(register):
     register(
         Suite(
             SWEEP,
-            "PixelCNN VAE vs skip-VAE on MNIST (KL warm-up, paper protocol) across latent "
-            "dimension (z2..z50) and decoder depth (depth4, 8 = z20, depth12 = SA-VAE kernels); "
-            "one scale per point",
+            "reference PixelCNN VAE vs skip-VAE on static MNIST (reference KL warm-up and "
+            "protocol, 3 seeds) across latent dimension (z2..z50) and decoder depth (depth4, "
+            "8 = z20, depth12 = SA-VAE kernels); one scale per point",
             scales=tuple(SWEEP_POINTS),
             default_scale="z20",
         )
@@ -115,13 +137,13 @@ def sweep_groups() -> dict[str, Group]:
     return {
         point: Group(
             "pixelcnn-sweep",
-            datasets=("mnist",),
-            models=MODELS,
-            objectives=("kl-anneal",),
-            seeds=(0,),
-            model_params={m: dict(params) for m in MODELS},
-            objective_params=WARMUP,
-            budget=PAPER_BUDGET,
+            datasets=("mnist-static",),
+            models=REF_MODELS,
+            objectives=("kl-anneal-ref",),
+            seeds=PAPER_SEEDS,
+            model_params={m: dict(params) for m in REF_MODELS},
+            objective_params=REFERENCE_WARMUP,
+            budget=REFERENCE_IMAGE_BUDGET,
             eval=PAPER_EVAL,
         )
         for point, params in SWEEP_POINTS.items()
@@ -162,12 +184,12 @@ def register_suite_groups(register):
         "paper",
         Group(
             "pixelcnn",
-            datasets=("mnist", "omniglot"),
-            models=MODELS,
-            objectives=OBJECTIVES,
-            seeds=(0,),
-            objective_params=WARMUP,
-            budget=PAPER_BUDGET,
+            datasets=("mnist-static", "omniglot"),
+            models=REF_MODELS,
+            objectives=PAPER_OBJECTIVES,
+            seeds=PAPER_SEEDS,
+            objective_params=REFERENCE_WARMUP,
+            budget=REFERENCE_IMAGE_BUDGET,
             eval=PAPER_EVAL,
         ),
     )
@@ -202,7 +224,9 @@ def register_suite_groups(register):
 
 @hookimpl
 def on_run_end(cell: Cell, record: dict[str, Any], model: Any, run_dir: Path) -> None:
-    if not isinstance(model, PixelCNNVAE) or record.get("status") != "finished":
+    if not isinstance(model, (PixelCNNVAE, ReferencePixelCNNVAE)):
+        return
+    if record.get("status") != "finished":
         return
     if os.environ.get(GRIDS_ENV, "1").lower() in {"0", "false", "no"}:
         return

@@ -266,6 +266,11 @@ def _yahoo_file(folder: Path, split: str) -> Path:
     return folder / f"{split}.txt"
 
 
+def has_yahoo_train(data_dir: Path) -> bool:
+    """Whether the 100k-document Yahoo training file is in ``data_dir``."""
+    return _yahoo_file(data_dir / "yahoo", "train").is_file()
+
+
 def load_yahoo(
     data_dir: Path, max_len: int | None = 200, max_vocab: int | None = None, min_freq: int = 1
 ) -> DataSplits:

@@ -77,10 +77,14 @@ class LSTMDecoder(nn.Module):
             h = torch.cat([h, z.unsqueeze(1).expand(-1, h.shape[1], -1)], dim=-1)
         return self.out(h)
 
+    def initial_h(self, z: Tensor) -> Tensor:
+        """``h_0`` of every layer, ``[layers, R, H]``: ``Linear(z)`` for each."""
+        return self.init_h(z).view(z.shape[0], self.layers, self.hidden).transpose(0, 1)
+
     def forward(self, emb: Tensor, z: Tensor) -> Tensor:
         """Logits ``[R, L, V]`` for embedded inputs ``emb [R, L, E]`` and ``z [R, D]``."""
         zs = z.unsqueeze(1).expand(-1, emb.shape[1], -1)
-        h0 = self.init_h(z).view(z.shape[0], self.layers, self.hidden).transpose(0, 1)
+        h0 = self.initial_h(z)
         h = self.drop(emb)
         for i, rnn in enumerate(self.rnns):
             inp = torch.cat([h, zs], dim=-1) if i == 0 or self.skip else h
@@ -90,6 +94,8 @@ class LSTMDecoder(nn.Module):
 
 
 class LSTMVAE(LatentVariableModel):
+    decoder_class: type[LSTMDecoder] = LSTMDecoder
+
     def __init__(
         self,
         vocab_size: int,
@@ -107,7 +113,7 @@ class LSTMVAE(LatentVariableModel):
         self.latent_dim = latent_dim
         self.vocab_size = vocab_size
         self.encoder = LSTMEncoder(vocab_size, emb_dim, hidden, enc_layers, latent_dim, pad_id)
-        self.decoder = LSTMDecoder(
+        self.decoder = self.decoder_class(
             vocab_size, emb_dim, hidden, dec_layers, latent_dim, dec_dropout, skip, pad_id
         )
         if init_range > 0:

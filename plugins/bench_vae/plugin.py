@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench import ModelSpec, hookimpl, int_param
 from bench.data import DataInfo
 from bench_vae.mlp import MLPVAE
+from bench_vae.reference import ReferenceMLPVAE
 
 MLP_PARAMS = {
     "latent_dim": int_param(20, 2, 64, minimum=1, help="latent dimensions"),
@@ -14,9 +15,15 @@ MLP_PARAMS = {
 }
 
 
-def _builder(skip: bool):
-    def build(info: DataInfo, **params) -> MLPVAE:
-        return MLPVAE(info.shape, skip=skip, **params)
+REFERENCE_PARAMS = {
+    "latent_dim": MLP_PARAMS["latent_dim"],
+    "hidden": Param(1024, 64, 2048, log=True, step=1, help="hidden units per layer"),
+}
+
+
+def _builder(skip: bool, cls: type = MLPVAE):
+    def build(info: DataInfo, **params) -> MLPVAE | ReferenceMLPVAE:
+        return cls(info.shape, skip=skip, **params)
 
     return build
 
@@ -39,5 +46,25 @@ def register_models(register):
             "skip-VAE: z enters every decoder layer and the output layer",
             kinds=("image",),
             params=MLP_PARAMS,
+        )
+    )
+    register(
+        ModelSpec(
+            "mlp-vae-ref",
+            _builder(skip=False, cls=ReferenceMLPVAE),
+            "the skip-VAE reference code's MLP VAE: 2 x 1024 encoder; decoder Linear(z), then "
+            "2 ReLU layers; z enters the first decoder layer only",
+            kinds=("image",),
+            params=REFERENCE_PARAMS,
+        )
+    )
+    register(
+        ModelSpec(
+            "mlp-skip-vae-ref",
+            _builder(skip=True, cls=ReferenceMLPVAE),
+            "the skip-VAE reference code's MLP skip-VAE: Linear(z) added to both ReLU layers' "
+            "pre-activations (not to the output layer)",
+            kinds=("image",),
+            params=REFERENCE_PARAMS,
         )
     )
