@@ -40,6 +40,12 @@ class PosteriorPass:
     tokens: Tensor | None
 
 
+def mean_neg_elbo(p: PosteriorPass) -> float:
+    """-ELBO averaged over the split, one z sample per x: the score the runner selects epochs
+    by (and the ``neg_elbo`` metric's value)."""
+    return float((-p.log_px + p.kl.sum(-1)).mean())
+
+
 @torch.no_grad()
 def posterior_pass(
     model: LatentVariableModel,

@@ -76,11 +76,29 @@ def evaluate(
 ) -> dict[str, MetricValue]:
     """Compute metrics on ``split``; ``log_likelihood`` may replace the model's (autocast or
     compiled, see :func:`eval_log_likelihood`)."""
-    regs = plugins.registries()
+    ctx = eval_context(cell, model, split, device, train, log_likelihood)
+    return compute_metrics(ctx, metric_names, labelled)
+
+
+def eval_context(
+    cell: Cell,
+    model: LatentVariableModel,
+    split: Split,
+    device: torch.device,
+    train: Split | None = None,
+    log_likelihood: Callable[[Any, Tensor], Tensor] | None = None,
+) -> EvalContext:
+    """The model in eval mode and a context whose posterior pass every metric shares."""
     model.eval()
-    ctx = EvalContext(
+    return EvalContext(
         model, split, cell.eval, device, seed=cell.seed, train=train, log_likelihood=log_likelihood
     )
+
+
+def compute_metrics(
+    ctx: EvalContext, metric_names: Iterable[str], labelled: bool = True
+) -> dict[str, MetricValue]:
+    regs = plugins.registries()
     out = {}
     for name in metric_names:
         spec = regs.metrics.get(name)

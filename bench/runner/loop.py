@@ -21,6 +21,7 @@ from torch import Tensor
 from bench import plugins
 from bench.data import without_labels
 from bench.errors import StopRun
+from bench.evaluation import mean_neg_elbo
 from bench.records import (
     RECORD_FILE,
     SCHEMA_VERSION,
@@ -45,6 +46,7 @@ from bench.specs import MetricValue, resolve_params
 from bench.suites import Cell
 
 PROGRESS_UPDATES_PER_EPOCH = 50  # a progress-bar update costs a lock and a redraw request
+SELECTION_KEY = "val_neg_elbo"  # the logged value that picks the evaluated epoch
 
 
 def rng_state() -> dict[str, Any]:
@@ -85,6 +87,8 @@ def fresh_state() -> dict[str, Any]:
         "bad": 0,
         "decays": 0,
         "bad_lr": 0,
+        "decaying": False,  # a sticky decay (Budget.lr_decay_sticky) has started
+        "stop_reason": None,
         "train_time": 0.0,
         "train_cpu_time": 0.0,
         "train_examples": 0,
@@ -168,14 +172,21 @@ class CellTraining:
                 completed=self.state["epoch"] * self.steps_per_epoch,
             )
         try:
+            # A resumed run that had already stopped (its record not yet written) stays stopped.
             for epoch in range(self.state["epoch"], b.epochs):
+                if self.state["stop_reason"]:
+                    break
                 loss, kl, n_seen, elapsed = self.train_epoch(epoch)
-                val = self.validate(epoch, loss, kl, n_seen, elapsed)
-                self.select(epoch, val, loss)
+                score = self.validate(epoch, loss, kl, n_seen, elapsed)
+                self.select(epoch, score)
+                self.state["stop_reason"] = self.stop_reason()
                 self.save_checkpoint(epoch)
                 plugins.call_each("on_epoch_end", cell=self.cell, epoch=epoch, metrics=self.entry)
-                if b.patience is not None and self.state["bad"] >= b.patience:
-                    opts.log(f"{self.cell.run_id}: early stop after epoch {epoch}")
+                if self.state["stop_reason"]:
+                    opts.log(
+                        f"{self.cell.run_id}: stopped after epoch {epoch}: "
+                        f"{self.state['stop_reason']}"
+                    )
                     break
         except DivergedError as exc:
             return "failed", f"diverged: {exc}"
@@ -229,18 +240,15 @@ class CellTraining:
 
     # ---- validation and model selection ------------------------------------------------------
 
-    def validate(
-        self, epoch: int, loss: float, kl: float, n_seen: int, elapsed: float
-    ) -> dict[str, MetricValue]:
-        """Per-epoch metrics on the validation split, appended to ``epochs.jsonl``."""
-        val = parts.evaluate(
-            self.cell,
-            self.model,
-            self.valid,
-            self.device,
-            self.per_epoch,
-            log_likelihood=self.eval_ll,
+    def validate(self, epoch: int, loss: float, kl: float, n_seen: int, elapsed: float) -> float:
+        """Per-epoch metrics on the validation split, appended to ``epochs.jsonl``; returns the
+        validation -ELBO, which selects the epoch whatever metrics the cell lists."""
+        ctx = parts.eval_context(
+            self.cell, self.model, self.valid, self.device, log_likelihood=self.eval_ll
         )
+        val = parts.compute_metrics(ctx, self.per_epoch)
+        # From the posterior pass the metrics shared: no extra pass over the split.
+        score = mean_neg_elbo(ctx.posterior)
         self.entry: dict[str, Any] = {
             "epoch": epoch,
             "step": self.state["step"],
@@ -252,6 +260,7 @@ class CellTraining:
             "time": time.time() - self.started,
         }
         self.entry.update({f"val_{k}": v.value for k, v in val.items()})
+        self.entry[SELECTION_KEY] = score
         with self.log_path.open("a") as fh:
             fh.write(json.dumps(self.entry) + "\n")
         self.opts.log(
@@ -262,28 +271,40 @@ class CellTraining:
                 if isinstance(v.value, (int, float))
             )
         )
-        return val
+        return score
 
-    def select(self, epoch: int, val: dict[str, MetricValue], train_loss: float) -> None:
-        """Keep the best epoch's weights; count epochs without improvement; decay the rate."""
+    def select(self, epoch: int, score: float) -> None:
+        """Keep the weights of the best validation -ELBO; count epochs without improvement;
+        decay the rate."""
         b, state = self.cell.budget, self.state
-        score = val["neg_elbo"].value if "neg_elbo" in val else train_loss
         if score < state["best"]:
             state.update(best=score, best_epoch=epoch, bad=0, bad_lr=0)
             atomic_torch_save(self.model.state_dict(), self.best_path)
         else:
             state["bad"] += 1
             state["bad_lr"] += 1
-        if (
-            b.lr_decay
-            and epoch + 1 >= b.lr_decay_after
-            and state["bad_lr"] >= b.lr_decay_patience
-            and state["decays"] < b.max_decays
-        ):
+        if not b.lr_decay:
+            return
+        triggered = epoch + 1 >= b.lr_decay_after and state["bad_lr"] >= b.lr_decay_patience
+        if b.lr_decay_sticky:
+            # The reference's text schedule: once triggered, the rate decays every epoch.
+            state["decaying"] = state["decaying"] or triggered
+            triggered = state["decaying"]
+        if triggered and (b.max_decays is None or state["decays"] < b.max_decays):
             for g in self.optimizer.param_groups:
                 g["lr"] *= b.lr_decay
             state["decays"] += 1
             state["bad_lr"] = 0
+
+    def stop_reason(self) -> str | None:
+        """Why training ends before its last epoch, if it does: patience or the rate floor."""
+        b, state = self.cell.budget, self.state
+        if b.patience is not None and state["bad"] >= b.patience:
+            return f"early stop: no better validation -ELBO in {b.patience} epochs"
+        lr = self.optimizer.param_groups[0]["lr"]
+        if b.min_lr is not None and lr < b.min_lr:
+            return f"learning rate {lr:.4g} fell below min_lr {b.min_lr:g}"
+        return None
 
     def save_checkpoint(self, epoch: int) -> None:
         self.state["epoch"] = epoch + 1
@@ -348,6 +369,8 @@ class CellTraining:
             },
             "epochs_trained": state["epoch"],
             "best_epoch": state["best_epoch"],
+            "selected_by": SELECTION_KEY,
+            "stop_reason": state["stop_reason"],
             "steps": state["step"],
             "train_examples_per_s": state["train_examples"] / max(state["train_time"], 1e-9),
             "train_time_s": state["train_time"],

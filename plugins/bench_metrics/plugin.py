@@ -10,13 +10,12 @@ import torch
 
 from bench import MetricSpec, MetricValue, hookimpl
 from bench.estimators import active_units, mutual_information
-from bench.evaluation import EvalContext, PosteriorPass
+from bench.evaluation import EvalContext, PosteriorPass, mean_neg_elbo
 
 
 def _neg_elbo(ctx: EvalContext) -> MetricValue:
     p = ctx.posterior
-    value = float((-p.log_px + p.kl.sum(-1)).mean())
-    return MetricValue(value, {"z_samples": 1, "n": len(p.mu)})
+    return MetricValue(mean_neg_elbo(p), {"z_samples": 1, "n": len(p.mu)})
 
 
 def _nll_bound(ctx: EvalContext) -> MetricValue:
