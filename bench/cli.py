@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from bench import leaderboard as lb
 from bench import plugins
+from bench.data import DATA_DIR_ENV
 from bench.errors import BenchError
 from bench.records import results_root
 from bench.runner import RunOptions, resolve_device, run_suite
@@ -89,6 +91,10 @@ def run(
         raise BenchError("--resume and --overwrite exclude each other")
     if fp32_eval and not amp:
         raise BenchError("--fp32-eval only applies with --amp")
+    if data_dir:
+        # Plugins may shape a suite's rows by the files present (the paper scale's Yahoo rows)
+        # when they load, which get_suite triggers; they read the folder from the environment.
+        os.environ[DATA_DIR_ENV] = str(data_dir)
     suite = get_suite(suite_name)
     t0 = time.time()
     log = (lambda msg: None) if quiet else (lambda msg: console.log(msg))

@@ -18,16 +18,23 @@ from bench.records import RECORD_FILE
 LEADERBOARD_DIR_ENV = "BENCH_LEADERBOARD_DIR"
 KEYS = ["dataset", "model", "objective"]
 # Leaderboard columns, in order: (metric name, title, direction). One source for every reporter.
+# "IW" marks the importance-weighted estimates (He et al. 2019); "bound" the single-sample
+# figures the skip-VAE paper reports (NLL bound = -ELBO, PPL bound = exp(-ELBO / tokens)).
 COLUMNS: list[tuple[str, str, str]] = [
-    ("nll", "NLL", "min"),
-    ("neg_elbo", "-ELBO", "min"),
+    ("nll", "NLL (IW)", "min"),
+    ("nll_bound", "NLL bound", "min"),
     ("kl", "KL", "min"),
     ("mi", "MI", "max"),
     ("au", "AU", "max"),
-    ("probe_acc", "Probe acc", "max"),
-    ("ppl", "PPL", "min"),
+    ("probe_acc", "Probe μ", "max"),
+    ("probe_z_acc", "Probe z", "max"),
+    ("probe_active_acc", "Probe μ active", "max"),
+    ("ppl", "PPL (IW)", "min"),
+    ("ppl_bound", "PPL bound", "min"),
     ("train_examples_per_s", "Train ex/s", "max"),
 ]
+# Records written before ``nll_bound`` existed carry the same number as ``neg_elbo``.
+SAME_VALUE = {"nll_bound": "neg_elbo"}
 
 
 @dataclass
@@ -38,6 +45,7 @@ class Leaderboard:
     columns: list[tuple[str, str, str]]  # the COLUMNS present in these records
     settings: dict[str, list[str]] = field(default_factory=dict)  # metric -> distinct settings
     devices: list[str] = field(default_factory=list)
+    data_notes: dict[str, list[str]] = field(default_factory=dict)  # dataset -> distinct notes
     failed: list[dict[str, Any]] = field(default_factory=list)
     runs: int = 0
     wall_time_s: float = 0.0
@@ -59,8 +67,11 @@ def build(records: list[dict[str, Any]], suite: str, scale: str) -> Leaderboard:
         raise BenchError(f"no finished runs for suite {suite!r} at scale {scale!r}")
     rows, failed = [], []
     settings: dict[str, set[str]] = {}
+    notes: dict[str, set[str]] = {}
     for r in records:
         cell = r["cell"]
+        if r.get("data_notes"):
+            notes.setdefault(cell["dataset"], set()).add(r["data_notes"])
         if r["status"] != "finished":
             failed.append({"run_id": r["run_id"], "status": r["status"], "reason": r["reason"]})
             continue
@@ -71,6 +82,10 @@ def build(records: list[dict[str, Any]], suite: str, scale: str) -> Leaderboard:
             if isinstance(m["value"], (int, float)):
                 row[name] = float(m["value"])
                 settings.setdefault(name, set()).add(_settings_text(m["settings"]))
+        for name, same in SAME_VALUE.items():
+            if name not in row and same in row:
+                row[name] = row[same]
+                settings.setdefault(name, set()).update(settings.get(same, set()))
         rows.append(row)
     present = [c for c in COLUMNS if rows and any(c[0] in row for row in rows)]
     if rows:
@@ -93,6 +108,7 @@ def build(records: list[dict[str, Any]], suite: str, scale: str) -> Leaderboard:
         columns=present,
         settings={k: sorted(v) for k, v in settings.items()},
         devices=sorted({r.get("device_name", r.get("device", "?")) for r in records}),
+        data_notes={k: sorted(v) for k, v in sorted(notes.items())},
         failed=failed,
         runs=len(records),
         wall_time_s=sum(r.get("wall_time_s", 0.0) for r in records),

@@ -18,6 +18,7 @@ from bench.records import atomic_write_text
 from bench.specs import ReporterSpec
 
 ARROW = {"min": "↓", "max": "↑"}
+SINGLE_SEED = "†"  # marks a row averaged over one seed
 TEXT_COLUMNS_BEFORE = [("tuning", "Tuning budget")]
 TEXT_COLUMNS_AFTER = [("params", "Tuned values")]
 
@@ -29,7 +30,7 @@ def _targets(board: Leaderboard, out_dir: Path, suffix: str) -> list[Path]:
 def _fmt(mean: float | None, std: float | None, name: str) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
-    digits = {"train_examples_per_s": 0, "probe_acc": 3, "au": 1}.get(name, 2)
+    digits = {"train_examples_per_s": 0, "au": 1}.get(name, 3 if name.startswith("probe") else 2)
     text = f"{mean:.{digits}f}"
     if std is not None and not math.isnan(std):
         text += f" ± {std:.{digits}f}"
@@ -43,9 +44,17 @@ def markdown(board: Leaderboard) -> str:
         f"- Generated: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from {board.runs} "
         f"run records; total run wall time {board.wall_time_s / 60:.1f} min",
         f"- Device: {'; '.join(board.devices)}",
-        "- Values are mean ± std over seeds (std blank with one seed); ↓ lower is better, "
-        "↑ higher is better. Rows are sorted by NLL within each data set.",
+        "- Values are mean ± std over seeds; a row marked "
+        f"{SINGLE_SEED} ran one seed, so it has no spread. ↓ lower is better, ↑ higher is better. "
+        "Rows are sorted by NLL within each data set.",
+        "- NLL (IW) and PPL (IW) are importance-weighted (K samples per example); NLL bound "
+        "(= −ELBO) and PPL bound (= exp(−ELBO / tokens)) are the single-sample bounds the "
+        "skip-VAE paper reports. Probe μ reads posterior means, Probe z one z ~ q(z|x), Probe μ "
+        "active the means of the active units only.",
     ]
+    for dataset, notes in board.data_notes.items():
+        for note in notes:
+            lines.append(f"- Data `{dataset}`: {note}")
     for name, title, _ in board.columns:
         for s in board.settings.get(name, []):
             if s:
@@ -69,7 +78,8 @@ def markdown(board: Leaderboard) -> str:
         + "|"
     )
     for row in board.table.iter_rows(named=True):
-        cells = [row[k] for k in KEYS] + [str(row["seeds"])]
+        seeds = str(row["seeds"]) + (f" {SINGLE_SEED}" if row["seeds"] == 1 else "")
+        cells = [row[k] for k in KEYS] + [seeds]
         cells += [str(row[c] or "") for c, _ in before]
         cells += [_fmt(row.get(f"{n}_mean"), row.get(f"{n}_std"), n) for n, _, _ in board.columns]
         cells += [str(row[c] or "") for c, _ in after]

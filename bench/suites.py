@@ -30,7 +30,7 @@ class Budget:
     lr_decay: float | None = None  # multiply lr by this when validation stops improving
     lr_decay_after: int = 0  # ...but only after this many epochs
     lr_decay_patience: int = 1
-    max_decays: int | None = 5  # None: no limit
+    max_decays: int | None = 5  # None: no limit; the sticky schedule has none (min_lr ends it)
     # Sticky decay (the skip-VAE reference's text schedule): the first epoch that triggers a
     # decay switches it on for good, and lr is multiplied by lr_decay after every later epoch.
     lr_decay_sticky: bool = False

@@ -44,6 +44,6 @@ def test_paper_budgets_follow_the_reference_protocols(fresh_plugins):
     for c in cells:
         b = c.budget
         if c.model.startswith("lstm"):
-            assert (b.lr_decay_sticky, b.min_lr, b.max_decays) == (True, 0.03, None)
+            assert (b.lr_decay, b.lr_decay_sticky, b.min_lr) == (0.5, True, 0.03)
         else:  # images: every epoch trained, the best validation -ELBO kept
             assert (b.epochs, b.patience, b.lr_decay) == (100, None, None)

@@ -18,7 +18,6 @@ REFERENCE_TEXT = Budget(
     lr=1.0,
     lr_decay=0.5,
     lr_decay_after=15,
-    max_decays=None,
     lr_decay_sticky=True,
     min_lr=0.03,
 )

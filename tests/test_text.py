@@ -294,7 +294,6 @@ def test_registered_items_and_collapse_rows(fresh_plugins, tmp_path, monkeypatch
         b = g.budget
         assert (b.optimizer, b.lr, b.grad_clip, b.epochs, b.batch_size) == ("sgd", 1.0, 5.0, 30, 32)
         assert (b.lr_decay, b.lr_decay_after, b.lr_decay_sticky, b.min_lr) == (0.5, 15, True, 0.03)
-        assert b.max_decays is None
         assert g.objective_params["kl-anneal-ref"] == {"beta0": 0.1, "epochs": 10.0}
         assert set(g.models) == {"lstm-vae-ref", "lstm-skip-vae-ref"}
         assert set(g.objectives) == {"elbo", "kl-anneal-ref", "free-bits"}

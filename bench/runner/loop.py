@@ -286,11 +286,13 @@ class CellTraining:
         if not b.lr_decay:
             return
         triggered = epoch + 1 >= b.lr_decay_after and state["bad_lr"] >= b.lr_decay_patience
+        limited = b.max_decays is not None and state["decays"] >= b.max_decays
         if b.lr_decay_sticky:
-            # The reference's text schedule: once triggered, the rate decays every epoch.
+            # The reference's text schedule: once triggered, the rate decays after every epoch,
+            # with no count limit (min_lr ends the run).
             state["decaying"] = state["decaying"] or triggered
-            triggered = state["decaying"]
-        if triggered and (b.max_decays is None or state["decays"] < b.max_decays):
+            triggered, limited = state["decaying"], False
+        if triggered and not limited:
             for g in self.optimizer.param_groups:
                 g["lr"] *= b.lr_decay
             state["decays"] += 1

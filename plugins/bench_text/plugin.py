@@ -225,7 +225,6 @@ REFERENCE_TEXT_BUDGET = Budget(
     lr_decay=0.5,
     lr_decay_after=15,
     lr_decay_patience=1,
-    max_decays=None,
     lr_decay_sticky=True,
     min_lr=0.03,
 )
