@@ -15,6 +15,7 @@ from bench.cli import main
 from bench.errors import ConfigError
 from bench.runner import FiniteCheck, RunOptions, TrainStep, run_suite, train_cell
 from bench.runner import cell as runner_mod
+from bench.specs import MetricValue
 from bench.suites import expand
 
 TINY = {"hidden": 16, "latent_dim": 4}
@@ -67,7 +68,8 @@ def test_training_loop_never_reads_the_device(fresh_plugins, workdir, monkeypatc
     SGD, because Adam reads its CPU-side step counters with ``.item()`` (harmless on a GPU,
     where those counters stay on the host, but they would hide the runner's own reads here).
     """
-    monkeypatch.setattr(runner_mod, "evaluate", lambda *a, **k: {})
+    score = {runner_mod.SELECTION_METRIC: MetricValue(0.0)}  # what evaluate always returns
+    monkeypatch.setattr(runner_mod, "evaluate", lambda *a, **k: score)
     (cell,) = expand("speed", "s", tiny_suite(optimizer="sgd").groups["s"])
     reads = HostReads()
     with reads:

@@ -15,7 +15,7 @@ from bench import plugins
 from bench.contract import LatentVariableModel
 from bench.data import DataSplits, Split, channels_last_split, data_dir
 from bench.errors import ConfigError
-from bench.evaluation import EvalContext
+from bench.evaluation import EvalContext, mean_neg_elbo
 from bench.runner.options import RunOptions
 from bench.specs import MetricValue, resolve_params
 from bench.suites import Cell
@@ -64,6 +64,10 @@ def make_optimizer(cell: Cell, model: torch.nn.Module) -> torch.optim.Optimizer:
     raise ConfigError(f"budget.optimizer: {b.optimizer!r} is not one of adam, sgd")
 
 
+# The score every run's epochs are selected by: validation -ELBO, one z sample per example.
+SELECTION_METRIC = "neg_elbo"
+
+
 def evaluate(
     cell: Cell,
     model: LatentVariableModel,
@@ -73,38 +77,28 @@ def evaluate(
     train: Split | None = None,
     labelled: bool = True,
     log_likelihood: Callable[[Any, Tensor], Tensor] | None = None,
+    select: bool = False,
 ) -> dict[str, MetricValue]:
     """Compute metrics on ``split``; ``log_likelihood`` may replace the model's (autocast or
-    compiled, see :func:`eval_log_likelihood`)."""
-    ctx = eval_context(cell, model, split, device, train, log_likelihood)
-    return compute_metrics(ctx, metric_names, labelled)
-
-
-def eval_context(
-    cell: Cell,
-    model: LatentVariableModel,
-    split: Split,
-    device: torch.device,
-    train: Split | None = None,
-    log_likelihood: Callable[[Any, Tensor], Tensor] | None = None,
-) -> EvalContext:
-    """The model in eval mode and a context whose posterior pass every metric shares."""
+    compiled, see :func:`eval_log_likelihood`). ``select`` adds the selection score under
+    ``SELECTION_METRIC`` when the names leave it out, from the posterior pass the metrics share
+    (no extra pass over the split)."""
+    regs = plugins.registries()
     model.eval()
-    return EvalContext(
+    ctx = EvalContext(
         model, split, cell.eval, device, seed=cell.seed, train=train, log_likelihood=log_likelihood
     )
-
-
-def compute_metrics(
-    ctx: EvalContext, metric_names: Iterable[str], labelled: bool = True
-) -> dict[str, MetricValue]:
-    regs = plugins.registries()
     out = {}
     for name in metric_names:
         spec = regs.metrics.get(name)
         if spec.needs_labels and not labelled:
             continue
         out[name] = spec.compute(ctx)
+    if select and SELECTION_METRIC not in out:
+        p = ctx.posterior
+        out[SELECTION_METRIC] = MetricValue(
+            mean_neg_elbo(p), {"z_samples": 1, "n": len(p.mu), "computed": "for selection"}
+        )
     return out
 
 

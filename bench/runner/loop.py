@@ -21,7 +21,6 @@ from torch import Tensor
 from bench import plugins
 from bench.data import without_labels
 from bench.errors import StopRun
-from bench.evaluation import mean_neg_elbo
 from bench.records import (
     RECORD_FILE,
     SCHEMA_VERSION,
@@ -46,7 +45,6 @@ from bench.specs import MetricValue, resolve_params
 from bench.suites import Cell
 
 PROGRESS_UPDATES_PER_EPOCH = 50  # a progress-bar update costs a lock and a redraw request
-SELECTION_KEY = "val_neg_elbo"  # the logged value that picks the evaluated epoch
 
 
 def rng_state() -> dict[str, Any]:
@@ -243,12 +241,16 @@ class CellTraining:
     def validate(self, epoch: int, loss: float, kl: float, n_seen: int, elapsed: float) -> float:
         """Per-epoch metrics on the validation split, appended to ``epochs.jsonl``; returns the
         validation -ELBO, which selects the epoch whatever metrics the cell lists."""
-        ctx = parts.eval_context(
-            self.cell, self.model, self.valid, self.device, log_likelihood=self.eval_ll
+        val = parts.evaluate(
+            self.cell,
+            self.model,
+            self.valid,
+            self.device,
+            self.per_epoch,
+            log_likelihood=self.eval_ll,
+            select=True,
         )
-        val = parts.compute_metrics(ctx, self.per_epoch)
-        # From the posterior pass the metrics shared: no extra pass over the split.
-        score = mean_neg_elbo(ctx.posterior)
+        score = float(val[parts.SELECTION_METRIC].value)
         self.entry: dict[str, Any] = {
             "epoch": epoch,
             "step": self.state["step"],
@@ -260,7 +262,6 @@ class CellTraining:
             "time": time.time() - self.started,
         }
         self.entry.update({f"val_{k}": v.value for k, v in val.items()})
-        self.entry[SELECTION_KEY] = score
         with self.log_path.open("a") as fh:
             fh.write(json.dumps(self.entry) + "\n")
         self.opts.log(
@@ -371,7 +372,7 @@ class CellTraining:
             },
             "epochs_trained": state["epoch"],
             "best_epoch": state["best_epoch"],
-            "selected_by": SELECTION_KEY,
+            "selected_by": f"val_{parts.SELECTION_METRIC}",
             "stop_reason": state["stop_reason"],
             "steps": state["step"],
             "train_examples_per_s": state["train_examples"] / max(state["train_time"], 1e-9),
