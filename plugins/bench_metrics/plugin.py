@@ -145,7 +145,7 @@ def _probe_active(ctx: EvalContext) -> MetricValue:
         test.labels.numpy(),
     )
     settings = _probe_settings(ctx, train, "posterior means of the active units")
-    settings.update(active=int(active.sum()), of=int(active.numel()), threshold=threshold)
+    settings.update(of=int(active.numel()), threshold=threshold)
     return MetricValue(acc, settings)
 
 
