@@ -167,7 +167,7 @@ def test_tune_reports_epochs_and_tuned_leaderboard_states_budget(tiny, workdir, 
     best = study.best_trial
     assert f"latent_dim={best.params['model.latent_dim']}" in md
     # Re-trained with the suite's full protocol: NLL (IW, K from the suite) is on the board.
-    assert "NLL: iw_samples=5" in md
+    assert "NLL (IW): iw_samples=5" in md
     for stem in ("nll-mi", "nll-kl", "au", "curves"):
         assert f"(tiny-tuned.custom.{stem}.png)" in md
         for ext in ("png", "svg"):
