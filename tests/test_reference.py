@@ -18,6 +18,7 @@ from torch import nn
 from bench import plugins
 from bench.runner import RunOptions, train_cell
 from bench.suites import Budget, EvalSettings, Group, expand
+from bench.testing import check_model, check_objective
 from tests.test_pixelcnn import dependence
 
 
@@ -111,13 +112,19 @@ def test_reference_encoder_batchnorm_2x2_stride_and_he_init():
             assert m.weight.std().item() == pytest.approx(math.sqrt(2 / m.in_features), rel=0.05)
 
 
-def test_reference_likelihood_clamps_probabilities_and_batches_k():
-    model = tiny(True)
+@pytest.mark.parametrize("skip", [False, True])
+def test_reference_models_keep_the_contract(skip):
     x = torch.bernoulli(torch.full((3, 1, 8, 8), 0.4, dtype=torch.float64))
+    check_model(tiny(skip), x, samples=4)
+    torch.manual_seed(0)
+    mlp = ReferenceMLPVAE((1, 8, 8), latent_dim=3, hidden=16, skip=skip).double()
+    check_model(mlp, x, samples=4)
+    check_objective(ReferenceWarmup(7, 0.1, 2.0))
+
+
+def test_reference_likelihood_clamps_probabilities():
+    model = tiny(True)
     z = torch.randn(4, 3, 3, dtype=torch.float64)
-    batched = model.log_likelihood(x, z)
-    looped = torch.stack([model.log_likelihood(x, z[k : k + 1])[0] for k in range(4)])
-    torch.testing.assert_close(batched, looped)
     with torch.no_grad():
         model.decoder.out.bias.fill_(1e4)  # p(x = 1) -> 1: every 0 pixel would cost ~1e4 nats
     worst = -model.log_likelihood(torch.zeros(1, 1, 8, 8, dtype=torch.float64), z[:, :1])
@@ -158,6 +165,7 @@ def test_reference_lstm_sets_h0_of_the_last_layer_only():
     x = TokenBatch(ids, torch.tensor([5, 3]))
     z = torch.randn(3, 2, 4)
     torch.testing.assert_close(ref1.log_likelihood(x, z), ours.log_likelihood(x, z))
+    check_model(ref.double(), x.to("cpu"), samples=3)
 
 
 def _reference_beta_trace(beta0: float, warmup: int, steps_per_epoch: int, steps: int):

@@ -17,7 +17,7 @@ MLP_PARAMS = {
 
 REFERENCE_PARAMS = {
     "latent_dim": MLP_PARAMS["latent_dim"],
-    "hidden": Param(1024, 64, 2048, log=True, step=1, help="hidden units per layer"),
+    "hidden": int_param(1024, 64, 2048, minimum=1, log=True, help="hidden units per layer"),
 }
 
 

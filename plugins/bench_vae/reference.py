@@ -14,11 +14,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench import LatentVariableModel
 from bench.errors import ConfigError
+from bench.likelihoods import bernoulli_log_likelihood
 
 # sa-vae utils.log_bernoulli_loss clamps p to [1e-5, 1 - 1e-5]: the same as clamping logits.
 LOGIT_CLAMP = math.log((1.0 - 1e-5) / 1e-5)
@@ -66,9 +66,7 @@ class ReferenceMLPVAE(LatentVariableModel):
         return self.dec_last(h)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        logits = self.logits(z).clamp(-LOGIT_CLAMP, LOGIT_CLAMP)  # [K, B, F]
-        target = x.flatten(1).expand_as(logits)
-        return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
+        return bernoulli_log_likelihood(self.logits(z).clamp(-LOGIT_CLAMP, LOGIT_CLAMP), x)
 
     def decode_mean(self, z: Tensor) -> Tensor:
         return torch.sigmoid(self.logits(z)).view(-1, *self.shape)
