@@ -19,15 +19,7 @@ from bench import plugins
 from bench.runner import RunOptions, train_cell
 from bench.suites import Budget, EvalSettings, Group, expand
 from bench.testing import check_model, check_objective
-from tests.test_pixelcnn import dependence
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.test_pixelcnn import dependence, one_thread  # noqa: F401 (an autouse fixture)
 
 
 def tiny(skip: bool, size: int = 8, **kw) -> ReferencePixelCNNVAE:

@@ -72,6 +72,13 @@ def resolve_kernels(layers: int, kernel: int, kernels: Sequence[int] | None) -> 
     return ks
 
 
+def check_positive(what: str, **sizes: int) -> None:
+    """A ConfigError naming the first of ``sizes`` that is below 1."""
+    for name, value in sizes.items():
+        if value < 1:
+            raise ConfigError(f"{what}: {name} must be >= 1, got {value}")
+
+
 def folded_logits(logits_fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, z: Tensor) -> Tensor:
     """Logits ``[K, B, C, H, W]`` for images ``x [B, C, H, W]`` and ``z [K, B, D]`` from
     ``logits_fn(x [N, ...], z [N, D])``: K is folded into the batch, so one decoder pass scores
@@ -104,14 +111,13 @@ class PixelCNNVAE(LatentVariableModel):
                 f"pixelcnn models take single-channel images [1, H, W]; this data set's "
                 f"examples have shape {list(shape)}"
             )
-        for name, value in (
-            ("latent_dim", latent_dim),
-            ("channels", channels),
-            ("z_channels", z_channels),
-            ("enc_channels", enc_channels),
-        ):
-            if value < 1:
-                raise ConfigError(f"pixelcnn: {name} must be >= 1, got {value}")
+        check_positive(
+            "pixelcnn",
+            latent_dim=latent_dim,
+            channels=channels,
+            z_channels=z_channels,
+            enc_channels=enc_channels,
+        )
         self.shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         self.latent_dim = latent_dim
         self.skip = skip

@@ -76,26 +76,19 @@ def register_models(register):
             params=PARAMS,
         )
     )
-    register(
-        ModelSpec(
-            REF_PLAIN,
-            _builder(skip=False, cls=ReferencePixelCNNVAE),
-            "the skip-VAE reference code's PixelCNN VAE: BatchNorm residual encoder, gated "
-            "PixelCNN whose first layer reads its own z map through the masked convolution",
-            kinds=("image",),
-            params=PARAMS,
+    for name, skip, what in (
+        (REF_PLAIN, False, "VAE: its first layer reads a z map through the masked convolution"),
+        (REF_SKIP, True, "skip-VAE: a Linear(z) map into every layer and one beside the output"),
+    ):
+        register(
+            ModelSpec(
+                name,
+                _builder(skip=skip, cls=ReferencePixelCNNVAE),
+                f"the skip-VAE reference code's PixelCNN {what}; BatchNorm residual encoder",
+                kinds=("image",),
+                params=PARAMS,
+            )
         )
-    )
-    register(
-        ModelSpec(
-            REF_SKIP,
-            _builder(skip=True, cls=ReferencePixelCNNVAE),
-            "the skip-VAE reference code's PixelCNN skip-VAE: a separate Linear(z) map into "
-            "every layer and one more beside the output 1x1 convolution",
-            kinds=("image",),
-            params=PARAMS,
-        )
-    )
 
 
 # One scale per sweep point: leaderboard rows are keyed by dataset x model x objective, so

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from bench import LatentVariableModel
 from bench.errors import ConfigError
 from bench.likelihoods import bernoulli_log_likelihood
-from bench_pixelcnn.model import folded_logits, resolve_kernels
+from bench_pixelcnn.model import check_positive, folded_logits, resolve_kernels
 from bench_pixelcnn.pixelcnn import gate
 
 # sa-vae utils.log_bernoulli_loss clamps p to [1e-5, 1 - 1e-5]; sigmoid is monotone, so this
@@ -197,15 +197,14 @@ class ReferencePixelCNNVAE(LatentVariableModel):
         super().__init__()
         if len(shape) != 3:
             raise ConfigError(f"pixelcnn-ref models take images [C, H, W], got {list(shape)}")
-        for name, value in (
-            ("latent_dim", latent_dim),
-            ("channels", channels),
-            ("z_channels", z_channels),
-            ("enc_channels", enc_channels),
-            ("enc_blocks", enc_blocks),
-        ):
-            if value < 1:
-                raise ConfigError(f"pixelcnn-ref: {name} must be >= 1, got {value}")
+        check_positive(
+            "pixelcnn-ref",
+            latent_dim=latent_dim,
+            channels=channels,
+            z_channels=z_channels,
+            enc_channels=enc_channels,
+            enc_blocks=enc_blocks,
+        )
         self.shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         self.latent_dim = latent_dim
         self.skip = skip

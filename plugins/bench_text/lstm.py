@@ -59,7 +59,7 @@ class LSTMDecoder(nn.Module):
         self.hidden = hidden
         self.embed = nn.Embedding(vocab, emb, padding_idx=pad_id)
         self.drop = nn.Dropout(dropout)
-        self.init_h = nn.Linear(latent_dim, layers * hidden)
+        self.init_h = nn.Linear(latent_dim, self.h0_layers(layers) * hidden)
         self.rnns = nn.ModuleList(
             nn.LSTM(
                 (emb if i == 0 else hidden) + (latent_dim if i == 0 or skip else 0),
@@ -76,6 +76,11 @@ class LSTMDecoder(nn.Module):
         if self.skip:
             h = torch.cat([h, z.unsqueeze(1).expand(-1, h.shape[1], -1)], dim=-1)
         return self.out(h)
+
+    @staticmethod
+    def h0_layers(layers: int) -> int:
+        """How many layers get ``h_0 = Linear(z)``: all of them here."""
+        return layers
 
     def initial_h(self, z: Tensor) -> Tensor:
         """``h_0`` of every layer, ``[layers, R, H]``: ``Linear(z)`` for each."""

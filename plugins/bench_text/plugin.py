@@ -124,26 +124,18 @@ def register_models(register):
             params=LSTM_PARAMS,
         )
     )
-    register(
-        ModelSpec(
-            "lstm-vae-ref",
-            _builder(skip=False, cls=ReferenceLSTMVAE),
-            "the skip-VAE reference code's LSTM VAE: as lstm-vae, but h0 = Linear(z) for the last "
-            "decoder layer only (the same model with one layer)",
-            kinds=("text",),
-            params=LSTM_PARAMS,
+    for name, skip in (("lstm-vae-ref", False), ("lstm-skip-vae-ref", True)):
+        register(
+            ModelSpec(
+                name,
+                _builder(skip=skip, cls=ReferenceLSTMVAE),
+                f"the skip-VAE reference code's LSTM {'skip-VAE' if skip else 'VAE'}: as "
+                f"{name.removesuffix('-ref')}, but h0 = Linear(z) for the last decoder layer only "
+                "(the same model with one layer)",
+                kinds=("text",),
+                params=LSTM_PARAMS,
+            )
         )
-    )
-    register(
-        ModelSpec(
-            "lstm-skip-vae-ref",
-            _builder(skip=True, cls=ReferenceLSTMVAE),
-            "the skip-VAE reference code's LSTM skip-VAE: as lstm-skip-vae, but h0 = Linear(z) for "
-            "the last decoder layer only",
-            kinds=("text",),
-            params=LSTM_PARAMS,
-        )
-    )
 
 
 @hookimpl

@@ -9,25 +9,15 @@ the two are the same function.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from bench_text.lstm import LSTMVAE, LSTMDecoder
 
 
 class ReferenceLSTMDecoder(LSTMDecoder):
-    def __init__(
-        self,
-        vocab: int,
-        emb: int,
-        hidden: int,
-        layers: int,
-        latent_dim: int,
-        dropout: float,
-        skip: bool,
-        pad_id: int,
-    ) -> None:
-        super().__init__(vocab, emb, hidden, layers, latent_dim, dropout, skip, pad_id)
-        self.init_h = nn.Linear(latent_dim, hidden)  # latent_hidden_linear, one layer's worth
+    @staticmethod
+    def h0_layers(layers: int) -> int:
+        return 1  # latent_hidden_linear: one layer's worth
 
     def initial_h(self, z: Tensor) -> Tensor:
         h_last = self.init_h(z).unsqueeze(0)  # [1, R, H]

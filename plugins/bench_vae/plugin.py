@@ -48,23 +48,21 @@ def register_models(register):
             params=MLP_PARAMS,
         )
     )
-    register(
-        ModelSpec(
-            "mlp-vae-ref",
-            _builder(skip=False, cls=ReferenceMLPVAE),
-            "the skip-VAE reference code's MLP VAE: 2 x 1024 encoder; decoder Linear(z), then "
-            "2 ReLU layers; z enters the first decoder layer only",
-            kinds=("image",),
-            params=REFERENCE_PARAMS,
-        )
-    )
-    register(
-        ModelSpec(
+    for name, skip, what in (
+        ("mlp-vae-ref", False, "VAE: z enters the decoder's first layer only"),
+        (
             "mlp-skip-vae-ref",
-            _builder(skip=True, cls=ReferenceMLPVAE),
-            "the skip-VAE reference code's MLP skip-VAE: Linear(z) added to both ReLU layers' "
-            "pre-activations (not to the output layer)",
-            kinds=("image",),
-            params=REFERENCE_PARAMS,
+            True,
+            "skip-VAE: Linear(z) added to both hidden layers, not the output",
+        ),
+    ):
+        register(
+            ModelSpec(
+                name,
+                _builder(skip=skip, cls=ReferenceMLPVAE),
+                f"the skip-VAE reference code's MLP {what}; 2 x 1024 units, decoder Linear(z) "
+                "then 2 ReLU layers",
+                kinds=("image",),
+                params=REFERENCE_PARAMS,
+            )
         )
-    )
