@@ -4,6 +4,7 @@ from bench.contract import LatentVariableModel
 from bench.data import DataInfo, DataSplits, TensorSplit
 from bench.errors import BenchError, StopRun
 from bench.hookspecs import hookimpl
+from bench.methods import Method, StepContext, TrainingBudget
 from bench.objectives import ScheduledObjective
 from bench.specs import (
     DatasetSpec,
@@ -31,6 +32,7 @@ __all__ = [
     "EvalSettings",
     "Group",
     "LatentVariableModel",
+    "Method",
     "MetricSpec",
     "MetricValue",
     "ModelSpec",
@@ -39,9 +41,11 @@ __all__ = [
     "Param",
     "ReporterSpec",
     "ScheduledObjective",
+    "StepContext",
     "StopRun",
     "Suite",
     "TensorSplit",
+    "TrainingBudget",
     "choice_param",
     "float_param",
     "hookimpl",

@@ -65,6 +65,12 @@ class LatentVariableModel(nn.Module, ABC):
         """Optional: per-example count of predicted units (tokens) for per-token NLL."""
         return None
 
+    def encoder_parameters(self) -> list[nn.Parameter] | None:
+        """Optional: the parameters of q(z|x), for methods that train the encoder and the
+        decoder separately. ``None`` (the default): the harness takes every parameter that
+        ``encode`` depends on (see :func:`bench.methods.parameter_groups`)."""
+        return None
+
 
 def reparameterize(
     mu: Tensor, logvar: Tensor, n_samples: int = 1, generator: torch.Generator | None = None

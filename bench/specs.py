@@ -211,11 +211,11 @@ class ObjectiveSpec:
 
     Attributes:
         name: unique across all plugins.
-        build: ``build(steps_per_epoch: int, **params) -> Objective``, called once per run.
-            ``steps_per_epoch`` is the number of optimizer steps in one epoch of this run's
-            training split. The builder does not see the number of epochs: a schedule over the
-            whole run must take the run's length as a parameter of its own (see
-            :class:`bench.objectives.ScheduledObjective`).
+        build: ``build(budget: TrainingBudget, **params)``, called once per run, returns an
+            :class:`Objective` (a loss) or a :class:`bench.methods.Method` (a training
+            procedure). ``budget`` has ``epochs``, ``steps_per_epoch`` and ``total_steps``. A
+            builder whose first parameter is named ``steps_per_epoch`` receives that integer
+            instead (e.g. :class:`bench.objectives.ScheduledObjective` subclasses).
         description: one line for ``bench ls objectives``.
         params: keyword parameters of ``build`` (:class:`Param`), set per suite group with
             ``objective_params``.

@@ -55,12 +55,16 @@ def build_model(cell: Cell, data: DataSplits, device: torch.device) -> LatentVar
     return spec.build(data.info, **params).to(device)
 
 
-def make_optimizer(cell: Cell, model: torch.nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(
+    cell: Cell, model: torch.nn.Module | Iterable[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
+    """The budget's optimizer over a model's parameters (or over the given parameters)."""
     b = cell.budget
+    params = model.parameters() if isinstance(model, torch.nn.Module) else model
     if b.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=b.lr)
+        return torch.optim.Adam(params, lr=b.lr)
     if b.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=b.lr)
+        return torch.optim.SGD(params, lr=b.lr)
     raise ConfigError(f"budget.optimizer: {b.optimizer!r} is not one of adam, sgd")
 
 

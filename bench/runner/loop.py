@@ -21,6 +21,7 @@ from torch import Tensor
 from bench import plugins
 from bench.data import without_labels
 from bench.errors import StopRun
+from bench.methods import Method, MethodStep, TrainingBudget, assemble, build_objective
 from bench.records import (
     RECORD_FILE,
     SCHEMA_VERSION,
@@ -121,26 +122,46 @@ class CellTraining:
         self.model = parts.build_model(cell, self.data, self.device)
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = parts.make_optimizer(cell, self.model)
         self.steps_per_epoch = math.ceil(len(self.train) / b.batch_size)
+        self.budget = TrainingBudget(b.epochs, self.steps_per_epoch)
         spec = plugins.registries().objectives.get(cell.objective)
         params = resolve_params(spec.params, cell.objective_params, f"objective {cell.objective!r}")
-        self.objective = spec.build(self.steps_per_epoch, **params)
+        self.objective = build_objective(spec, self.budget, params)
+        self.method = self.objective if isinstance(self.objective, Method) else None
+        if self.method is None:
+            self.optimizer = parts.make_optimizer(cell, self.model)
+            self.train_step = self.default_step(self.model, self.optimizer, self.objective)
+        else:
+            built = assemble(
+                self.method,
+                self.model,
+                self.budget,
+                lambda group: parts.make_optimizer(cell, group),
+                self.train,
+                b.batch_size,
+                cell.seed,
+                b.grad_clip,
+                lambda model, opt: self.default_step(model, opt, self.method.loss),
+            )
+            self.model, self.optimizer, self.train_step = built.model, built.optimizer, built.step
         self.resume()
         plugins.call_each("on_run_start", cell=cell, run_dir=self.run_dir)
         self.per_epoch = parts.metric_names(cell, per_epoch=True)
-        self.train_step = TrainStep(
-            self.model,
-            self.optimizer,
-            self.objective,
-            b.grad_clip,
+        self.eval_ll = eval_log_likelihood(self.model, self.device, opts.eval_amp, opts.compile)
+        self.train_batches = without_labels(self.train)
+
+    def default_step(self, model: Any, optimizer: Any, objective: Any) -> TrainStep:
+        opts = self.opts
+        return TrainStep(
+            model,
+            optimizer,
+            objective,
+            self.cell.budget.grad_clip,
             self.device,
             amp=opts.amp,
             compile=opts.compile,
             channels_last=opts.channels_last,
         )
-        self.eval_ll = eval_log_likelihood(self.model, self.device, opts.eval_amp, opts.compile)
-        self.train_batches = without_labels(self.train)
 
     def resume(self) -> None:
         """Continue from this cell's checkpoint, or clear what an earlier attempt left."""
@@ -150,6 +171,8 @@ class CellTraining:
         if ckpt is not None and ckpt.get("cell") == self.cell.as_dict():
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.method is not None:
+                self.method.load_state_dict(ckpt["method"])
             self.state.update(ckpt["state"])
             set_rng_state(ckpt["rng"])
             self.opts.log(f"{self.cell.run_id}: resuming at epoch {self.state['epoch']}")
@@ -261,6 +284,8 @@ class CellTraining:
             "train_examples_per_s": n_seen / max(elapsed, 1e-9),
             "time": time.time() - self.started,
         }
+        if isinstance(self.train_step, MethodStep):
+            self.entry.update(self.train_step.epoch_log())
         self.entry.update({f"val_{k}": v.value for k, v in val.items()})
         with self.log_path.open("a") as fh:
             fh.write(json.dumps(self.entry) + "\n")
@@ -318,6 +343,7 @@ class CellTraining:
                 "state": self.state,
                 "rng": rng_state(),
                 "cell": self.cell.as_dict(),
+                "method": None if self.method is None else self.method.state_dict(),
             },
             self.ckpt_path,
         )
@@ -394,6 +420,7 @@ class CellTraining:
                 "test": len(self.test),
             },
             "data_notes": self.data.notes,
+            "method_state": None if self.method is None else self.method.state_dict(),
         }
 
 

@@ -158,9 +158,12 @@ def build_objective(cell: Any, steps_per_epoch: int) -> Any:
     from bench import plugins
     from bench.specs import resolve_params
 
+    from bench.methods import TrainingBudget
+    from bench.methods import build_objective as build
+
     spec = plugins.registries().objectives.get(cell.objective)
     params = resolve_params(spec.params, cell.objective_params, cell.objective)
-    return spec.build(steps_per_epoch, **params)
+    return build(spec, TrainingBudget(cell.budget.epochs, steps_per_epoch), params)
 
 
 def new_model(w: Workload, data: Any, s: Settings) -> Any:
