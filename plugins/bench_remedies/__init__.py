@@ -1,0 +1,1 @@
+"""First-party plugin: the collapse remedies (training methods and losses) and their suite."""
