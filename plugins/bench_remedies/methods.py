@@ -92,7 +92,7 @@ class Aggressive(Method):
                 loss, _ = self.elbo_loss(ctx, x)
                 ctx.update(loss, "encoder")
                 inner += 1
-                window += float(loss)
+                window += float(loss.detach())
                 if inner % self.check_every == 0:
                     if window >= previous:
                         break
@@ -103,7 +103,7 @@ class Aggressive(Method):
         if s["aggressive"]:
             ctx.update(loss, "decoder")
             s["decoder_updates"] += 1
-            self._watch_bound(ctx, float(loss))
+            self._watch_bound(ctx, float(loss.detach()))
         else:
             ctx.update(loss)
             s["encoder_updates"] += 1
@@ -144,8 +144,9 @@ def refine(
     its own (mu, logvar), one fresh sample per step. With ``create_graph`` the result stays a
     differentiable function of the starting point and of the decoder (Kim et al. 2018)."""
     for _ in range(steps):
-        if not mu.requires_grad:
-            mu, logvar = mu.requires_grad_(), logvar.requires_grad_()
+        if not create_graph:
+            mu, logvar = mu.detach(), logvar.detach()
+        mu, logvar = _differentiable(mu), _differentiable(logvar)
         z = reparameterize(mu, logvar, 1, generator=generator)
         neg_elbo = -model.log_likelihood(x, z)[0] + gaussian_kl_per_dim(mu, logvar).sum(-1)
         g_mu, g_lv = torch.autograd.grad(neg_elbo.sum(), (mu, logvar), create_graph=create_graph)
@@ -156,6 +157,10 @@ def refine(
             g_mu, g_lv = g_mu * scale, g_lv * scale
         mu, logvar = mu - lr * g_mu, logvar - lr * g_lv
     return mu, logvar
+
+
+def _differentiable(t: Tensor) -> Tensor:
+    return t if t.requires_grad else t.detach().requires_grad_()
 
 
 class SemiAmortized(Method):
@@ -193,13 +198,15 @@ class SemiAmortized(Method):
 
 class BatchNormMean(nn.Module):
     """BN-VAE (Zhu et al. 2020): mu -> gamma * (mu - mean_B) / std_B + b, with gamma fixed and
-    b learned. In training mode the batch mean of mu_d^2 is gamma^2 + b_d^2 (up to BN's eps),
-    so the batch-mean KL of each dimension is at least gamma^2 / 2."""
+    b learned. In training mode the batch mean of mu_d^2 is gamma^2 v / (v + eps) + b_d^2, v
+    the batch variance of mu_d, so the batch-mean KL of each dimension is at least
+    gamma^2 / 2 up to that factor; eps is 1e-8 (not BN's 1e-5) to keep the factor near 1
+    while an untrained encoder's means hardly vary."""
 
     def __init__(self, latent_dim: int, gamma: float) -> None:
         super().__init__()
         self.gamma = gamma
-        self.norm = nn.BatchNorm1d(latent_dim, affine=False)
+        self.norm = nn.BatchNorm1d(latent_dim, eps=1e-8, affine=False)
         self.shift = nn.Parameter(torch.zeros(latent_dim))
 
     def forward(self, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
