@@ -1,8 +1,9 @@
 """An example third-party plugin: a Bernoulli VAE whose decoder is a single linear map.
 
-Nothing here is special to first-party code: it implements the model contract with the
-public blocks (:mod:`bench.blocks`, :mod:`bench.likelihoods`) and registers through the public
-``bench`` entry-point group.
+It also adds a training method (``encoder-boost``). Nothing here is special to first-party
+code: it implements the model contract with the public blocks (:mod:`bench.blocks`,
+:mod:`bench.likelihoods`) and the method hook, and registers through the public ``bench``
+entry-point group.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ import math
 
 from torch import Tensor, nn
 
-from bench import LatentVariableModel, ModelSpec, hookimpl, int_param
+from bench import (
+    LatentVariableModel,
+    Method,
+    ModelSpec,
+    ObjectiveSpec,
+    StepContext,
+    hookimpl,
+    int_param,
+)
 from bench.blocks import MLPDecoder, MLPEncoder
 from bench.likelihoods import bernoulli_log_likelihood
 
@@ -43,5 +52,41 @@ def register_models(register):
                 "latent_dim": int_param(8, 2, 32, minimum=1, help="latent dimensions"),
                 "hidden": int_param(64, 16, 256, minimum=1, help="encoder hidden units"),
             },
+        )
+    )
+
+
+class EncoderBoost(Method):
+    """An example training method: the KL weight warms up over half the budget, and every
+    fourth step also updates the encoder alone on another batch."""
+
+    optimizers = ("encoder", "decoder")
+
+    def __init__(self, total_steps: int) -> None:
+        super().__init__()
+        self.total_steps = max(1, total_steps)
+        self.state["extra_encoder_updates"] = 0
+
+    def beta(self, step: int) -> float:
+        return min(1.0, 2 * step / self.total_steps)
+
+    def step(self, ctx: StepContext) -> dict[str, Tensor]:
+        if ctx.step % 4 == 0:
+            log_px, kl, _, _ = ctx.forward(ctx.next_batch())
+            ctx.update(self.loss(log_px[0], kl, ctx.step), "encoder")
+            self.state["extra_encoder_updates"] += 1
+        log_px, kl, _, _ = ctx.forward(ctx.x)
+        loss = self.loss(log_px[0], kl, ctx.step)
+        ctx.update(loss)
+        return {"loss": loss, "kl": kl}
+
+
+@hookimpl
+def register_objectives(register):
+    register(
+        ObjectiveSpec(
+            "encoder-boost",
+            lambda budget: EncoderBoost(budget.total_steps),
+            "example third-party method: KL warm-up and extra encoder updates",
         )
     )
