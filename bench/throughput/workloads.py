@@ -156,10 +156,9 @@ def default_objective() -> str:
 
 def build_objective(cell: Any, steps_per_epoch: int) -> Any:
     from bench import plugins
-    from bench.specs import resolve_params
-
     from bench.methods import TrainingBudget
     from bench.methods import build_objective as build
+    from bench.specs import resolve_params
 
     spec = plugins.registries().objectives.get(cell.objective)
     params = resolve_params(spec.params, cell.objective_params, cell.objective)
