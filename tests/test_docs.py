@@ -28,6 +28,7 @@ REFERENCE = (
     "bench.data",
     "bench.evaluation",
     "bench.testing",
+    "bench.methods",
     "bench.blocks",
     "bench.likelihoods",
     "bench.objectives",
