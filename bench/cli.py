@@ -16,7 +16,7 @@ from bench import plugins
 from bench.data import DATA_DIR_ENV
 from bench.errors import BenchError
 from bench.records import results_root
-from bench.runner import RunOptions, resolve_device, run_suite
+from bench.runner import RayPlacement, RunOptions, resolve_device, run_suite
 from bench.suites import get_suite
 
 console = Console(stderr=True)
@@ -40,8 +40,7 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="no progress bar or per-epoch lines")
 @click.option(
     "--jobs",
-    default=1,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=1),
     help="cells trained at once, each in its own process on the same device",
 )
@@ -65,6 +64,24 @@ def cli() -> None:
     type=click.IntRange(min=1),
     help="torch CPU threads (per job with --jobs; default: cores / jobs)",
 )
+@click.option(
+    "--devices",
+    default=None,
+    metavar="LIST",
+    help="devices the --jobs workers take in turn, e.g. cuda:0,cuda:1 (--jobs defaults to one "
+    "per device)",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="each cell a Ray task: a new local Ray instance, or ADDRESS (auto: the running cluster)",
+)
+@click.option("--gpus-per-cell", type=float, default=None, help="with --ray (default: 1 if any)")
+@click.option("--cpus-per-cell", type=float, default=1.0, show_default=True, help="with --ray")
 def run(
     suite_name,
     scale,
@@ -82,6 +99,10 @@ def run(
     compile_mode,
     channels_last,
     threads,
+    devices,
+    ray_address,
+    gpus_per_cell,
+    cpus_per_cell,
 ) -> None:
     """Train and evaluate every cell of a suite, then write its leaderboard."""
     import torch
@@ -108,11 +129,21 @@ def run(
             console=console,
             transient=True,
         )
+    if devices and device != "auto":
+        raise BenchError("--device and --devices exclude each other")
+    device_list = tuple(resolve_device(d.strip()) for d in devices.split(",")) if devices else ()
+    jobs = jobs or len(device_list) or 1
+    if ray_address is None and (gpus_per_cell is not None or cpus_per_cell != 1.0):
+        raise BenchError("--gpus-per-cell and --cpus-per-cell apply with --ray")
+    place = None
+    if ray_address is not None:
+        address = None if ray_address == "local" else ray_address
+        place = RayPlacement(address, gpus_per_cell, cpus_per_cell)
     if threads and jobs == 1:
         torch.set_num_threads(threads)
     opts = RunOptions(
         results_dir=results_root(results_dir),
-        device=resolve_device(device),
+        device=device_list[0] if device_list else resolve_device(device),
         data_dir=Path(data_dir) if data_dir else None,
         resume=resume,
         progress=progress,
@@ -124,6 +155,8 @@ def run(
         channels_last=channels_last,
         jobs=jobs,
         threads=threads,
+        devices=device_list,
+        ray=place,
     )
     if progress is not None:
         with progress:
@@ -135,7 +168,8 @@ def run(
     failed = sum(r["status"] != "finished" for r in records)
     click.echo(
         f"{len(records)} runs ({failed} not finished) of {suite.name}/{scale} on "
-        f"{opts.device}{f' ({jobs} jobs)' if jobs > 1 else ''} in {time.time() - t0:.1f}s; "
+        f"{'Ray' if place else ', '.join(map(str, device_list or [opts.device]))}"
+        f"{f' ({jobs} jobs)' if jobs > 1 else ''} in {time.time() - t0:.1f}s; "
         "leaderboard: " + next((p for p in paths if p.endswith(".md")), ", ".join(paths))
     )
 

@@ -5,7 +5,8 @@
 - ``cell``: a cell's data, model, optimizer and metrics, built from the registries.
 - ``loop``: one cell's training run (set-up/resume, epochs, validation/selection, record).
 - ``step``: the training step itself, which never waits for the device.
-- ``parallel``: ``--jobs N``, cells in worker processes sharing one device.
+- ``parallel``: ``--jobs N``, cells in worker processes sharing one device (or ``--devices``).
+- ``ray``: ``--ray``, cells as Ray tasks on a cluster (imported only then: Ray is optional).
 """
 
 from bench.runner.cell import (
@@ -19,6 +20,7 @@ from bench.runner.cell import (
 from bench.runner.loop import CellTraining, train_cell
 from bench.runner.options import (
     COMPILE_MODES,
+    RayPlacement,
     RunOptions,
     accel_settings,
     autocast,
@@ -37,6 +39,7 @@ __all__ = [
     "CellTraining",
     "DivergedError",
     "FiniteCheck",
+    "RayPlacement",
     "RunOptions",
     "TrainStep",
     "accel_settings",

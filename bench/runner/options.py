@@ -30,6 +30,15 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
+@dataclass(frozen=True)
+class RayPlacement:
+    """``--ray``: the cluster that runs the cells and what each cell asks of it."""
+
+    address: str | None = None  # None: start a local Ray instance; "auto": the running cluster
+    gpus_per_cell: float | None = None  # None: one GPU when the cluster has GPUs, else none
+    cpus_per_cell: float = 1.0
+
+
 @dataclass
 class RunOptions:
     results_dir: Path
@@ -47,6 +56,8 @@ class RunOptions:
     channels_last: bool = False  # NHWC memory format for 4-D image batches and conv weights
     jobs: int = 1  # run_suite: cells trained at once, each in its own process
     threads: int | None = None  # torch intra-op threads per --jobs worker (None: cores / jobs)
+    devices: tuple[torch.device, ...] = ()  # --jobs workers take these in turn (else ``device``)
+    ray: RayPlacement | None = None  # run the cells as Ray tasks (see bench.runner.ray)
 
     @property
     def eval_amp(self) -> bool:
@@ -59,6 +70,8 @@ def check_options(opts: RunOptions) -> None:
         raise ConfigError(f"--jobs must be at least 1, got {opts.jobs}")
     if opts.threads is not None and opts.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {opts.threads}")
+    if opts.ray is not None:
+        check_ray(opts)
     kw = compile_kwargs(opts.compile)
     if kw and "backend" in kw:
         import torch._dynamo
@@ -71,6 +84,22 @@ def check_options(opts: RunOptions) -> None:
             )
     if uses_cudagraphs(kw) and opts.device.type != "cuda":
         raise ConfigError("--compile reduce-overhead uses CUDA graphs and needs a CUDA device")
+
+
+def check_ray(opts: RunOptions) -> None:
+    place = opts.ray
+    assert place is not None
+    if opts.jobs > 1 or opts.devices:
+        raise ConfigError(
+            "--ray places cells itself: use --cpus-per-cell/--gpus-per-cell, not --jobs/--devices"
+        )
+    if place.cpus_per_cell <= 0:
+        raise ConfigError(f"--cpus-per-cell must be positive, got {place.cpus_per_cell}")
+    gpus = place.gpus_per_cell
+    if gpus is not None and (gpus < 0 or (gpus > 1 and not float(gpus).is_integer())):
+        raise ConfigError(
+            f"--gpus-per-cell must be a fraction up to 1 or a whole number, got {gpus}"
+        )
 
 
 def accel_settings(opts: RunOptions) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``--jobs N``: cells trained at once in worker processes that share one device."""
+"""``--jobs N``: cells trained at once in worker processes that share one device, or take the
+``--devices`` in turn."""
 
 from __future__ import annotations
 
@@ -48,10 +49,14 @@ def _worker_threads(opts: RunOptions) -> int:
     return max(1, cores // opts.jobs)
 
 
-def _worker_init(settings: dict[str, Any], queue: Any) -> None:
+def _worker_init(settings: dict[str, Any], queue: Any, started: Any) -> None:
     global _WORKER_OPTS
     torch.set_num_threads(settings.pop("threads"))
-    settings["device"] = torch.device(settings["device"])
+    with started.get_lock():  # the n-th worker takes the n-th device, round the list
+        n = started.value
+        started.value += 1
+    devices = settings.pop("devices")
+    settings["device"] = torch.device(devices[n % len(devices)])
     _WORKER_OPTS = RunOptions(log=queue.put, **settings)
 
 
@@ -92,7 +97,8 @@ def _worker_context() -> Any:
 def run_parallel(
     todo: list[tuple[int, Cell, Path]], opts: RunOptions
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Train cells in ``opts.jobs`` worker processes sharing ``opts.device``.
+    """Train cells in ``opts.jobs`` worker processes sharing ``opts.device`` (or taking the
+    ``opts.devices`` in turn: with two GPUs and four jobs, two workers on each).
 
     Workers start from a fork server or by spawning, never by forking this process, so CUDA
     works in them; each worker loads plugins from entry points, loads its data once and keeps
@@ -112,7 +118,7 @@ def run_parallel(
     queue = ctx.Queue()
     settings = {
         "results_dir": opts.results_dir,
-        "device": str(opts.device),
+        "devices": [str(d) for d in opts.devices or [opts.device]],
         "data_dir": opts.data_dir,
         "resume": opts.resume,
         "amp": opts.amp,
@@ -124,7 +130,7 @@ def run_parallel(
     }
     n_workers = min(opts.jobs, len(todo))
     opts.log(
-        f"training {len(todo)} cells in {n_workers} processes on {opts.device} "
+        f"training {len(todo)} cells in {n_workers} processes on {', '.join(settings['devices'])} "
         f"({settings['threads']} CPU threads each)"
     )
     task = None
@@ -140,7 +146,10 @@ def run_parallel(
             opts.log(msg)
 
     pool = ProcessPoolExecutor(
-        n_workers, mp_context=ctx, initializer=_worker_init, initargs=(settings, queue)
+        n_workers,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(settings, queue, ctx.Value("i", 0)),
     )
     try:
         futures = {

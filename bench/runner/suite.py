@@ -53,7 +53,8 @@ def run_suite(
     """Run every cell of a suite at a scale; returns the scale and the records produced.
 
     With ``opts.jobs > 1`` up to that many cells train at once, each in its own process on
-    ``opts.device`` (see :func:`_run_parallel`); records come back in cell order either way.
+    ``opts.device`` (see :mod:`bench.runner.parallel`); with ``opts.ray`` each cell is a Ray
+    task (see :mod:`bench.runner.ray`). Records come back in cell order either way.
     """
     scale, cells = select_cells(suite, scale)
     validate_cells(cells)
@@ -80,7 +81,12 @@ def run_suite(
         if record_path.exists():
             record_path.unlink()
         todo.append((i, cell, run_dir))
-    if opts.jobs > 1 and len(todo) > 1:
+    if opts.ray is not None and todo:
+        from bench.runner.ray import run_on_ray
+
+        for i, record in run_on_ray(todo, opts):
+            records[i] = record
+    elif opts.jobs > 1 and len(todo) > 1:
         from bench.runner.parallel import run_parallel
 
         for i, record in run_parallel(todo, opts):

@@ -1,0 +1,310 @@
+"""``bench run --ray [ADDRESS]``: each cell a Ray task; the driver writes every result.
+
+A task asks the cluster for ``cpus_per_cell`` CPUs and ``gpus_per_cell`` GPUs (0.25 packs four
+cells on a GPU), trains its cell in a work folder and returns the record, the epoch log and the
+small files of the run; the driver writes them into the run folder. Each result is thus written
+once, by one process, however often Ray retried the task.
+
+When every node sees the results folder (the driver leaves a token in it that tasks look for),
+the work folder is ``<suite>/<scale>/.ray/<run id>`` there: checkpoints outlive a node, and the
+task Ray retries elsewhere after its node died resumes from the last one. Otherwise the work
+folder is a temporary folder on the task's node, and a retried cell starts again.
+
+Ray is optional (``pip install 'collapse-bench[ray]'``); only ``--ray`` imports this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.errors import BenchError, ConfigError
+from bench.records import RECORD_FILE, atomic_write_bytes, atomic_write_text, write_record
+from bench.runner.loop import train_cell
+from bench.runner.options import RayPlacement, RunOptions
+from bench.runner.parallel import _in_process_plugins
+from bench.suites import Cell
+
+WORK_DIR = ".ray"  # in the suite's results folder: the cells' work folders and the token
+TOKEN_FILE = "token"
+TASK_FILE = "task.json"  # the node training the cell now, for people watching a shared folder
+NOT_RETURNED = frozenset({"checkpoint.pt", RECORD_FILE, TASK_FILE})  # resume state, or sent apart
+SMALL_FILE_BYTES = 64 * 2**20  # larger files stay on the task's node unless the folder is shared
+NODE_RETRIES = 3  # how often a cell whose node died is started again elsewhere
+ENV_PREFIX = "BENCH_"  # the driver's settings the tasks get (data and cache folders, plugins)
+SECRET_ENV = frozenset({"BENCH_TUNE_STORAGE"})  # never sent: the cluster records task settings
+
+_DATA_CACHE: dict[Any, Any] = {}  # a Ray worker keeps its data sets for the cells it trains next
+_THREADS_SET = False
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "--ray needs Ray, an optional dependency: pip install 'collapse-bench[ray]'"
+        ) from None
+    return ray
+
+
+@contextlib.contextmanager
+def connected(address: str | None) -> Iterator[Any]:
+    """Ray, connected to ``address`` (None: a new local instance; "auto": the running cluster).
+
+    A connection made before (a test's cluster, a notebook) is used as it is and left open.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
+    if address is None:
+        kwargs["include_dashboard"] = False
+    try:
+        ray.init(address=address, **kwargs)
+    except ConnectionError as exc:
+        raise ConfigError(f"--ray {address}: {exc}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def forwarded_env() -> dict[str, str]:
+    """The driver's ``BENCH_*`` settings, which the tasks get on every node."""
+    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX) and k not in SECRET_ENV}
+
+
+def resources(ray: Any, place: RayPlacement) -> tuple[float, float]:
+    """CPUs and GPUs per cell; refused when no node of the cluster could ever run a cell."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    gpus = place.gpus_per_cell
+    if gpus is None:
+        gpus = 1.0 if any(r.get("GPU", 0) >= 1 for r in nodes) else 0.0
+    cpus = place.cpus_per_cell
+    if not any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+        raise ConfigError(
+            f"--ray: no node of the cluster has {cpus:g} CPUs and {gpus:g} GPUs for a cell "
+            f"(nodes: {', '.join(_node_text(r) for r in nodes) or 'none'})"
+        )
+    return cpus, gpus
+
+
+def _node_text(res: dict[str, float]) -> str:
+    return f"{res.get('CPU', 0):g} CPUs/{res.get('GPU', 0):g} GPUs"
+
+
+# ---- the task ------------------------------------------------------------------------------
+
+
+def train_task(
+    cell: Cell, settings: dict[str, Any], work_dir: str, token: str, log: Any
+) -> dict[str, Any]:
+    """Train one cell on this node; what the driver needs to write its run folder."""
+    import ray
+
+    global _THREADS_SET
+    if not _THREADS_SET:  # Ray reuses a worker for later cells of the same shape
+        torch.set_num_threads(settings["threads"])
+        _THREADS_SET = True
+    token_path = Path(settings["work_root"]) / TOKEN_FILE
+    shared = token_path.is_file() and token_path.read_text() == token
+    work = Path(work_dir) if shared else Path(tempfile.mkdtemp(prefix=f"bench-{cell.run_id}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    node = ray.get_runtime_context().get_node_id()
+    atomic_write_text(work / TASK_FILE, json.dumps({"host": host, "node": node}) + "\n")
+    device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
+    opts = RunOptions(
+        results_dir=Path(settings["work_root"]),
+        device=device,
+        data_dir=settings["data_dir"],
+        resume=True,  # the work folder holds only this run's checkpoints
+        log=lambda msg: log.put(msg) if log is not None else None,
+        data_cache=_DATA_CACHE,
+        amp=settings["amp"],
+        amp_eval=settings["amp_eval"],
+        tf32=settings["tf32"],
+        compile=settings["compile"],
+        channels_last=settings["channels_last"],
+    )
+    try:
+        record = train_cell(cell, work, opts)
+        files: dict[str, bytes] = {}
+        large: list[str] = []
+        for path in sorted(p for p in work.rglob("*") if p.is_file()):
+            rel = path.relative_to(work).as_posix()
+            if rel in NOT_RETURNED or path.name.startswith("."):
+                continue
+            if path.stat().st_size <= SMALL_FILE_BYTES:
+                files[rel] = path.read_bytes()
+            else:
+                large.append(rel)
+    finally:
+        if not shared:
+            shutil.rmtree(work, ignore_errors=True)
+    return {"record": record, "files": files, "large": large, "shared": shared, "host": host}
+
+
+# ---- the driver ----------------------------------------------------------------------------
+
+
+def store(result: dict[str, Any], run_dir: Path, work: Path, log: Any) -> None:
+    """Write a task's results into its run folder; the record last, so a record means done."""
+    for rel, data in result["files"].items():
+        atomic_write_bytes(run_dir / rel, data)
+    if result["shared"]:
+        for path in sorted(p for p in work.rglob("*") if p.is_file()):
+            rel = path.relative_to(work).as_posix()
+            if rel not in result["files"] and rel not in (RECORD_FILE, TASK_FILE):
+                (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, run_dir / rel)
+    elif result["large"]:
+        log(
+            f"{result['record']['run_id']}: {', '.join(result['large'])} left out: over "
+            f"{SMALL_FILE_BYTES >> 20} MiB and the results folder is not shared with "
+            f"{result['host']}"
+        )
+    write_record(run_dir / RECORD_FILE, result["record"])
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def run_on_ray(
+    todo: list[tuple[int, Cell, Path]], opts: RunOptions
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Train cells as Ray tasks on the cluster of ``opts.ray``; yields records as they end."""
+    place = opts.ray
+    assert place is not None
+    local = _in_process_plugins([c for _, c, _ in todo])
+    if local:
+        raise ConfigError(
+            f"--ray: plugin(s) {', '.join(local)} were registered in this process only, and "
+            "Ray workers load plugins from entry points; install them as a package on every node"
+        )
+    suite_dir = todo[0][2].parent.resolve()
+    ray_dir = suite_dir / WORK_DIR
+    with connected(place.address) as ray:
+        cpus, gpus = resources(ray, place)
+        token = secrets.token_hex(16)
+        atomic_write_text(ray_dir / TOKEN_FILE, token)
+        settings = {
+            "work_root": str(ray_dir),
+            "data_dir": Path(opts.data_dir).resolve() if opts.data_dir else None,
+            "amp": opts.amp,
+            "amp_eval": opts.amp_eval,
+            "tf32": opts.tf32,
+            "compile": opts.compile,
+            "channels_last": opts.channels_last,
+            "threads": opts.threads or max(1, int(cpus)),
+        }
+        task = ray.remote(train_task).options(
+            num_cpus=cpus,
+            num_gpus=gpus,
+            max_retries=NODE_RETRIES,
+            runtime_env={"env_vars": forwarded_env()},
+        )
+        yield from _drive(ray, task, todo, opts, settings, token, ray_dir, (cpus, gpus))
+
+
+def _drive(
+    ray: Any,
+    task: Any,
+    todo: list[tuple[int, Cell, Path]],
+    opts: RunOptions,
+    settings: dict[str, Any],
+    token: str,
+    ray_dir: Path,
+    shape: tuple[float, float],
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # The log queue lives on the driver's node, which outlives any worker node.
+    here = ray.get_runtime_context().get_node_id()
+    queue = Queue(
+        actor_options={
+            "num_cpus": 0,
+            "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False),
+        }
+    )
+
+    def drain() -> None:
+        with contextlib.suppress(Exception):  # the queue is gone once the suite is over
+            for msg in queue.get_nowait_batch(queue.qsize()):
+                opts.log(msg)
+
+    cluster = ray.cluster_resources()
+    opts.log(
+        f"training {len(todo)} cells on Ray ({cluster.get('CPU', 0):g} CPUs, "
+        f"{cluster.get('GPU', 0):g} GPUs; {shape[0]:g} CPUs and {shape[1]:g} GPUs per cell)"
+    )
+    progress = None
+    if opts.progress is not None:
+        progress = opts.progress.add_task(f"{len(todo)} cells on Ray", total=len(todo))
+    refs: dict[Any, tuple[int, Cell, Path]] = {}
+    for i, cell, run_dir in todo:
+        work = ray_dir / cell.run_id
+        if not opts.resume:
+            shutil.rmtree(work, ignore_errors=True)
+        # The run folder exists from the start, so a rerun after a killed driver asks for
+        # --resume as it would after a plain run.
+        run_dir.mkdir(parents=True, exist_ok=True)
+        refs[task.remote(cell, settings, str(work), token, queue)] = (i, cell, run_dir)
+    pending = list(refs)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=0.25)
+            drain()
+            for ref in done:
+                i, cell, run_dir = refs[ref]
+                result = _result(ray, ref, cell)
+                store(result, run_dir, ray_dir / cell.run_id, opts.log)
+                record = result["record"]
+                opts.log(
+                    f"{cell.run_id}: {record['status']} on {result['host']} "
+                    f"in {record['wall_time_s']:.1f}s"
+                )
+                if progress is not None:
+                    opts.progress.advance(progress)
+                yield i, record
+    except BaseException:
+        for ref in pending:  # fail fast; the work folders keep their checkpoints for --resume
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
+    finally:
+        drain()
+        with contextlib.suppress(Exception):
+            queue.shutdown()
+        with contextlib.suppress(OSError):
+            (ray_dir / TOKEN_FILE).unlink()
+            ray_dir.rmdir()  # only when no cell left a work folder behind
+        if progress is not None:
+            opts.progress.remove_task(progress)
+
+
+def _result(ray: Any, ref: Any, cell: Cell) -> dict[str, Any]:
+    """A task's result; a task's own exception is raised as in ``--jobs 1``."""
+    from ray.exceptions import RayTaskError
+
+    try:
+        return ray.get(ref)
+    except RayTaskError:
+        raise  # also an instance of the task's exception class
+    except ray.exceptions.RayError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BenchError(
+            f"{cell.run_id}: Ray lost the cell after {NODE_RETRIES} retries ({first})"
+        ) from exc
