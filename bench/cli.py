@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import leaderboard as lb
-from bench import plugins
+from bench import plots, plugins
 from bench.data import DATA_DIR_ENV
 from bench.errors import BenchError
 from bench.records import results_root
@@ -163,6 +163,8 @@ def run(
             scale, records = run_suite(suite, scale, opts, overwrite=overwrite)
     else:
         scale, records = run_suite(suite, scale, opts, overwrite=overwrite)
+    # Cells trained in other processes (--jobs, --ray) did not tell the plots where they ran.
+    plots.remember_results_dir(opts.results_dir)
     board = lb.build(lb.load_records(opts.results_dir, suite.name, scale), suite.name, scale)
     paths = lb.write(board, lb.leaderboard_dir(leaderboard_dir))
     failed = sum(r["status"] != "finished" for r in records)
@@ -204,8 +206,6 @@ def leaderboard_cmd(
     data_dir,
 ) -> None:
     """Rebuild a suite's leaderboard from its run records (or from its tuning studies)."""
-    from bench import plots
-
     suite = get_suite(suite_name)
     if tuned:
         from bench.tune import tuned_leaderboard

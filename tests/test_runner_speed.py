@@ -135,12 +135,20 @@ def test_jobs_gives_the_records_of_one_job(fresh_plugins, workdir):
     suite = tiny_suite(models=("mlp-vae", "mlp-skip-vae"), epochs=1)
     _, one = run_suite(suite, None, options(workdir / "one"))
     logged: list[str] = []
-    _, two = run_suite(suite, None, options(workdir / "two", jobs=2, log=logged.append))
+    # The CPU twice stands in for two GPUs: each worker takes the next device in the list.
+    devices = (torch.device("cpu"), torch.device("cpu"))
+    _, two = run_suite(
+        suite, None, options(workdir / "two", jobs=2, devices=devices, log=logged.append)
+    )
     assert [r["run_id"] for r in two] == [r["run_id"] for r in one]
     for a, b in zip(one, two, strict=True):
         assert a["metrics"] == b["metrics"]  # own seed per cell: identical results
         assert (workdir / "two/results/speed/s" / b["run_id"] / "record.json").exists()
-    assert any("2 processes" in m for m in logged)
+    assert any("2 processes on cpu, cpu" in m for m in logged)
+    assert sorted(m for m in logged if m.startswith("worker ")) == [
+        "worker 1 trains on cpu",
+        "worker 2 trains on cpu",
+    ]
     assert any("epoch 0" in m for m in logged)  # worker logs reach the parent
 
 

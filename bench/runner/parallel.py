@@ -58,6 +58,8 @@ def _worker_init(settings: dict[str, Any], queue: Any, started: Any) -> None:
     devices = settings.pop("devices")
     settings["device"] = torch.device(devices[n % len(devices)])
     _WORKER_OPTS = RunOptions(log=queue.put, **settings)
+    if len(devices) > 1:
+        queue.put(f"worker {n + 1} trains on {settings['device']}")
 
 
 def _worker_train(cell: Cell, run_dir: str) -> dict[str, Any]:
