@@ -6,9 +6,10 @@ small files of the run; the driver writes them into the run folder. Each result 
 once, by one process, however often Ray retried the task.
 
 When every node sees the results folder (the driver leaves a token in it that tasks look for),
-the work folder is ``<suite>/<scale>/.ray/<run id>`` there: checkpoints outlive a node, and the
+the work folder is ``.ray/<suite>/<scale>/<run id>`` there: checkpoints outlive a node, and the
 task Ray retries elsewhere after its node died resumes from the last one. Otherwise the work
-folder is a temporary folder on the task's node, and a retried cell starts again.
+folder is in a temporary folder on the task's node, and a retried cell starts again. Either way
+it ends in ``<suite>/<scale>/<run id>``, as run folders do, for the plugins that look.
 
 Ray is optional (``pip install 'collapse-bench[ray]'``); only ``--ray`` imports this module.
 """
@@ -36,7 +37,7 @@ from bench.runner.options import RayPlacement, RunOptions
 from bench.runner.parallel import _in_process_plugins
 from bench.suites import Cell
 
-WORK_DIR = ".ray"  # in the suite's results folder: the cells' work folders and the token
+WORK_DIR = ".ray"  # in the results folder: <suite>/<scale>/<run id> work folders, and tokens
 TOKEN_FILE = "token"
 TASK_FILE = "task.json"  # the node training the cell now, for people watching a shared folder
 NOT_RETURNED = frozenset({"checkpoint.pt", RECORD_FILE, TASK_FILE})  # resume state, or sent apart
@@ -121,7 +122,8 @@ def train_task(
         _THREADS_SET = True
     token_path = Path(settings["work_root"]) / TOKEN_FILE
     shared = token_path.is_file() and token_path.read_text() == token
-    work = Path(work_dir) if shared else Path(tempfile.mkdtemp(prefix=f"bench-{cell.run_id}-"))
+    scratch = None if shared else Path(tempfile.mkdtemp(prefix="bench-"))
+    work = Path(work_dir) if scratch is None else scratch / cell.suite / cell.scale / cell.run_id
     work.mkdir(parents=True, exist_ok=True)
     host = socket.gethostname()
     node = ray.get_runtime_context().get_node_id()
@@ -153,8 +155,8 @@ def train_task(
             else:
                 large.append(rel)
     finally:
-        if not shared:
-            shutil.rmtree(work, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return {"record": record, "files": files, "large": large, "shared": shared, "host": host}
 
 
@@ -193,8 +195,8 @@ def run_on_ray(
             f"--ray: plugin(s) {', '.join(local)} were registered in this process only, and "
             "Ray workers load plugins from entry points; install them as a package on every node"
         )
-    suite_dir = todo[0][2].parent.resolve()
-    ray_dir = suite_dir / WORK_DIR
+    first = todo[0][1]
+    ray_dir = opts.results_dir.resolve() / WORK_DIR / first.suite / first.scale
     with connected(place.address) as ray:
         cpus, gpus = resources(ray, place)
         token = secrets.token_hex(16)
@@ -288,9 +290,10 @@ def _drive(
         drain()
         with contextlib.suppress(Exception):
             queue.shutdown()
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # only folders no cell left work in
             (ray_dir / TOKEN_FILE).unlink()
-            ray_dir.rmdir()  # only when no cell left a work folder behind
+            for folder in (ray_dir, ray_dir.parent, ray_dir.parent.parent):
+                folder.rmdir()
         if progress is not None:
             opts.progress.remove_task(progress)
 

@@ -1,0 +1,235 @@
+"""``bench run --ray``: cells as Ray tasks on a real multi-node cluster on this machine.
+
+One cluster per module (a head that runs no cells and two one-CPU worker nodes, each with its
+own raylet and object store); the node-loss test removes a worker mid-suite, so it comes last.
+The tests that need no cluster run without Ray too.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from polars.testing import assert_frame_equal
+
+from bench import leaderboard as lb
+from bench.cli import main
+from bench.errors import ConfigError
+from bench.records import RECORD_FILE
+from bench.runner import RayPlacement, RunOptions, run_suite, select_cells
+from bench.suites import get_suite
+
+EPOCHS = 5
+SUITE_TOML = f"""
+name = "tiny"
+[[group]]
+name = "g"
+datasets = ["digits"]
+models = ["mlp-vae", "mlp-skip-vae"]
+objectives = ["elbo", "free-bits"]
+metrics = ["neg_elbo", "nll", "mi", "au"]
+[group.model_params.mlp-vae]
+hidden = 16
+latent_dim = 4
+[group.model_params.mlp-skip-vae]
+hidden = 16
+latent_dim = 4
+[group.budget]
+epochs = {EPOCHS}
+batch_size = 50
+[group.eval]
+iw_samples = 5
+batch_size = 300
+"""
+CELLS = 4
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    yield c, workers
+    c.shutdown()
+
+
+@pytest.fixture
+def suite_file(workdir, monkeypatch):
+    # Cells in this process train on one thread, as the one-CPU Ray tasks do.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    path = workdir / "tiny.toml"
+    path.write_text(SUITE_TOML)
+    yield path
+    torch.set_num_threads(before)
+
+
+def bench(*args: str) -> None:
+    main(["run", "--suite", "tiny.toml", *args])
+
+
+def metrics_table(leaderboard_dir: Path) -> pl.DataFrame:
+    table = pl.read_csv(leaderboard_dir / "tiny.csv")
+    return table.select(c for c in table.columns if not c.startswith("train_examples_per_s"))
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--gpus-per-cell", "0.5"], "apply with --ray"),
+        (["--ray", "--jobs", "2"], "--ray places cells itself"),
+        (["--ray", "--gpus-per-cell", "1.5"], "a fraction up to 1 or a whole number"),
+        (["--ray", "--cpus-per-cell", "0"], "--cpus-per-cell must be positive"),
+    ],
+)
+def test_ray_options_fail_in_one_line(fresh_plugins, suite_file, capsys, args, words):
+    with pytest.raises(SystemExit) as exc:
+        bench("--quiet", *args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1
+
+
+def test_ray_missing_is_one_line(fresh_plugins, suite_file, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails
+    with pytest.raises(SystemExit) as exc:
+        bench("--quiet", "--ray")
+    assert exc.value.code == 2
+    assert "pip install 'collapse-bench[ray]'" in capsys.readouterr().err
+
+
+def test_cells_no_node_can_hold_are_refused(cluster, fresh_plugins, suite_file, capsys):
+    c, _ = cluster
+    with pytest.raises(SystemExit) as exc:
+        bench("--quiet", "--ray", c.address, "--cpus-per-cell", "2")
+    assert exc.value.code == 2
+    assert "no node of the cluster has 2 CPUs and 0 GPUs" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_without_a_shared_folder_the_task_returns_its_files(
+    cluster, fresh_plugins, suite_file, workdir
+):
+    """A node that does not see the results folder trains in a temporary folder of its own,
+    returns the epoch log and small files, and leaves nothing behind; the driver writes them."""
+    import ray
+
+    from bench.runner import ray as on_ray
+
+    c, _ = cluster
+    cells = select_cells(get_suite(str(suite_file)), None)[1]
+    (cell,) = [x for x in cells if x.model == "mlp-vae" and x.objective == "elbo"]
+    work_root = workdir / "results" / on_ray.WORK_DIR / "tiny" / "custom"
+    work = work_root / cell.run_id
+    settings = {
+        "work_root": str(work_root),
+        "data_dir": None,
+        "amp": False,
+        "amp_eval": None,
+        "tf32": False,
+        "compile": None,
+        "channels_last": False,
+        "threads": 1,
+    }
+    ray.init(address=c.address)
+    try:
+        result = on_ray.train_task(cell, settings, str(work), "a token no one wrote", None)
+    finally:
+        ray.shutdown()
+    assert result["shared"] is False and not work.exists()
+    assert sorted(result["files"]) == ["best.pt", "epochs.jsonl"]  # no checkpoint, no record
+    run_dir = workdir / "results" / "tiny" / "custom" / cell.run_id
+    on_ray.store(result, run_dir, work, print)
+    assert json.loads((run_dir / RECORD_FILE).read_text()) == json.loads(
+        json.dumps(result["record"])
+    )
+    log = (run_dir / "epochs.jsonl").read_text()
+    assert [json.loads(ln)["epoch"] for ln in log.splitlines()] == list(range(EPOCHS))
+
+
+def test_an_open_connection_is_kept(cluster, fresh_plugins, suite_file, workdir):
+    """A driver already connected (a notebook, a script) keeps its connection."""
+    import ray
+
+    c, _ = cluster
+    opts = RunOptions(
+        results_dir=workdir / "results",
+        device=torch.device("cpu"),
+        ray=RayPlacement(gpus_per_cell=4),
+    )
+    ray.init(address=c.address)
+    try:
+        with pytest.raises(ConfigError, match="no node of the cluster has 1 CPUs and 4 GPUs"):
+            run_suite(get_suite(str(suite_file)), None, opts)
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_node_lost_mid_suite(cluster, fresh_plugins, suite_file, workdir, monkeypatch, capsys):
+    """A worker node is removed while it trains a cell that has a checkpoint: Ray retries the
+    cell on the other node, which resumes from that checkpoint. Every cell finishes, each record
+    is written once (by the driver), and the leaderboard equals a plain run's."""
+    from bench.runner import ray as on_ray
+
+    c, (victim, _) = cluster
+    bench("--results-dir", "plain", "--leaderboard-dir", "lb-plain", "--quiet")
+    capsys.readouterr()
+
+    writes: collections.Counter[str] = collections.Counter()
+    write_record = on_ray.write_record
+
+    def counted(path: Path, record: dict) -> None:
+        writes[record["run_id"]] += 1
+        write_record(path, record)
+
+    monkeypatch.setattr(on_ray, "write_record", counted)
+    work_root = workdir / "on-ray" / on_ray.WORK_DIR / "tiny" / "custom"
+    hit: list[str] = []
+    stop = threading.Event()
+
+    def remove_victim_mid_cell() -> None:
+        while not stop.is_set():
+            for task_file in work_root.glob(f"*/{on_ray.TASK_FILE}"):
+                work = task_file.parent
+                try:
+                    on_victim = json.loads(task_file.read_text())["node"] == victim.node_id
+                    done = len((work / "epochs.jsonl").read_text().splitlines())
+                except (OSError, ValueError):
+                    continue
+                if on_victim and 1 <= done <= EPOCHS - 2 and (work / "checkpoint.pt").exists():
+                    hit.append(work.name)
+                    c.remove_node(victim)
+                    return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=remove_victim_mid_cell, daemon=True)
+    watcher.start()
+    try:
+        bench("--ray", c.address, "--results-dir", "on-ray", "--leaderboard-dir", "lb-ray")
+    finally:
+        stop.set()
+        watcher.join()
+    err = capsys.readouterr().err
+    assert hit, "the victim node never trained a cell past its first checkpoint"
+    assert f"{hit[0]}: resuming at epoch" in " ".join(err.split())
+
+    records = lb.load_records(workdir / "on-ray", "tiny", "custom")
+    assert len(records) == CELLS and all(r["status"] == "finished" for r in records)
+    assert writes == {r["run_id"]: 1 for r in records}
+    assert not (workdir / "on-ray" / on_ray.WORK_DIR).exists()
+    assert len(list((workdir / "on-ray").rglob(RECORD_FILE))) == CELLS
+    log = (workdir / "on-ray" / "tiny" / "custom" / hit[0] / "epochs.jsonl").read_text()
+    assert [json.loads(ln)["epoch"] for ln in log.splitlines()] == list(range(EPOCHS))
+    assert_frame_equal(metrics_table(workdir / "lb-ray"), metrics_table(workdir / "lb-plain"))
