@@ -16,7 +16,8 @@ from bench import plots, plugins
 from bench.data import DATA_DIR_ENV
 from bench.errors import BenchError
 from bench.records import results_root
-from bench.runner import RayPlacement, RunOptions, resolve_device, run_suite
+from bench.runner import RunOptions, resolve_device, run_suite
+from bench.runner.ray import ray_options, ray_placement
 from bench.suites import get_suite
 
 console = Console(stderr=True)
@@ -71,17 +72,7 @@ def cli() -> None:
     help="devices the --jobs workers take in turn, e.g. cuda:0,cuda:1 (--jobs defaults to one "
     "per device)",
 )
-@click.option(
-    "--ray",
-    "ray_address",
-    is_flag=False,
-    flag_value="local",
-    default=None,
-    metavar="[ADDRESS]",
-    help="each cell a Ray task: a new local Ray instance, or ADDRESS (auto: the running cluster)",
-)
-@click.option("--gpus-per-cell", type=float, default=None, help="with --ray (default: 1 if any)")
-@click.option("--cpus-per-cell", type=float, default=1.0, show_default=True, help="with --ray")
+@ray_options
 def run(
     suite_name,
     scale,
@@ -133,12 +124,7 @@ def run(
         raise BenchError("--device and --devices exclude each other")
     device_list = tuple(resolve_device(d.strip()) for d in devices.split(",")) if devices else ()
     jobs = jobs or len(device_list) or 1
-    if ray_address is None and (gpus_per_cell is not None or cpus_per_cell != 1.0):
-        raise BenchError("--gpus-per-cell and --cpus-per-cell apply with --ray")
-    place = None
-    if ray_address is not None:
-        address = None if ray_address == "local" else ray_address
-        place = RayPlacement(address, gpus_per_cell, cpus_per_cell)
+    place = ray_placement(ray_address, gpus_per_cell, cpus_per_cell)
     if threads and jobs == 1:
         torch.set_num_threads(threads)
     opts = RunOptions(

@@ -38,6 +38,15 @@ class RayPlacement:
     gpus_per_cell: float | None = None  # None: one GPU when the cluster has GPUs, else none
     cpus_per_cell: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.cpus_per_cell <= 0:
+            raise ConfigError(f"--cpus-per-cell must be positive, got {self.cpus_per_cell}")
+        gpus = self.gpus_per_cell
+        if gpus is not None and (gpus < 0 or (gpus > 1 and not float(gpus).is_integer())):
+            raise ConfigError(
+                f"--gpus-per-cell must be a fraction up to 1 or a whole number, got {gpus}"
+            )
+
 
 @dataclass
 class RunOptions:
@@ -70,8 +79,10 @@ def check_options(opts: RunOptions) -> None:
         raise ConfigError(f"--jobs must be at least 1, got {opts.jobs}")
     if opts.threads is not None and opts.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {opts.threads}")
-    if opts.ray is not None:
-        check_ray(opts)
+    if opts.ray is not None and (opts.jobs > 1 or opts.devices):
+        raise ConfigError(
+            "--ray places cells itself: use --cpus-per-cell/--gpus-per-cell, not --jobs/--devices"
+        )
     kw = compile_kwargs(opts.compile)
     if kw and "backend" in kw:
         import torch._dynamo
@@ -84,22 +95,6 @@ def check_options(opts: RunOptions) -> None:
             )
     if uses_cudagraphs(kw) and opts.device.type != "cuda":
         raise ConfigError("--compile reduce-overhead uses CUDA graphs and needs a CUDA device")
-
-
-def check_ray(opts: RunOptions) -> None:
-    place = opts.ray
-    assert place is not None
-    if opts.jobs > 1 or opts.devices:
-        raise ConfigError(
-            "--ray places cells itself: use --cpus-per-cell/--gpus-per-cell, not --jobs/--devices"
-        )
-    if place.cpus_per_cell <= 0:
-        raise ConfigError(f"--cpus-per-cell must be positive, got {place.cpus_per_cell}")
-    gpus = place.gpus_per_cell
-    if gpus is not None and (gpus < 0 or (gpus > 1 and not float(gpus).is_integer())):
-        raise ConfigError(
-            f"--gpus-per-cell must be a fraction up to 1 or a whole number, got {gpus}"
-        )
 
 
 def accel_settings(opts: RunOptions) -> dict[str, Any]:

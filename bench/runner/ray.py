@@ -24,10 +24,11 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import torch
 
 from bench.errors import BenchError, ConfigError
@@ -37,6 +38,7 @@ from bench.runner.options import RayPlacement, RunOptions
 from bench.runner.parallel import _in_process_plugins
 from bench.suites import Cell
 
+LOCAL = "local"  # --ray with no address: start Ray here
 WORK_DIR = ".ray"  # in the results folder: <suite>/<scale>/<run id> work folders, and tokens
 TOKEN_FILE = "token"
 TASK_FILE = "task.json"  # the node training the cell now, for people watching a shared folder
@@ -48,6 +50,45 @@ SECRET_ENV = frozenset({"BENCH_TUNE_STORAGE"})  # never sent: the cluster record
 
 _DATA_CACHE: dict[Any, Any] = {}  # a Ray worker keeps its data sets for the cells it trains next
 _THREADS_SET = False
+
+
+def ray_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ray [ADDRESS]``, ``--gpus-per-cell`` and ``--cpus-per-cell``, for any command."""
+    for option in reversed(
+        (
+            click.option(
+                "--ray",
+                "ray_address",
+                is_flag=False,
+                flag_value=LOCAL,
+                default=None,
+                metavar="[ADDRESS]",
+                help="run on Ray: a new local instance, or ADDRESS (auto: the running cluster)",
+            ),
+            click.option(
+                "--gpus-per-cell",
+                type=float,
+                default=None,
+                help="with --ray: GPUs each cell holds, 0.25 packs 4 per GPU [1 if any]",
+            ),
+            click.option(
+                "--cpus-per-cell", type=float, default=1.0, show_default=True, help="with --ray"
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def ray_placement(
+    address: str | None, gpus_per_cell: float | None, cpus_per_cell: float
+) -> RayPlacement | None:
+    """The options of :func:`ray_options`; None without ``--ray``."""
+    if address is None:
+        if gpus_per_cell is not None or cpus_per_cell != 1.0:
+            raise ConfigError("--gpus-per-cell and --cpus-per-cell apply with --ray")
+        return None
+    return RayPlacement(None if address == LOCAL else address, gpus_per_cell, cpus_per_cell)
 
 
 def import_ray() -> Any:
