@@ -11,6 +11,7 @@ plugin's. Modules, in the order a trial meets them:
 - ``worker``: claims, runs and tells trials until a study holds ``--n-trials`` of them.
 - ``leaderboard``: re-trains the best trials over the suite's seeds (``bench leaderboard --tuned``).
 - ``command``: the ``bench tune`` command and its ``--workers N`` processes.
+- ``ray``: ``--ray``, the workers as Ray tasks on a cluster (imported only then).
 """
 
 from bench.tune.command import register_commands

@@ -1,7 +1,8 @@
 """``bench tune``: registered through the ``register_commands`` hook, like a plugin's command.
 
 One process tunes the studies itself; ``--workers N`` starts N processes of the same command
-(``--worker-index`` marks them) and reports once they end.
+(``--worker-index`` marks them), or N Ray tasks with ``--ray`` (:mod:`bench.tune.ray`), and
+reports once they end.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import click
 from bench import plugins
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
+from bench.runner.ray import ray_options, ray_placement
 from bench.tune.space import check_space, load_space_file, search_space, study_budget
 from bench.tune.storage import STORAGE_ENV, OpenedStorage, open_storage
 from bench.tune.targets import Target, select_targets
@@ -92,6 +94,7 @@ OPTIONS = (
     click.option("--results-dir", default=None),
     click.option("--quiet", is_flag=True),
     click.option("--worker-index", type=int, default=None, hidden=True),
+    ray_options,  # --workers as Ray tasks (see bench.tune.ray)
 )
 
 
@@ -119,6 +122,9 @@ class TuneArgs:
     results_dir: str | None
     quiet: bool
     worker_index: int | None
+    ray_address: str | None = None
+    gpus_per_cell: float | None = None
+    cpus_per_cell: float = 1.0
 
     @property
     def child(self) -> bool:
@@ -190,9 +196,14 @@ def run_tune(a: TuneArgs) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     _stop_on_sigterm()
+    ray_placement(a.ray_address, a.gpus_per_cell, a.cpus_per_cell)  # checked up front
     plan = check_args(a)
     t0 = time.time()
-    if a.workers > 1:
+    if a.ray_address is not None:
+        from bench.tune.ray import run_on_ray
+
+        run_on_ray(a, plan, log)
+    elif a.workers > 1:
         run_workers(a, plan, log)
     else:
         run_here(a, plan, log)
@@ -330,6 +341,7 @@ def report(a: TuneArgs, plan: Plan, t0: float) -> None:
         click.echo(line)
     shown = store.description if store.kind == "journal" else "<storage URL>"
     click.echo(
-        f"{len(plan.targets)} studies in {store.description} on {plan.device} in "
+        f"{len(plan.targets)} studies in {store.description} on "
+        f"{'Ray' if a.ray_address is not None else plan.device} in "
         f"{time.time() - t0:.1f}s; open them with: optuna-dashboard {shown}"
     )
