@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import sys
 import threading
 import time
@@ -108,6 +109,17 @@ def test_ray_missing_is_one_line(fresh_plugins, suite_file, capsys, monkeypatch)
     assert "pip install 'collapse-bench[ray]'" in capsys.readouterr().err
 
 
+def test_tasks_get_the_bench_settings_but_no_credentials(monkeypatch):
+    from bench.runner.ray import forwarded_env
+
+    monkeypatch.setenv("BENCH_DATA_DIR", "/data")
+    monkeypatch.setenv("BENCH_TUNE_STORAGE", "postgresql+psycopg://user:secret@db/bench")
+    monkeypatch.setenv("OTHER", "x")
+    env = forwarded_env()
+    assert env["BENCH_DATA_DIR"] == "/data"
+    assert "BENCH_TUNE_STORAGE" not in env and "OTHER" not in env
+
+
 def test_cells_no_node_can_hold_are_refused(cluster, fresh_plugins, suite_file, capsys):
     c, _ = cluster
     with pytest.raises(SystemExit) as exc:
@@ -174,6 +186,31 @@ def test_an_open_connection_is_kept(cluster, fresh_plugins, suite_file, workdir)
         assert ray.is_initialized()
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_tune_workers_on_ray_hold_the_exact_trial_count(
+    cluster, fresh_plugins, suite_file, workdir, capsys, monkeypatch
+):
+    import optuna
+
+    from bench.tune import counts, open_storage
+
+    monkeypatch.delenv("BENCH_TUNE_STORAGE", raising=False)
+    c, _ = cluster
+    row = ["--model", "mlp-vae", "--objective", "free-bits"]
+    main(
+        ["tune", "--suite", "tiny.toml", *row, "--n-trials", "4", "--workers", "2"]
+        + ["--ray", c.address, "--sampler-seed", "0", "--quiet"]
+    )
+    assert "1 studies in" in capsys.readouterr().out
+    storage = open_storage(None, workdir / "results").storage
+    (name,) = optuna.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    tally = counts(trials)
+    assert tally["done"] == 4 and tally["running"] == tally["waiting"] == 0
+    # Trained by the Ray workers, not by this process.
+    assert all(not t.user_attrs["worker"].endswith(f":{os.getpid()}") for t in trials)
 
 
 @pytest.mark.slow

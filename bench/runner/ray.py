@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -46,7 +47,8 @@ NOT_RETURNED = frozenset({"checkpoint.pt", RECORD_FILE, TASK_FILE})  # resume st
 SMALL_FILE_BYTES = 64 * 2**20  # larger files stay on the task's node unless the folder is shared
 NODE_RETRIES = 3  # how often a cell whose node died is started again elsewhere
 ENV_PREFIX = "BENCH_"  # the driver's settings the tasks get (data and cache folders, plugins)
-SECRET_ENV = frozenset({"BENCH_TUNE_STORAGE"})  # never sent: the cluster records task settings
+# A URL with a user (and password) in it is never sent: the cluster records task settings.
+CREDENTIALS = re.compile(r"://[^/@\s]*@")
 
 _DATA_CACHE: dict[Any, Any] = {}  # a Ray worker keeps its data sets for the cells it trains next
 _THREADS_SET = False
@@ -125,8 +127,13 @@ def connected(address: str | None) -> Iterator[Any]:
 
 
 def forwarded_env() -> dict[str, str]:
-    """The driver's ``BENCH_*`` settings, which the tasks get on every node."""
-    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX) and k not in SECRET_ENV}
+    """The driver's ``BENCH_*`` settings, which the tasks get on every node (not credentials:
+    each node sets its own, or, for ``bench tune``, the storage URL travels as a task argument)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(ENV_PREFIX) and not CREDENTIALS.search(v)
+    }
 
 
 def resources(ray: Any, place: RayPlacement) -> tuple[float, float]:
@@ -341,14 +348,23 @@ def _drive(
 
 def _result(ray: Any, ref: Any, cell: Cell) -> dict[str, Any]:
     """A task's result; a task's own exception is raised as in ``--jobs 1``."""
-    from ray.exceptions import RayTaskError
-
     try:
-        return ray.get(ref)
-    except RayTaskError:
-        raise  # also an instance of the task's exception class
+        return get(ray, ref)
+    except ray.exceptions.RayTaskError:
+        raise
     except ray.exceptions.RayError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BenchError(
             f"{cell.run_id}: Ray lost the cell after {NODE_RETRIES} retries ({first})"
         ) from exc
+
+
+def get(ray: Any, ref: Any) -> Any:
+    """``ray.get``; a user error (:class:`BenchError`) in the task is raised as itself, so the
+    command prints its one line. Other errors keep the task's traceback."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, BenchError):
+            raise exc.cause from None
+        raise

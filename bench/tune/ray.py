@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.errors import ConfigError
-from bench.runner.ray import NODE_RETRIES, connected, forwarded_env, ray_placement, resources
+from bench.runner.ray import (
+    NODE_RETRIES,
+    connected,
+    forwarded_env,
+    get,
+    ray_placement,
+    resources,
+)
 from bench.tune.storage import STORAGE_ENV
 
 if TYPE_CHECKING:
@@ -59,8 +66,10 @@ def run_on_ray(a: TuneArgs, plan: Plan, log: Log) -> None:
             storage=str(Path(store.description).resolve())
             if store.kind == "journal"
             else a.storage or os.environ.get(STORAGE_ENV),
+            suite_name=_absolute(a.suite_name) if a.suite_name.endswith(".toml") else a.suite_name,
+            space_file=_absolute(a.space_file),
             results_dir=str(plan.results_dir.resolve()),
-            data_dir=str(Path(a.data_dir).resolve()) if a.data_dir else None,
+            data_dir=_absolute(a.data_dir),
             workers=1,
             ray_address=None,
             gpus_per_cell=None,
@@ -81,9 +90,14 @@ def run_on_ray(a: TuneArgs, plan: Plan, log: Log) -> None:
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
-                ray.get(done)  # a worker's error is raised here
+                get(ray, done[0])  # a worker's error is raised here
         except BaseException:
             # Cancelled workers die; their trials are queued again by the next worker to come.
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
+
+
+def _absolute(path: str | None) -> str | None:
+    """A path given on this machine, as the tasks must read it: absolute."""
+    return str(Path(path).resolve()) if path else path
