@@ -10,6 +10,8 @@ from __future__ import annotations
 import collections
 import json
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -211,6 +213,36 @@ def test_tune_workers_on_ray_hold_the_exact_trial_count(
     assert tally["done"] == 4 and tally["running"] == tally["waiting"] == 0
     # Trained by the Ray workers, not by this process.
     assert all(not t.user_attrs["worker"].endswith(f":{os.getpid()}") for t in trials)
+
+
+@pytest.mark.slow
+def test_a_killed_driver_continues_with_resume(cluster, fresh_plugins, suite_file, workdir, capsys):
+    """SIGKILL the driver once a cell has finished and another has a checkpoint; the same
+    command with --resume keeps the finished cell and resumes the other."""
+    from bench.runner import ray as on_ray
+
+    c, _ = cluster
+    args = ["run", "--suite", "tiny.toml", "--ray", c.address, "--results-dir", "killed"]
+    driver = subprocess.Popen([sys.executable, "-m", "bench.cli", *args, "--quiet"], cwd=workdir)
+    suite_dir = workdir / "killed" / "tiny" / "custom"
+    work_root = workdir / "killed" / on_ray.WORK_DIR / "tiny" / "custom"
+    deadline = time.time() + 300
+    while driver.poll() is None and time.time() < deadline:
+        done = {p.parent.name for p in suite_dir.glob(f"*/{RECORD_FILE}")}
+        started = {p.parent.name for p in work_root.glob("*/checkpoint.pt")} - done
+        if done and started:
+            driver.kill()
+            break
+        time.sleep(0.02)
+    assert driver.wait() == -signal.SIGKILL, "the suite ended before the driver was killed"
+    assert len(list(suite_dir.glob(f"*/{RECORD_FILE}"))) < CELLS
+
+    main([*args, "--resume"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert all(f"{run}: already finished, skipped" in err for run in done)
+    assert any(f"{run}: resuming at epoch" in err for run in started)
+    records = lb.load_records(workdir / "killed", "tiny", "custom")
+    assert len(records) == CELLS and all(r["status"] == "finished" for r in records)
 
 
 @pytest.mark.slow
