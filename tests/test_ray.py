@@ -86,6 +86,15 @@ def metrics_table(leaderboard_dir: Path) -> pl.DataFrame:
     return table.select(c for c in table.columns if not c.startswith("train_examples_per_s"))
 
 
+def mid_cell(work: Path) -> bool:
+    """A cell's work folder holds a checkpoint, and at least two epochs remain to train."""
+    try:
+        logged = len((work / "epochs.jsonl").read_text().splitlines())
+    except OSError:
+        return False
+    return 1 <= logged <= EPOCHS - 2 and (work / "checkpoint.pt").exists()
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
@@ -229,7 +238,7 @@ def test_a_killed_driver_continues_with_resume(cluster, fresh_plugins, suite_fil
     deadline = time.time() + 300
     while driver.poll() is None and time.time() < deadline:
         done = {p.parent.name for p in suite_dir.glob(f"*/{RECORD_FILE}")}
-        started = {p.parent.name for p in work_root.glob("*/checkpoint.pt")} - done
+        started = {w.name for w in work_root.glob("*") if mid_cell(w)} - done
         if done and started:
             driver.kill()
             break
@@ -274,10 +283,9 @@ def test_node_lost_mid_suite(cluster, fresh_plugins, suite_file, workdir, monkey
                 work = task_file.parent
                 try:
                     on_victim = json.loads(task_file.read_text())["node"] == victim.node_id
-                    done = len((work / "epochs.jsonl").read_text().splitlines())
                 except (OSError, ValueError):
                     continue
-                if on_victim and 1 <= done <= EPOCHS - 2 and (work / "checkpoint.pt").exists():
+                if on_victim and mid_cell(work):
                     hit.append(work.name)
                     c.remove_node(victim)
                     return
