@@ -46,6 +46,7 @@ from bench.specs import MetricValue, resolve_params
 from bench.suites import Cell
 
 PROGRESS_UPDATES_PER_EPOCH = 50  # a progress-bar update costs a lock and a redraw request
+CHECKPOINT_FILE = "checkpoint.pt"  # what a resumed run continues from
 
 
 def rng_state() -> dict[str, Any]:
@@ -103,7 +104,7 @@ class CellTraining:
         self.started = time.time()
         self.started_at = datetime.now(UTC).isoformat()
         self.log_path = run_dir / "epochs.jsonl"
-        self.ckpt_path = run_dir / "checkpoint.pt"
+        self.ckpt_path = run_dir / CHECKPOINT_FILE
         self.best_path = run_dir / "best.pt"
         self.state = fresh_state()
         self.task: Any = None

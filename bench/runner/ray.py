@@ -34,7 +34,7 @@ import torch
 
 from bench.errors import BenchError, ConfigError
 from bench.records import RECORD_FILE, atomic_write_bytes, atomic_write_text, write_record
-from bench.runner.loop import train_cell
+from bench.runner.loop import CHECKPOINT_FILE, train_cell
 from bench.runner.options import RayPlacement, RunOptions
 from bench.runner.parallel import _in_process_plugins
 from bench.suites import Cell
@@ -43,7 +43,6 @@ LOCAL = "local"  # --ray with no address: start Ray here
 WORK_DIR = ".ray"  # in the results folder: <suite>/<scale>/<run id> work folders, and tokens
 TOKEN_FILE = "token"
 TASK_FILE = "task.json"  # the node training the cell now, for people watching a shared folder
-NOT_RETURNED = frozenset({"checkpoint.pt", RECORD_FILE, TASK_FILE})  # resume state, or sent apart
 SMALL_FILE_BYTES = 64 * 2**20  # larger files stay on the task's node unless the folder is shared
 NODE_RETRIES = 3  # how often a cell whose node died is started again elsewhere
 ENV_PREFIX = "BENCH_"  # the driver's settings the tasks get (data and cache folders, plugins)
@@ -194,9 +193,8 @@ def train_task(
         record = train_cell(cell, work, opts)
         files: dict[str, bytes] = {}
         large: list[str] = []
-        for path in sorted(p for p in work.rglob("*") if p.is_file()):
-            rel = path.relative_to(work).as_posix()
-            if rel in NOT_RETURNED or path.name.startswith("."):
+        for rel, path in run_files(work):
+            if rel == CHECKPOINT_FILE:  # only for resuming, which a finished run will not
                 continue
             if path.stat().st_size <= SMALL_FILE_BYTES:
                 files[rel] = path.read_bytes()
@@ -208,6 +206,15 @@ def train_task(
     return {"record": record, "files": files, "large": large, "shared": shared, "host": host}
 
 
+def run_files(work: Path) -> Iterator[tuple[str, Path]]:
+    """The files of a work folder that belong in the run folder: neither the record (sent as
+    data) nor the task's note, nor temporary files of writes cut short."""
+    for path in sorted(p for p in work.rglob("*") if p.is_file()):
+        rel = path.relative_to(work).as_posix()
+        if rel not in (RECORD_FILE, TASK_FILE) and not path.name.startswith("."):
+            yield rel, path
+
+
 # ---- the driver ----------------------------------------------------------------------------
 
 
@@ -215,10 +222,9 @@ def store(result: dict[str, Any], run_dir: Path, work: Path, log: Any) -> None:
     """Write a task's results into its run folder; the record last, so a record means done."""
     for rel, data in result["files"].items():
         atomic_write_bytes(run_dir / rel, data)
-    if result["shared"]:
-        for path in sorted(p for p in work.rglob("*") if p.is_file()):
-            rel = path.relative_to(work).as_posix()
-            if rel not in result["files"] and rel not in (RECORD_FILE, TASK_FILE):
+    if result["shared"]:  # the rest (checkpoint, large files) moves: same file system
+        for rel, path in run_files(work):
+            if rel not in result["files"]:
                 (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, run_dir / rel)
     elif result["large"]:
