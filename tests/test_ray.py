@@ -157,11 +157,7 @@ def test_without_a_shared_folder_the_task_returns_its_files(
     settings = {
         "work_root": str(work_root),
         "data_dir": None,
-        "amp": False,
-        "amp_eval": None,
-        "tf32": False,
-        "compile": None,
-        "channels_last": False,
+        "speed": {},
         "threads": 1,
     }
     ray.init(address=c.address)

@@ -97,6 +97,17 @@ def check_options(opts: RunOptions) -> None:
         raise ConfigError("--compile reduce-overhead uses CUDA graphs and needs a CUDA device")
 
 
+def speed_options(opts: RunOptions) -> dict[str, Any]:
+    """The speed options as RunOptions keywords, for the processes that train cells elsewhere."""
+    return {
+        "amp": opts.amp,
+        "amp_eval": opts.amp_eval,
+        "tf32": opts.tf32,
+        "compile": opts.compile,
+        "channels_last": opts.channels_last,
+    }
+
+
 def accel_settings(opts: RunOptions) -> dict[str, Any]:
     """The speed options a run used, written to its record."""
     return {

@@ -13,7 +13,7 @@ import torch
 from bench import plugins
 from bench.errors import ConfigError
 from bench.runner.loop import train_cell
-from bench.runner.options import RunOptions
+from bench.runner.options import RunOptions, speed_options
 from bench.suites import Cell
 
 _WORKER_OPTS: RunOptions | None = None
@@ -123,11 +123,7 @@ def run_parallel(
         "devices": [str(d) for d in opts.devices or [opts.device]],
         "data_dir": opts.data_dir,
         "resume": opts.resume,
-        "amp": opts.amp,
-        "amp_eval": opts.amp_eval,
-        "tf32": opts.tf32,
-        "compile": opts.compile,
-        "channels_last": opts.channels_last,
+        **speed_options(opts),
         "threads": _worker_threads(opts),
     }
     n_workers = min(opts.jobs, len(todo))

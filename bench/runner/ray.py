@@ -35,7 +35,7 @@ import torch
 from bench.errors import BenchError, ConfigError
 from bench.records import RECORD_FILE, atomic_write_bytes, atomic_write_text, write_record
 from bench.runner.loop import CHECKPOINT_FILE, train_cell
-from bench.runner.options import RayPlacement, RunOptions
+from bench.runner.options import RayPlacement, RunOptions, speed_options
 from bench.runner.parallel import _in_process_plugins
 from bench.suites import Cell
 
@@ -183,11 +183,7 @@ def train_task(
         resume=True,  # the work folder holds only this run's checkpoints
         log=lambda msg: log.put(msg) if log is not None else None,
         data_cache=_DATA_CACHE,
-        amp=settings["amp"],
-        amp_eval=settings["amp_eval"],
-        tf32=settings["tf32"],
-        compile=settings["compile"],
-        channels_last=settings["channels_last"],
+        **settings["speed"],
     )
     try:
         record = train_cell(cell, work, opts)
@@ -258,11 +254,7 @@ def run_on_ray(
         settings = {
             "work_root": str(ray_dir),
             "data_dir": Path(opts.data_dir).resolve() if opts.data_dir else None,
-            "amp": opts.amp,
-            "amp_eval": opts.amp_eval,
-            "tf32": opts.tf32,
-            "compile": opts.compile,
-            "channels_last": opts.channels_last,
+            "speed": speed_options(opts),
             "threads": opts.threads or max(1, int(cpus)),
         }
         task = ray.remote(train_task).options(
