@@ -1,8 +1,9 @@
-"""``bench run --ray``: cells as Ray tasks on a real multi-node cluster on this machine.
+"""``bench run --ray`` and ``bench tune --ray`` on a real multi-node Ray cluster on this machine.
 
-One cluster per module (a head that runs no cells and two one-CPU worker nodes, each with its
-own raylet and object store); the node-loss test removes a worker mid-suite, so it comes last.
-The tests that need no cluster run without Ray too.
+One cluster per module: a head that runs no cells and two one-CPU worker nodes, each with its
+own raylet and object store. The faults: a driver killed mid-suite (``--resume`` continues it),
+and a worker node removed mid-cell (its cell resumes on the other node); the latter comes last,
+as it leaves one worker. The tests that need no cluster also run without Ray.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def cluster():
 
 
 @pytest.fixture
-def suite_file(workdir, monkeypatch):
+def suite_file(workdir):
     # Cells in this process train on one thread, as the one-CPU Ray tasks do.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
