@@ -124,7 +124,7 @@ def run(
         raise BenchError("--device and --devices exclude each other")
     device_list = tuple(resolve_device(d.strip()) for d in devices.split(",")) if devices else ()
     jobs = jobs or len(device_list) or 1
-    place = ray_placement(ray_address, gpus_per_cell, cpus_per_cell)
+    place = ray_placement(ray_address, gpus_per_cell, cpus_per_cell, device)
     if threads and jobs == 1:
         torch.set_num_threads(threads)
     opts = RunOptions(

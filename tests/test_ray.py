@@ -118,6 +118,7 @@ def mid_cell(work: Path) -> bool:
         (["--ray", "--jobs", "2"], "--ray places cells itself"),
         (["--ray", "--gpus-per-cell", "1.5"], "a fraction up to 1 or a whole number"),
         (["--ray", "--cpus-per-cell", "0"], "--cpus-per-cell must be positive"),
+        (["--ray", "--device", "cpu"], "each cell runs where Ray puts it"),
     ],
 )
 def test_ray_options_fail_in_one_line(fresh_plugins, suite_file, capsys, args, words):

@@ -82,13 +82,18 @@ def ray_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def ray_placement(
-    address: str | None, gpus_per_cell: float | None, cpus_per_cell: float
+    address: str | None, gpus_per_cell: float | None, cpus_per_cell: float, device: str = "auto"
 ) -> RayPlacement | None:
     """The options of :func:`ray_options`; None without ``--ray``."""
     if address is None:
         if gpus_per_cell is not None or cpus_per_cell != 1.0:
             raise ConfigError("--gpus-per-cell and --cpus-per-cell apply with --ray")
         return None
+    if device != "auto":
+        raise ConfigError(
+            f"--device {device} with --ray: each cell runs where Ray puts it, on a GPU when it "
+            "holds one (--gpus-per-cell)"
+        )
     return RayPlacement(None if address == LOCAL else address, gpus_per_cell, cpus_per_cell)
 
 

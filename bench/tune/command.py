@@ -196,7 +196,7 @@ def run_tune(a: TuneArgs) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     _stop_on_sigterm()
-    ray_placement(a.ray_address, a.gpus_per_cell, a.cpus_per_cell)  # checked up front
+    ray_placement(a.ray_address, a.gpus_per_cell, a.cpus_per_cell, a.device)  # checked up front
     plan = check_args(a)
     t0 = time.time()
     if a.ray_address is not None:
