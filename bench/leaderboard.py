@@ -1,10 +1,23 @@
-"""Aggregate run records into a leaderboard (polars): mean ± std over seeds per
-dataset × model × objective, with each column's direction and estimator settings."""
+"""Aggregate run records into a leaderboard (polars).
+
+- **Rows** compare like with like: one row per data set, model, objective and fingerprint of the
+  resolved parameters, budget and eval settings (:func:`bench.suites.resolved_settings`); seeds
+  average only within a row. Rows of one model with different parameters name the values
+  that differ, e.g. ``mlp-vae (latent_dim=32)``.
+- **Columns** come from the metric registry: every metric with a scalar value is a column titled
+  with its ``label`` and read in its ``direction``; a suite's ``columns`` choose and order them.
+- Estimator settings and data notes are kept **per data set**, with the rows they apply to.
+- A value within its metric's ``ceiling_margin`` of the ``ceiling`` its settings give (MI: log N)
+  is flagged as saturated.
+
+The rules are documented for plugin authors in docs/plugins.md ("Leaderboard columns").
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,43 +25,66 @@ from typing import Any
 import polars as pl
 
 from bench import plugins
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 from bench.records import RECORD_FILE
+from bench.registry import suggest
+from bench.suites import SETTING_PARTS, fingerprint, resolved_settings
 
 LEADERBOARD_DIR_ENV = "BENCH_LEADERBOARD_DIR"
-KEYS = ["dataset", "model", "objective"]
-# Leaderboard columns, in order: (metric name, title, direction). One source for every reporter.
-# "IW" marks the importance-weighted estimates (He et al. 2019); "bound" the single-sample
-# figures the skip-VAE paper reports (NLL bound = -ELBO, PPL bound = exp(-ELBO / tokens)).
-COLUMNS: list[tuple[str, str, str]] = [
-    ("nll", "NLL (IW)", "min"),
-    ("nll_bound", "NLL bound", "min"),
-    ("kl", "KL", "min"),
-    ("mi", "MI", "max"),
-    ("au", "AU", "max"),
-    ("probe_acc", "Probe μ", "max"),
-    ("probe_z_acc", "Probe z", "max"),
-    ("probe_active_acc", "Probe μ active", "max"),
-    ("ppl", "PPL (IW)", "min"),
-    ("ppl_bound", "PPL bound", "min"),
-    ("train_examples_per_s", "Train ex/s", "max"),
-]
-# Records written before ``nll_bound`` existed carry the same number as ``neg_elbo``.
-SAME_VALUE = {"nll_bound": "neg_elbo"}
+KEYS = ["dataset", "model", "objective"]  # the names a row shows
+ROW_KEY = [*KEYS, "fingerprint"]  # what makes two runs seeds of one row
+# Default column order: these first (when recorded), then other metrics by name, then the
+# record's own columns.
+DEFAULT_ORDER = ("nll", "neg_elbo", "kl", "mi", "au", "probe_acc", "ppl")
+CEILING, CEILING_MARGIN, OUT_OF = "ceiling", "ceiling_margin", "of"
+HIDDEN_SETTINGS = {CEILING, CEILING_MARGIN}  # shown as the flag, not in the settings lines
+
+
+@dataclass(frozen=True)
+class Column:
+    """A leaderboard column: a metric (or a record field) with its title and direction."""
+
+    name: str
+    title: str
+    direction: str  # "min" or "max"
+    description: str = ""
+
+    @property
+    def arrow(self) -> str:
+        return "↓" if self.direction == "min" else "↑"
+
+
+# Columns that come from the run record rather than from a metric.
+RECORD_COLUMNS = {
+    "train_examples_per_s": Column(
+        "train_examples_per_s", "Train ex/s", "max", "training examples per second (speed)"
+    )
+}
 
 
 @dataclass
 class Leaderboard:
     suite: str
     scale: str
-    table: pl.DataFrame  # one row per dataset × model × objective; <m>_mean, <m>_std columns
-    columns: list[tuple[str, str, str]]  # the COLUMNS present in these records
-    settings: dict[str, list[str]] = field(default_factory=dict)  # metric -> distinct settings
+    # One row per ROW_KEY: model_label, objective_label, seeds, <m>_mean, <m>_std, and where a
+    # metric's settings give them <m>_ceiling, <m>_saturated, <m>_of; then "<part>.<param>".
+    table: pl.DataFrame
+    columns: list[Column]
+    # dataset -> column name -> (settings all its rows share, [(other settings, which rows)]);
+    # "which rows" is empty when a text applies to every row of the data set.
+    settings: dict[str, dict[str, tuple[str, list[tuple[str, str]]]]] = field(default_factory=dict)
+    # dataset -> [(data notes and split sizes, which rows)]
+    notes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     devices: list[str] = field(default_factory=list)
-    data_notes: dict[str, list[str]] = field(default_factory=dict)  # dataset -> distinct notes
     failed: list[dict[str, Any]] = field(default_factory=list)
     runs: int = 0
     wall_time_s: float = 0.0
+
+    @property
+    def datasets(self) -> list[str]:
+        if self.table.height == 0:
+            return []
+        return list(dict.fromkeys(self.table["dataset"].to_list()))
 
 
 def load_records(results_dir: Path, suite: str, scale: str) -> list[dict[str, Any]]:
@@ -58,61 +94,295 @@ def load_records(results_dir: Path, suite: str, scale: str) -> list[dict[str, An
     return [json.loads(p.read_text()) for p in sorted(folder.glob(f"*/{RECORD_FILE}"))]
 
 
+# ---- columns --------------------------------------------------------------------------------
+
+
+def check_columns(names: Iterable[str]) -> None:
+    """A suite's ``columns`` must name registered metrics or record columns."""
+    known = set(plugins.registries().metrics.names()) | set(RECORD_COLUMNS)
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"columns: {name!r} is not a metric{suggest(name, known)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+
+
+def column(name: str, records: Sequence[dict[str, Any]] = ()) -> Column:
+    """The column of a metric: title and direction from the registry, else from the records
+    (a metric whose plugin is no longer installed keeps its recorded direction)."""
+    if name in RECORD_COLUMNS:
+        return RECORD_COLUMNS[name]
+    metrics = plugins.registries().metrics
+    if name in metrics:
+        spec = metrics.get(name)
+        return Column(name, spec.label or name, spec.direction, spec.description)
+    direction = next(
+        (r["metrics"][name].get("direction", "min") for r in records if name in r["metrics"]),
+        "min",
+    )
+    return Column(name, name, direction)
+
+
+def choose_columns(
+    present: Iterable[str], chosen: Sequence[str], records: Sequence[dict[str, Any]] = ()
+) -> list[Column]:
+    """``chosen`` in its order when a suite gives it, else the default order; only columns
+    some row has a value for."""
+    present = set(present)
+    if chosen:
+        names = [n for n in chosen if n in present]
+    else:
+        metrics = sorted(present - set(RECORD_COLUMNS) - set(DEFAULT_ORDER))
+        names = [n for n in DEFAULT_ORDER if n in present] + metrics
+        names += [n for n in RECORD_COLUMNS if n in present]
+    return [column(n, records) for n in names]
+
+
+# ---- rows -----------------------------------------------------------------------------------
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _settings_text(settings: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()) if k not in HIDDEN_SETTINGS)
 
 
-def build(records: list[dict[str, Any]], suite: str, scale: str) -> Leaderboard:
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
+    """A record's row: its names and the fingerprint of its resolved settings (records written
+    before fingerprints existed are resolved against the loaded plugins)."""
+    cell = record["cell"]
+    fp = record.get("fingerprint") or fingerprint(record.get("resolved") or resolved_settings(cell))
+    return cell["dataset"], cell["model"], cell["objective"], fp
+
+
+def _flat_params(resolved: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {f"{part}.{k}": v for part in SETTING_PARTS for k, v in resolved.get(part, {}).items()}
+
+
+def _differing(rows: list[dict[str, Any]], prefixes: Sequence[str]) -> list[str]:
+    """Parameter columns with the given prefixes whose values differ among ``rows``."""
+    keys = sorted({k for r in rows for k in r if k.startswith(tuple(prefixes))})
+    return [k for k in keys if len({json.dumps(r.get(k), sort_keys=True) for r in rows}) > 1]
+
+
+def _labels(params: dict[tuple, dict[str, Any]]) -> dict[tuple, tuple[str, str]]:
+    """(model label, objective label) per row: the name, plus the values that tell the row
+    apart from rows of the same model (or objective) on the same data set."""
+
+    def named(name: str, bits: list[str]) -> str:
+        return f"{name} ({', '.join(bits)})" if bits else name
+
+    def values(key: tuple, peers: list[tuple], prefixes: Sequence[str]) -> list[str]:
+        diff = _differing([params[k] for k in peers], prefixes)
+        # Model and objective parameters are named bare; the rest keep their part.
+        short = [k.split(".", 1)[1] if k.startswith(("model.", "objective.")) else k for k in diff]
+        return [f"{s}={_value_text(params[key].get(k))}" for s, k in zip(short, diff, strict=True)]
+
+    out = {}
+    for key in params:
+        ds, model, objective, _ = key
+        same_model = [k for k in params if k[0] == ds and k[1] == model]
+        same_cell = [k for k in same_model if k[2] == objective]
+        same_objective = [k for k in params if k[0] == ds and k[2] == objective]
+        model_bits = values(key, same_model, ["model."])
+        model_bits += values(key, same_cell, ["dataset.", "budget.", "eval."])
+        out[key] = (
+            named(model, model_bits),
+            named(objective, values(key, same_objective, ["objective."])),
+        )
+    return out
+
+
+def _param_frame(params: dict[tuple, dict[str, Any]]) -> pl.DataFrame:
+    """Parameters as columns; a column whose values do not share one type is text."""
+    names = sorted({k for p in params.values() for k in p})
+    data: dict[str, list[Any]] = {k: [key[i] for key in params] for i, k in enumerate(ROW_KEY)}
+    for name in names:
+        values = [p.get(name) for p in params.values()]
+        kinds = {type(v) for v in values if v is not None}
+        if kinds <= {int, float} and kinds != {int, float}:
+            data[name] = values
+        elif kinds == {int, float}:
+            data[name] = [None if v is None else float(v) for v in values]
+        else:
+            data[name] = [None if v is None else _value_text(v) for v in values]
+    return pl.DataFrame(data, strict=False)
+
+
+def build(
+    records: list[dict[str, Any]], suite: str, scale: str, columns: Sequence[str] = ()
+) -> Leaderboard:
+    """The leaderboard of ``records``; ``columns`` (a suite's choice) picks and orders them."""
     if not records:
         raise BenchError(f"no finished runs for suite {suite!r} at scale {scale!r}")
-    rows, failed = [], []
-    settings: dict[str, set[str]] = {}
-    notes: dict[str, set[str]] = {}
+    rows, failed, finished = [], [], []
+    params: dict[tuple, dict[str, Any]] = {}
+    settings: dict[tuple, dict[str, dict[str, Any]]] = {}
+    notes: dict[tuple, str] = {}
     for r in records:
-        cell = r["cell"]
-        if r.get("data_notes"):
-            notes.setdefault(cell["dataset"], set()).add(r["data_notes"])
         if r["status"] != "finished":
             failed.append({"run_id": r["run_id"], "status": r["status"], "reason": r["reason"]})
             continue
-        row: dict[str, Any] = {k: cell[k] for k in KEYS}
-        row["seed"] = cell["seed"]
-        row["train_examples_per_s"] = r["train_examples_per_s"]
+        finished.append(r)
+        key = record_key(r)
+        params.setdefault(key, _flat_params(r.get("resolved") or resolved_settings(r["cell"])))
+        row: dict[str, Any] = dict(zip(ROW_KEY, key, strict=True))
+        row["seed"] = r["cell"].get("seed", 0)
+        if _scalar(r.get("train_examples_per_s")):
+            row["train_examples_per_s"] = float(r["train_examples_per_s"])
         for name, m in r["metrics"].items():
-            if isinstance(m["value"], (int, float)):
-                row[name] = float(m["value"])
-                settings.setdefault(name, set()).add(_settings_text(m["settings"]))
-        for name, same in SAME_VALUE.items():
-            if name not in row and same in row:
-                row[name] = row[same]
-                settings.setdefault(name, set()).update(settings.get(same, set()))
+            if not _scalar(m["value"]):
+                continue
+            row[name] = float(m["value"])
+            s = m.get("settings", {})
+            settings.setdefault(key, {}).setdefault(name, s)
+            for extra in (CEILING, OUT_OF):
+                if _scalar(s.get(extra)):
+                    row[f"{name}_{extra}"] = float(s[extra])
+        sizes = r.get("split_sizes")
+        text = r.get("data_notes") or ""
+        if sizes:
+            order = ["train", "valid", "test", *sorted(set(sizes) - {"train", "valid", "test"})]
+            shown = " / ".join(f"{k} {sizes[k]:,}" for k in order if k in sizes)
+            text += ("; " if text else "") + "splits as run: " + shown
+        notes.setdefault(key, text)
         rows.append(row)
-    present = [c for c in COLUMNS if rows and any(c[0] in row for row in rows)]
+    present = {k for row in rows for k in row if k not in ROW_KEY and k != "seed"}
+    present = {k for k in present if not k.endswith((f"_{CEILING}", f"_{OUT_OF}"))}
+    cols = choose_columns(present, columns, finished)
+    labels = _labels(params)
     if rows:
-        df = pl.DataFrame(rows, infer_schema_length=None)
-        aggs = [pl.len().alias("seeds")]
-        for name, _, _ in present:
-            aggs += [
-                pl.col(name).mean().alias(f"{name}_mean"),
-                pl.col(name).std().alias(f"{name}_std"),
-            ]
-        table = df.group_by(KEYS).agg(aggs)
-        sort_col = "nll_mean" if "nll_mean" in table.columns else KEYS[0]
+        table = _aggregate(pl.DataFrame(rows, infer_schema_length=None), cols, settings)
+        table = table.with_columns(
+            pl.Series("model_label", [labels[_key(r)][0] for r in table.iter_rows(named=True)]),
+            pl.Series("objective_label", [labels[_key(r)][1] for r in table.iter_rows(named=True)]),
+        )
+        table = table.join(_param_frame(params), on=ROW_KEY, how="left")
+        first = [*ROW_KEY, "model_label", "objective_label", "seeds"]
+        table = table.select(first + [c for c in table.columns if c not in first])
+        sort_col = "nll_mean" if "nll_mean" in table.columns else "model"
         table = table.sort(["dataset", sort_col, "model", "objective"], nulls_last=True)
     else:
-        table = pl.DataFrame(schema={k: pl.String for k in KEYS})
-    return Leaderboard(
+        table = pl.DataFrame(schema={k: pl.String for k in ROW_KEY})
+    board = Leaderboard(
         suite=suite,
         scale=scale,
         table=table,
-        columns=present,
-        settings={k: sorted(v) for k, v in settings.items()},
+        columns=cols,
         devices=sorted({r.get("device_name", r.get("device", "?")) for r in records}),
-        data_notes={k: sorted(v) for k, v in sorted(notes.items())},
         failed=failed,
         runs=len(records),
         wall_time_s=sum(r.get("wall_time_s", 0.0) for r in records),
     )
+    board.settings, board.notes = _per_dataset(board, settings, notes)
+    return board
+
+
+def _key(row: dict[str, Any]) -> tuple:
+    return tuple(row[k] for k in ROW_KEY)
+
+
+def _aggregate(
+    df: pl.DataFrame, cols: list[Column], settings: dict[tuple, dict[str, dict[str, Any]]]
+) -> pl.DataFrame:
+    aggs = [pl.len().alias("seeds")]
+    for c in cols:
+        aggs += [pl.col(c.name).mean().alias(f"{c.name}_mean")]
+        aggs += [pl.col(c.name).std().alias(f"{c.name}_std")]
+        for extra in (CEILING, OUT_OF):
+            if f"{c.name}_{extra}" in df.columns:
+                aggs.append(pl.col(f"{c.name}_{extra}").first())
+    table = df.group_by(ROW_KEY).agg(aggs)
+    for c in cols:
+        if f"{c.name}_{CEILING}" not in table.columns:
+            continue
+        margins = [
+            float(settings.get(_key(r), {}).get(c.name, {}).get(CEILING_MARGIN, 0.0))
+            for r in table.iter_rows(named=True)
+        ]
+        close = pl.col(f"{c.name}_mean") >= pl.col(f"{c.name}_{CEILING}") - pl.Series(margins)
+        table = table.with_columns(close.alias(f"{c.name}_saturated"))
+    return table
+
+
+def row_label(row: dict[str, Any]) -> str:
+    return f"{row['model_label']} / {row['objective_label']}"
+
+
+def which_rows(subset: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+    """Names for ``subset`` of a data set's ``rows``: a model when all its rows are in it,
+    else model / objective; empty when ``subset`` is every row."""
+    if len(subset) == len(rows):
+        return ""
+    parts: list[str] = []
+    for model in dict.fromkeys(r["model_label"] for r in subset):
+        mine = [r for r in subset if r["model_label"] == model]
+        if len(mine) == sum(r["model_label"] == model for r in rows):
+            parts.append(model)
+        else:
+            parts += [row_label(r) for r in mine]
+    return ", ".join(parts)
+
+
+def _settings_line(
+    per_row: list[tuple[dict[str, Any], dict[str, Any]]], rows: list[dict[str, Any]]
+) -> tuple[str, list[tuple[str, str]]]:
+    """Settings shared by all rows, and the rest grouped with the rows they apply to."""
+    shown = [({k: v for k, v in s.items() if k not in HIDDEN_SETTINGS}, r) for s, r in per_row]
+    keys = sorted({k for s, _ in shown for k in s})
+    common = {
+        k: shown[0][0].get(k)
+        for k in keys
+        if len({json.dumps(s.get(k), sort_keys=True) for s, _ in shown}) == 1
+        and len(shown) == len(rows)
+    }
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s, r in shown:
+        rest = {k: v for k, v in s.items() if k not in common}
+        if rest:
+            groups.setdefault(_settings_text(rest), []).append(r)
+    return _settings_text(common), [(text, which_rows(rs, rows)) for text, rs in groups.items()]
+
+
+def _per_dataset(
+    board: Leaderboard, settings: dict[tuple, dict[str, dict[str, Any]]], notes: dict[tuple, str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[tuple[str, str]]]]:
+    """Settings and notes per data set, with the rows they apply to."""
+    out_settings: dict[str, dict[str, Any]] = {}
+    out_notes: dict[str, list[tuple[str, str]]] = {}
+    for ds in board.datasets:
+        rows = [r for r in board.table.iter_rows(named=True) if r["dataset"] == ds]
+        by_column = {}
+        for c in board.columns:
+            per_row = [
+                (settings[_key(r)][c.name], r) for r in rows if c.name in settings.get(_key(r), {})
+            ]
+            common, varying = _settings_line(per_row, rows)
+            if common or varying:
+                by_column[c.name] = (common, varying)
+        out_settings[ds] = by_column
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            if notes.get(_key(r)):
+                groups.setdefault(notes[_key(r)], []).append(r)
+        out_notes[ds] = [(text, which_rows(rs, rows)) for text, rs in groups.items()]
+    return out_settings, out_notes
+
+
+def filter_records(records: list[dict[str, Any]], keep: Any) -> list[dict[str, Any]]:
+    """Records whose cell ``keep(run_id, cell_dict)`` accepts (``bench leaderboard -k ...``)."""
+    return [r for r in records if keep(r["run_id"], r["cell"])]
 
 
 def write(board: Leaderboard, out_dir: Path) -> list[str]:

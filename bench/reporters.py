@@ -9,32 +9,90 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from bench.hookspecs import hookimpl
-from bench.leaderboard import KEYS, Leaderboard
+from bench.leaderboard import OUT_OF, Column, Leaderboard
 from bench.records import atomic_write_text
 from bench.specs import ReporterSpec
 
-ARROW = {"min": "↓", "max": "↑"}
-SINGLE_SEED = "†"  # marks a row averaged over one seed
 TEXT_COLUMNS_BEFORE = [("tuning", "Tuning budget")]
 TEXT_COLUMNS_AFTER = [("params", "Tuned values")]
+SATURATED = "⚑"
+FIXED_DIGITS = {"train_examples_per_s": 0}
 
 
 def _targets(board: Leaderboard, out_dir: Path, suffix: str) -> list[Path]:
     return [out_dir / f"{board.suite}{suffix}", out_dir / f"{board.suite}.{board.scale}{suffix}"]
 
 
-def _fmt(mean: float | None, std: float | None, name: str) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+def _number(value: Any) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def cell_text(row: dict[str, Any], col: Column) -> str:
+    """A row's value of a column: mean ± std over seeds, ``/ D`` for counts out of D, and the
+    saturation flag."""
+    mean, std = _number(row.get(f"{col.name}_mean")), _number(row.get(f"{col.name}_std"))
+    if mean is None:
         return "–"
-    digits = {"train_examples_per_s": 0, "au": 1}.get(name, 3 if name.startswith("probe") else 2)
+    if col.name in FIXED_DIGITS:
+        digits = FIXED_DIGITS[col.name]
+    elif mean.is_integer() and not std:
+        digits = 0  # a count (active units) that all seeds agree on
+    else:
+        digits = 3 if abs(mean) < 1 else 2
     text = f"{mean:.{digits}f}"
-    if std is not None and not math.isnan(std):
+    if std is not None:
         text += f" ± {std:.{digits}f}"
+    of = _number(row.get(f"{col.name}_{OUT_OF}"))
+    if of is not None:
+        text += f" / {of:g}"
+    if row.get(f"{col.name}_saturated"):
+        text += f" {SATURATED}"
     return text
+
+
+def _for(which: str) -> str:
+    return f" (for {which})" if which else ""
+
+
+def _legend(board: Leaderboard) -> list[str]:
+    by_direction = {
+        d: ", ".join(c.title for c in board.columns if c.direction == d) for d in ("min", "max")
+    }
+    lines = [
+        "- Each row is one data set, model, objective and setting (parameters, budget and eval "
+        "settings); values are mean ± std over its seeds (std blank with one seed). Rows of one "
+        "model that differ in a parameter name it, e.g. `mlp-vae (latent_dim=32)`. Rows are "
+        "sorted by NLL within each data set.",
+        f"- Directions: ↓ lower is better ({by_direction['min'] or 'none'}); ↑ higher is better "
+        f"({by_direction['max'] or 'none'}). The same in every table and plot.",
+        "- Columns:",
+    ]
+    lines += [f"  - **{c.title}** {c.arrow} {c.description}".rstrip() for c in board.columns]
+    flagged = [c.title for c in board.columns if f"{c.name}_saturated" in board.table.columns]
+    if flagged:
+        lines.append(
+            f"- {SATURATED} after a value: within its metric's margin of the largest value its "
+            f"estimator can give (the `ceiling` of its settings; MI: log N). The value is "
+            f"saturated and does not rank rows ({', '.join(flagged)})."
+        )
+    return lines
+
+
+def _dataset_lines(board: Leaderboard, dataset: str) -> list[str]:
+    """The data set's notes and the estimator settings of each column, with their rows."""
+    lines = [f"- Data: {text}{_for(which)}" for text, which in board.notes.get(dataset, [])]
+    titles = {c.name: c.title for c in board.columns}
+    for name, (common, varying) in board.settings.get(dataset, {}).items():
+        parts = ([common] if common else []) + [f"{t}{_for(w)}" for t, w in varying]
+        lines.append(f"- {titles[name]}: " + "; ".join(parts))
+    return lines
 
 
 def markdown(board: Leaderboard) -> str:
@@ -44,46 +102,28 @@ def markdown(board: Leaderboard) -> str:
         f"- Generated: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from {board.runs} "
         f"run records; total run wall time {board.wall_time_s / 60:.1f} min",
         f"- Device: {'; '.join(board.devices)}",
-        "- Values are mean ± std over seeds; a row marked "
-        f"{SINGLE_SEED} ran one seed, so it has no spread. ↓ lower is better, ↑ higher is better. "
-        "Rows are sorted by NLL within each data set.",
-        "- NLL (IW) and PPL (IW) are importance-weighted (K samples per example); NLL bound "
-        "(= −ELBO) and PPL bound (= exp(−ELBO / tokens)) are the single-sample bounds the "
-        "skip-VAE paper reports. Probe μ reads posterior means, Probe z one z ~ q(z|x), Probe μ "
-        "active the means of the active units only.",
+        *_legend(board),
     ]
-    for dataset, notes in board.data_notes.items():
-        for note in notes:
-            lines.append(f"- Data `{dataset}`: {note}")
-    for name, title, _ in board.columns:
-        for s in board.settings.get(name, []):
-            if s:
-                lines.append(f"- {title}: {s}")
-    lines += ["", ""]
     # Text columns some boards carry (tuned boards: the trial budget and the chosen values).
     before = [(c, t) for c, t in TEXT_COLUMNS_BEFORE if c in board.table.columns]
     after = [(c, t) for c, t in TEXT_COLUMNS_AFTER if c in board.table.columns]
     header = (
-        ["Dataset", "Model", "Objective", "Seeds"]
+        ["Model", "Objective", "Seeds"]
         + [t for _, t in before]
-        + [f"{title} {ARROW[d]}" for _, title, d in board.columns]
+        + [f"{c.title} {c.arrow}" for c in board.columns]
         + [t for _, t in after]
     )
-    lines[-1] = "| " + " | ".join(header) + " |"
-    lines.append(
-        "|"
-        + "|".join(
-            ["---"] * (4 + len(before)) + ["---:"] * len(board.columns) + ["---"] * len(after)
-        )
-        + "|"
-    )
-    for row in board.table.iter_rows(named=True):
-        seeds = str(row["seeds"]) + (f" {SINGLE_SEED}" if row["seeds"] == 1 else "")
-        cells = [row[k] for k in KEYS] + [seeds]
-        cells += [str(row[c] or "") for c, _ in before]
-        cells += [_fmt(row.get(f"{n}_mean"), row.get(f"{n}_std"), n) for n, _, _ in board.columns]
-        cells += [str(row[c] or "") for c, _ in after]
-        lines.append("| " + " | ".join(cells) + " |")
+    align = ["---"] * (3 + len(before)) + ["---:"] * len(board.columns) + ["---"] * len(after)
+    for dataset in board.datasets:
+        rows = [r for r in board.table.iter_rows(named=True) if r["dataset"] == dataset]
+        lines += ["", f"## {dataset}", "", *_dataset_lines(board, dataset), ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+        for row in rows:
+            cells = [row["model_label"], row["objective_label"], str(row["seeds"])]
+            cells += [str(row[c] or "") for c, _ in before]
+            cells += [cell_text(row, c) for c in board.columns]
+            cells += [str(row[c] or "") for c, _ in after]
+            lines.append("| " + " | ".join(cells) + " |")
     plot_links = _plot_links(board)
     if plot_links:
         lines += ["", "Plots: " + " · ".join(f"[{title}]({name})" for title, name in plot_links)]

@@ -7,7 +7,9 @@ any (suite, scale). A user may also describe a suite in a TOML file.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,9 @@ class EvalSettings:
     mi_samples: int = 1
     batch_size: int = 500
     probe_train_size: int = 10000
+    # MI over this many training examples as well (metric ``mi_train``; 0: off). The test-set
+    # MI cannot exceed log N; a larger N lifts that ceiling at O(N^2 D) cost.
+    mi_train_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,9 @@ class Suite:
     scales: tuple[str, ...] = ("smoke", "quick", "paper")
     default_scale: str = "quick"
     groups: dict[str, list[Group]] = field(default_factory=dict)
+    # Leaderboard columns in order (metric names, see docs/plugins.md); empty: the default.
+    columns: tuple[str, ...] = ()
+    source: str = ""  # the TOML file a suite was read from
     plugin: str = ""
     distribution: str = ""
 
@@ -100,13 +108,68 @@ class Cell:
     metrics: tuple[str, ...]
     budget: Budget
     eval: EvalSettings
+    overrides: tuple[str, ...] = ()  # ``--set key=value`` applied to this cell
 
     @property
     def run_id(self) -> str:
-        return f"{self.group}__{self.dataset}__{self.model}__{self.objective}__s{self.seed}"
+        run_id = f"{self.group}__{self.dataset}__{self.model}__{self.objective}__s{self.seed}"
+        if self.overrides:
+            # Overridden runs get their own folder: they never replace a plain run.
+            run_id += "__set-" + fingerprint(sorted(self.overrides))[:6]
+        return run_id
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.overrides:
+            del out["overrides"]  # records written before overrides existed still match
+        return out
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-ready, with integral floats as ints so ``epochs = 2`` and ``2.0`` agree."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def fingerprint(value: Any) -> str:
+    """A short stable hash of a JSON-like value."""
+    text = json.dumps(_canonical(value), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+SETTING_PARTS = ("dataset", "model", "objective", "budget", "eval")
+
+
+def resolved_settings(cell: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Everything a run's result depends on besides its seed: each part's parameters (the
+    plugin's defaults overlaid with the suite's values), the budget and the eval settings.
+
+    ``cell`` is :meth:`Cell.as_dict` or a record's ``cell``; a part whose plugin is not loaded
+    keeps the values the cell gives.
+    """
+    from bench import plugins
+
+    regs = plugins.registries()
+    out: dict[str, dict[str, Any]] = {}
+    for part, registry in (
+        ("dataset", regs.datasets),
+        ("model", regs.models),
+        ("objective", regs.objectives),
+    ):
+        given = dict(cell.get(f"{part}_params") or {})
+        name = cell.get(part)
+        if name in registry:
+            spec = registry.get(name)
+            given = {**{k: p.default for k, p in spec.params.items()}, **given}
+        out[part] = given
+    out["budget"] = dict(cell.get("budget") or {})
+    out["eval"] = dict(cell.get("eval") or {})
+    return out
 
 
 def expand(suite: str, scale: str, groups: list[Group]) -> list[Cell]:
@@ -194,7 +257,7 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
 def load_suite_file(path: Path) -> Suite:
     """Parse and validate a TOML suite; its cells run under the scale ``custom``."""
     data = read_toml(path, "suite file")
-    allowed = {"name", "description", "group"}
+    allowed = {"name", "description", "columns", "group"}
     for key in data:
         if key not in allowed:
             raise ConfigError(f"{path}: {key}: unknown key{suggest(key, allowed)}")
@@ -206,6 +269,9 @@ def load_suite_file(path: Path) -> Suite:
         for budget_key in ("epochs", "batch_size"):
             if getattr(g.budget, budget_key) < 1:
                 raise ConfigError(f"{path}: group[{i}].budget.{budget_key}: must be >= 1")
+    columns = data.get("columns", [])
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise ConfigError(f"{path}: columns: expected a list of metric names")
     name = data.get("name", path.stem)
     return Suite(
         name=str(name),
@@ -213,13 +279,60 @@ def load_suite_file(path: Path) -> Suite:
         scales=("custom",),
         default_scale="custom",
         groups={"custom": groups},
+        columns=tuple(columns),
+        source=str(path.resolve()),
     )
 
 
-def get_suite(name: str) -> Suite:
-    """A registered suite by name, or a suite file when ``name`` ends in ``.toml``."""
+SUITE_FILE = "suite.json"
+
+
+def get_suite(name: str, results_dir: Path | None = None) -> Suite:
+    """A registered suite by name, or a suite file when ``name`` ends in ``.toml``; with
+    ``results_dir``, also a suite that ran there from a file (see :func:`remember_suite`)."""
     if name.endswith(".toml"):
         return load_suite_file(Path(name))
     from bench import plugins  # plugins imports this module
+    from bench.errors import UnknownNameError
 
-    return plugins.registries().suites.get(name)
+    try:
+        return plugins.registries().suites.get(name)
+    except UnknownNameError:
+        if results_dir is None or not (results_dir / name / SUITE_FILE).is_file():
+            raise
+    return _remembered_suite(results_dir / name)
+
+
+def remember_suite(suite: Suite, results_dir: Path) -> None:
+    """Note a suite beside its results, so ``bench leaderboard --suite NAME`` finds a suite
+    that was read from a file by its name alone."""
+    from bench.records import atomic_write_text
+
+    info = {
+        "name": suite.name,
+        "description": suite.description,
+        "columns": list(suite.columns),
+        "source": suite.source,
+    }
+    atomic_write_text(results_dir / suite.name / SUITE_FILE, json.dumps(info, indent=2) + "\n")
+
+
+def _remembered_suite(folder: Path) -> Suite:
+    info = json.loads((folder / SUITE_FILE).read_text())
+    source = Path(info.get("source") or "")
+    if source.suffix == ".toml" and source.is_file():
+        try:
+            suite = load_suite_file(source)
+        except ConfigError:
+            suite = None  # edited since it ran; what the results folder says is enough
+        if suite is not None and suite.name == info["name"]:
+            return suite
+    scales = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir())) or ("custom",)
+    return Suite(
+        name=info["name"],
+        description=info.get("description", ""),
+        scales=scales,
+        default_scale="custom" if "custom" in scales else scales[0],
+        columns=tuple(info.get("columns", ())),
+        source=str(source) if info.get("source") else "",
+    )

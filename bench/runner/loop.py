@@ -43,7 +43,7 @@ from bench.runner.step import (
     eval_log_likelihood,
 )
 from bench.specs import MetricValue, resolve_params
-from bench.suites import Cell
+from bench.suites import Cell, fingerprint, resolved_settings
 
 PROGRESS_UPDATES_PER_EPOCH = 50  # a progress-bar update costs a lock and a redraw request
 CHECKPOINT_FILE = "checkpoint.pt"  # what a resumed run continues from
@@ -383,12 +383,16 @@ class CellTraining:
     ) -> dict[str, Any]:
         state, device = self.state, self.device
         regs = plugins.registries()
+        resolved = resolved_settings(self.cell.as_dict())
         return {
             "schema_version": SCHEMA_VERSION,
             "run_id": self.cell.run_id,
             "status": status,
             "reason": reason,
             "cell": self.cell.as_dict(),
+            # What the leaderboard compares runs by: the parameters with their defaults.
+            "resolved": resolved,
+            "fingerprint": fingerprint(resolved),
             "metrics": {
                 k: {
                     "value": v.value,
