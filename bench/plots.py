@@ -1,10 +1,13 @@
 """Leaderboard plots, written next to the leaderboard as PNG and SVG by the ``plots`` reporter.
 
 - ``<suite>.<scale>.nll-kl`` and ``.nll-mi``: every row's test NLL against its KL or MI, with
-  the Pareto front (lower NLL, more information) drawn;
-- ``.au``: active units per row;
-- ``.curves``: validation KL, MI and AU per epoch from each run's ``epochs.jsonl``, which show
-  when (and whether) a model collapses.
+  the Pareto front in the metrics' registered directions, the x axis from 0, and the
+  estimator's ceiling (MI: log N) where its settings give one;
+- ``.au``: active units per row, as a fraction of D;
+- ``.curves``: validation KL, MI and AU (fraction of D) per whole epoch from each run's
+  ``epochs.jsonl``, which show when (and whether) a model collapses.
+
+A row keeps its colour (model) and marker (objective) in every figure of a board.
 
 The per-epoch curves need the run folders. They are found under every results folder this
 process has seen (runs that ended here, ``remember_results_dir``), ``BENCH_RESULTS_DIR`` and
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.hookspecs import hookimpl
-from bench.leaderboard import KEYS, Leaderboard
+from bench.leaderboard import CEILING, OUT_OF, ROW_KEY, Column, Leaderboard, record_key, row_label
 from bench.records import RECORD_FILE, results_root
 from bench.specs import ReporterSpec
 
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
     from bench.suites import Cell
 
 FORMATS = ("png", "svg")
-CURVES = (("val_kl", "KL (nats)"), ("val_mi", "MI (nats)"), ("val_au", "active units"))
+CURVES = (("kl", "nats"), ("mi", "nats"), ("au", "active units"))  # per-epoch validation
 _results_dirs: list[Path] = []
 _run_dirs: dict[tuple[str, str], list[Path]] = {}
 
@@ -55,11 +58,28 @@ def _read_record(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def _find_runs(board: Leaderboard) -> list[tuple[dict[str, Any], Path]]:
-    """Finished runs of the board's rows that have a per-epoch log."""
+def _row_of(board: Leaderboard) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """Finds a record's row: same data set, model and fingerprint, and the same objective
+    (tuned boards show it as ``objective [trial N]``)."""
+    rows: dict[tuple, list[dict[str, Any]]] = {}
+    for r in board.table.iter_rows(named=True):
+        rows.setdefault((r["dataset"], r["model"], r["fingerprint"]), []).append(r)
+
+    def find(record: dict[str, Any]) -> dict[str, Any] | None:
+        dataset, model, objective, fp = record_key(record)
+        for r in rows.get((dataset, model, fp), []):
+            if r["objective"] == objective or r["objective"].startswith(f"{objective} ["):
+                return r
+        return None
+
+    return find
+
+
+def _find_runs(board: Leaderboard) -> list[tuple[dict[str, Any], Path, dict[str, Any]]]:
+    """Finished runs of the board's rows that have a per-epoch log, with their row."""
     explicit = _run_dirs.get((board.suite, board.scale))
     if explicit is not None:
-        candidates, check_rows = explicit, False
+        candidates = explicit
     else:
         roots = [*_results_dirs, results_root()]
         seen: set[Path] = set()
@@ -71,8 +91,7 @@ def _find_runs(board: Leaderboard) -> list[tuple[dict[str, Any], Path]]:
                     if d.resolve() not in seen:
                         seen.add(d.resolve())
                         candidates.append(d)
-        check_rows = True
-    rows = {tuple(r[k] for k in KEYS) for r in board.table.iter_rows(named=True)}
+    row_of = _row_of(board)
     out = []
     for d in candidates:
         record = _read_record(d)
@@ -80,9 +99,9 @@ def _find_runs(board: Leaderboard) -> list[tuple[dict[str, Any], Path]]:
             continue
         if not (d / "epochs.jsonl").exists():
             continue
-        if check_rows and tuple(record["cell"][k] for k in KEYS) not in rows:
-            continue
-        out.append((record, d))
+        row = row_of(record)
+        if row is not None:
+            out.append((record, d, row))
     return out
 
 
@@ -121,24 +140,21 @@ def _rows(board: Leaderboard, dataset: str) -> list[dict[str, Any]]:
     return [r for r in board.table.iter_rows(named=True) if r["dataset"] == dataset]
 
 
-def _datasets(board: Leaderboard) -> list[str]:
-    return list(dict.fromkeys(board.table["dataset"].to_list()))
-
-
 def _style(board: Leaderboard) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Colour by model, marker by objective, the same in every figure."""
+    """Colour by model (with its parameters), marker and line by objective: the same in
+    every figure of a board, so a row is recognised from one plot to the next."""
     from matplotlib import colormaps
 
-    models = sorted(set(board.table["model"].to_list()))
-    objectives = sorted(set(board.table["objective"].to_list()))
-    colors = colormaps["tab10"]
+    models = sorted(set(board.table["model_label"].to_list()))
+    objectives = sorted(set(board.table["objective_label"].to_list()))
+    colors = colormaps["tab10" if len(models) <= 10 else "tab20"]
     markers = "osD^vP*Xh<>"
     lines = ("-", "--", ":", "-.")
 
     def style(row: dict[str, Any]) -> dict[str, Any]:
-        k = objectives.index(row["objective"])
+        k = objectives.index(row["objective_label"])
         return {
-            "color": colors(models.index(row["model"]) % 10),
+            "color": colors(models.index(row["model_label"]) % colors.N),
             "marker": markers[k % len(markers)],
             "linestyle": lines[k % len(lines)],
         }
@@ -153,25 +169,64 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points (x, nll) not dominated by another with x at least as high and nll as low,
-    sorted by x. Higher x (KL or MI: information kept) and lower NLL are better."""
+def pareto_front(
+    points: list[tuple[float, float]], higher_x_is_better: bool = True
+) -> list[tuple[float, float]]:
+    """Points (x, nll) not dominated by another point with an x at least as good and an NLL at
+    least as low, sorted by x. For KL and MI (information kept) higher x is better."""
+    sign = -1.0 if higher_x_is_better else 1.0
     front: list[tuple[float, float]] = []
     best_nll = math.inf
-    for x, nll in sorted(points, key=lambda p: (-p[0], p[1])):
+    for x, nll in sorted(points, key=lambda p: (sign * p[0], p[1])):
         if nll < best_nll:
             front.append((x, nll))
             best_nll = nll
     return sorted(front)
 
 
-def _draw_tradeoff(fig: Figure, board: Leaderboard, metric: str, label: str) -> None:
+def _column(board: Leaderboard, name: str) -> Column:
+    return next(c for c in board.columns if c.name == name)
+
+
+def _ceilings(rows: list[dict[str, Any]], metric: str) -> list[float]:
+    return sorted({v for r in rows if (v := _num(r.get(f"{metric}_{CEILING}"))) is not None})
+
+
+def _draw_ceiling(ax: Axes, value: float, title: str, vertical: bool) -> None:
+    line = ax.axvline if vertical else ax.axhline
+    line(value, color="0.3", linestyle=":", linewidth=1.2, label=f"{title} ceiling")
+    text = f" ceiling {value:.2f}"
+    if vertical:
+        ax.annotate(
+            text,
+            (value, 1),
+            xycoords=("data", "axes fraction"),
+            va="top",
+            ha="right",
+            rotation=90,
+            fontsize=7,
+            color="0.3",
+        )
+    else:
+        ax.annotate(
+            text,
+            (0, value),
+            xycoords=("axes fraction", "data"),
+            va="bottom",
+            fontsize=7,
+            color="0.3",
+        )
+
+
+def _draw_tradeoff(fig: Figure, board: Leaderboard, metric: str) -> None:
+    col, nll = _column(board, metric), _column(board, "nll")
     style = _style(board)
-    datasets = _datasets(board)
+    datasets = board.datasets
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dataset in zip(axes, datasets, strict=True):
+        rows = _rows(board, dataset)
         points = []
-        for row in _rows(board, dataset):
+        for row in rows:
             x, y = _num(row.get(f"{metric}_mean")), _num(row.get("nll_mean"))
             if x is None or y is None:
                 continue
@@ -183,10 +238,10 @@ def _draw_tradeoff(fig: Figure, board: Leaderboard, metric: str, label: str) -> 
                 xerr=xerr,
                 yerr=yerr,
                 markersize=7,
-                label=f"{row['model']} / {row['objective']}",
+                label=row_label(row),
                 **{**style(row), "linestyle": "none"},
             )
-        front = pareto_front(points)
+        front = pareto_front(points, col.direction == "max")
         if len(front) > 1:
             ax.plot(
                 *zip(*front, strict=True),
@@ -204,9 +259,17 @@ def _draw_tradeoff(fig: Figure, board: Leaderboard, metric: str, label: str) -> 
                 edgecolors="0.4",
                 label="Pareto front",
             )
+        ceilings = _ceilings(rows, metric)
+        for value in ceilings:
+            _draw_ceiling(ax, value, col.title, vertical=True)
+        # Information is measured from zero: a span of a few hundredths of a nat near the
+        # ceiling would make estimator noise look like an effect.
+        xs = [p[0] for p in points] + ceilings
+        if xs and min(xs) >= 0:
+            ax.set_xlim(0, max(xs) * 1.06 or 1)
         ax.set_title(dataset)
-        ax.set_xlabel(f"{label} ↑ (test)")
-        ax.set_ylabel("NLL ↓ (test, nats)")
+        ax.set_xlabel(f"{col.title} {col.arrow} (test)")
+        ax.set_ylabel(f"{nll.title} {nll.arrow} (test)")
         ax.grid(alpha=0.3)
     _legend(fig, axes)
 
@@ -221,23 +284,34 @@ def _legend(fig: Figure, axes: Iterable[Axes]) -> None:
 
 
 def _draw_au(fig: Figure, board: Leaderboard) -> None:
+    col = _column(board, "au")
     style = _style(board)
-    datasets = _datasets(board)
+    datasets = board.datasets
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dataset in zip(axes, datasets, strict=True):
         rows = [r for r in _rows(board, dataset) if _num(r.get("au_mean")) is not None]
-        names = [f"{r['model']}\n{r['objective']}" for r in rows]
+        names = []
         for i, row in enumerate(rows):
+            of = _num(row.get(f"au_{OUT_OF}"))
+            scale = of or 1.0
+            std = _num(row.get("au_std"))
             ax.bar(
                 i,
-                row["au_mean"],
-                yerr=_num(row.get("au_std")),
+                row["au_mean"] / scale,
+                yerr=None if std is None else std / scale,
                 color=style(row)["color"],
                 capsize=3,
             )
+            d = f"\n(D={of:g})" if of else ""
+            names.append(f"{row['model_label']}\n{row['objective_label']}{d}")
         ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=7)
         ax.set_title(dataset)
-        ax.set_ylabel("active units ↑ (test)")
+        fraction = all(_num(r.get(f"au_{OUT_OF}")) for r in rows)
+        ax.set_ylabel(
+            f"{col.title} {col.arrow} " + ("(fraction of D, test)" if fraction else "(test)")
+        )
+        if fraction:
+            ax.set_ylim(0, 1.05)
         ax.grid(axis="y", alpha=0.3)
 
 
@@ -246,44 +320,61 @@ def _epoch_log(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(ln) for ln in lines if ln.strip()]
 
 
-def _draw_curves(fig: Figure, board: Leaderboard) -> None:
+def _epoch_ticks(ax: Axes, epochs: int) -> None:
+    """Whole epochs only, and a sensible span even for a single epoch."""
     from matplotlib.ticker import MaxNLocator
 
+    ax.set_xlim(0.5, max(epochs, 1) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
+def _draw_curves(fig: Figure, board: Leaderboard) -> None:
     runs = _find_runs(board)
-    # One line per (dataset, group, model, objective): the mean over its seeds.
-    series: dict[tuple[str, str, str, str], list[list[dict[str, Any]]]] = {}
-    for record, run_dir in runs:
-        c = record["cell"]
-        series.setdefault((c["dataset"], c["group"], c["model"], c["objective"]), []).append(
-            _epoch_log(run_dir)
-        )
-    datasets = [d for d in _datasets(board) if any(k[0] == d for k in series)]
+    # One line per leaderboard row: the mean over its seeds.
+    series: dict[tuple, list[tuple[list[dict[str, Any]], dict[str, Any]]]] = {}
+    rows: dict[tuple, dict[str, Any]] = {}
+    for record, run_dir, row in runs:
+        key = tuple(row[k] for k in ROW_KEY)
+        rows[key] = row
+        series.setdefault(key, []).append((_epoch_log(run_dir), record))
+    datasets = [d for d in board.datasets if any(k[0] == d for k in series)]
     axes = fig.subplots(len(datasets), len(CURVES), squeeze=False)
     style = _style(board)
-    known_objectives = set(board.table["objective"].to_list())
-    groups_per_row: dict[tuple[str, str, str], int] = {}
-    for ds, _, model, obj in series:
-        groups_per_row[(ds, model, obj)] = groups_per_row.get((ds, model, obj), 0) + 1
+    titles = {c.name: f"{c.title} {c.arrow}" for c in board.columns}
     for row_axes, dataset in zip(axes, datasets, strict=True):
-        for (ds, group, model, objective), logs in sorted(series.items()):
-            if ds != dataset:
+        longest = 1
+        ceilings: dict[str, set[float]] = {}
+        for key, runs_of_row in series.items():
+            if key[0] != dataset:
                 continue
-            label = f"{model} / {objective}"
-            if groups_per_row[(ds, model, objective)] > 1:
-                label += f" ({group})"
-            row = {"model": model, "objective": objective}
-            st = style(row) if objective in known_objectives else {"marker": "o"}
-            for ax, (key, _) in zip(row_axes, CURVES, strict=True):
+            row = rows[key]
+            logs = [log for log, _ in runs_of_row]
+            # AU as a fraction of D, where the record says out of how many.
+            d = _num(row.get(f"au_{OUT_OF}"))
+            for ax, (metric, _) in zip(row_axes, CURVES, strict=True):
+                name = f"val_{metric}"
                 n = min(len(log) for log in logs)
-                values = [[float(log[i][key]) for log in logs if key in log[i]] for i in range(n)]
+                longest = max(longest, n)
+                values = [[float(log[i][name]) for log in logs if name in log[i]] for i in range(n)]
                 xs = [i + 1 for i, v in enumerate(values) if v]
                 ys = [sum(v) / len(v) for v in values if v]
+                if metric == "au" and d:
+                    ys = [y / d for y in ys]
                 if ys:
-                    ax.plot(xs, ys, markersize=3, linewidth=1.2, label=label, **st)
-        for ax, (_, title) in zip(row_axes, CURVES, strict=True):
-            ax.set_title(f"{dataset}: validation {title}", fontsize=9)
+                    ax.plot(xs, ys, markersize=3, linewidth=1.2, label=row_label(row), **style(row))
+                for log in logs:
+                    for entry in log:
+                        if f"{name}_{CEILING}" in entry:
+                            ceilings.setdefault(metric, set()).add(
+                                float(entry[f"{name}_{CEILING}"])
+                            )
+        for ax, (metric, unit) in zip(row_axes, CURVES, strict=True):
+            for value in sorted(ceilings.get(metric, ())):
+                _draw_ceiling(ax, value, titles.get(metric, metric), vertical=False)
+            unit = "fraction of D" if metric == "au" else unit
+            ax.set_title(f"{dataset}: validation {titles.get(metric, metric)} ({unit})", fontsize=9)
             ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            _epoch_ticks(ax, longest)
             ax.grid(alpha=0.3)
     _legend(fig, axes.ravel())
 
@@ -311,11 +402,11 @@ def write_plots(board: Leaderboard, out_dir: Path) -> list[str]:
     from matplotlib.figure import Figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    width = max(1, len(_datasets(board))) if board.table.height else 1
+    width = max(1, len(board.datasets))
     paths: list[str] = []
     for slug, title in planned(board):
         if slug == "curves":
-            rows = max(1, len({r["cell"]["dataset"] for r, _ in _find_runs(board)}))
+            rows = max(1, len({row["dataset"] for _, _, row in _find_runs(board)}))
             fig = Figure(figsize=(14, 3.6 * rows), layout="constrained")
             _draw_curves(fig, board)
         else:
@@ -323,8 +414,7 @@ def write_plots(board: Leaderboard, out_dir: Path) -> list[str]:
             if slug == "au":
                 _draw_au(fig, board)
             else:
-                metric, label = {"nll-kl": ("kl", "KL"), "nll-mi": ("mi", "MI")}[slug]
-                _draw_tradeoff(fig, board, metric, label)
+                _draw_tradeoff(fig, board, {"nll-kl": "kl", "nll-mi": "mi"}[slug])
         fig.suptitle(f"{board.suite} ({board.scale}): {title}")
         paths += _save(fig, out_dir, file_stem(board, slug))
     return paths
