@@ -16,9 +16,10 @@ from bench import plots, plugins
 from bench.data import DATA_DIR_ENV
 from bench.errors import BenchError
 from bench.records import results_root
-from bench.runner import RunOptions, resolve_device, run_suite
+from bench.runner import RunOptions, resolve_device, run_suite, select_cells, validate_cells
 from bench.runner.ray import ray_options, ray_placement
-from bench.suites import get_suite
+from bench.selection import apply_overrides, filter_options
+from bench.suites import get_suite, remember_suite
 
 console = Console(stderr=True)
 
@@ -73,6 +74,17 @@ def cli() -> None:
     "per device)",
 )
 @ray_options
+@click.option("--list", "list_cells", is_flag=True, help="print the cells and their budgets; exit")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="override budget.*, eval.*, model.*, objective.* or dataset.* for this run "
+    "(repeatable), e.g. budget.epochs=2 or model.mlp-vae.latent_dim=8",
+)
+@click.option("--keep-checkpoints", is_flag=True, help="keep checkpoint.pt of finished runs")
+@filter_options
 def run(
     suite_name,
     scale,
@@ -94,10 +106,16 @@ def run(
     ray_address,
     gpus_per_cell,
     cpus_per_cell,
+    list_cells,
+    overrides,
+    keep_checkpoints,
+    cell_filter,
 ) -> None:
-    """Train and evaluate every cell of a suite, then write its leaderboard."""
+    """Train and evaluate every cell of a suite (or those -k and the filters select), then
+    write its leaderboard."""
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from bench.console import RunConsole, listing
 
     if resume and overwrite:
         raise BenchError("--resume and --overwrite exclude each other")
@@ -108,18 +126,15 @@ def run(
         # when they load, which get_suite triggers; they read the folder from the environment.
         os.environ[DATA_DIR_ENV] = str(data_dir)
     suite = get_suite(suite_name)
+    scale, cells = select_cells(suite, scale)
+    cells = apply_overrides(cell_filter.apply(cells, f"{suite.name}/{scale}"), overrides)
+    lb.check_columns(suite.columns)
+    if list_cells:
+        validate_cells(cells)
+        click.echo(listing(suite.name, scale, cells, results_root(results_dir)))
+        return
     t0 = time.time()
-    log = (lambda msg: None) if quiet else (lambda msg: console.log(msg))
-    progress = None
-    if not quiet and console.is_terminal:
-        progress = Progress(
-            "{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
+    show = RunConsole(quiet)
     if devices and device != "auto":
         raise BenchError("--device and --devices exclude each other")
     device_list = tuple(resolve_device(d.strip()) for d in devices.split(",")) if devices else ()
@@ -132,8 +147,10 @@ def run(
         device=device_list[0] if device_list else resolve_device(device),
         data_dir=Path(data_dir) if data_dir else None,
         resume=resume,
-        progress=progress,
-        log=log,
+        progress=show.progress,
+        log=show.log,
+        on_cell=show.on_cell,
+        keep_checkpoints=keep_checkpoints,
         amp=amp,
         amp_eval=False if fp32_eval else None,
         tf32=tf32,
@@ -144,15 +161,16 @@ def run(
         devices=device_list,
         ray=place,
     )
-    if progress is not None:
-        with progress:
-            scale, records = run_suite(suite, scale, opts, overwrite=overwrite)
-    else:
-        scale, records = run_suite(suite, scale, opts, overwrite=overwrite)
+    show.header(suite.name, scale, cells, opts)
+    remember_suite(suite, opts.results_dir)
+    with show:
+        scale, records = run_suite(suite, scale, opts, overwrite=overwrite, cells=cells)
     # Cells trained in other processes (--jobs, --ray) did not tell the plots where they ran.
     plots.remember_results_dir(opts.results_dir)
-    board = lb.build(lb.load_records(opts.results_dir, suite.name, scale), suite.name, scale)
+    records_all = lb.load_records(opts.results_dir, suite.name, scale)
+    board = lb.build(records_all, suite.name, scale, suite.columns)
     paths = lb.write(board, lb.leaderboard_dir(leaderboard_dir))
+    show.summary(board, records)
     failed = sum(r["status"] != "finished" for r in records)
     click.echo(
         f"{len(records)} runs ({failed} not finished) of {suite.name}/{scale} on "
@@ -180,6 +198,7 @@ def run(
 @click.option("--storage", default=None, help="with --tuned: the studies' storage, as bench tune")
 @click.option("--device", default="auto", show_default=True, help="with --tuned")
 @click.option("--data-dir", default=None, help="with --tuned")
+@filter_options
 def leaderboard_cmd(
     suite_name,
     scale,
@@ -190,9 +209,11 @@ def leaderboard_cmd(
     storage,
     device,
     data_dir,
+    cell_filter,
 ) -> None:
-    """Rebuild a suite's leaderboard from its run records (or from its tuning studies)."""
-    suite = get_suite(suite_name)
+    """Rebuild a suite's leaderboard from its run records (or from its tuning studies); the
+    filters keep some of its rows."""
+    suite = get_suite(suite_name, results_root(results_dir))
     if tuned:
         from bench.tune import tuned_leaderboard
 
@@ -207,7 +228,10 @@ def leaderboard_cmd(
         scale = scale or suite.default_scale
         plots.remember_results_dir(results_root(results_dir))
         records = lb.load_records(results_root(results_dir), suite.name, scale)
-        board = lb.build(records, suite.name, scale)
+        if cell_filter:
+            cell_filter.check_names([r["cell"] for r in records], f"{suite.name}/{scale}")
+            records = [r for r in records if cell_filter.matches(r["run_id"], r["cell"])]
+        board = lb.build(records, suite.name, scale, suite.columns)
     for path in lb.write(board, lb.leaderboard_dir(leaderboard_dir)):
         click.echo(path)
 
@@ -217,8 +241,12 @@ LS_KINDS = ("datasets", "models", "objectives", "metrics", "suites", "reporters"
 
 @cli.command(name="ls")
 @click.argument("kind", type=click.Choice(LS_KINDS))
-def ls_cmd(kind: str) -> None:
-    """List registered items with the plugin and distribution they came from."""
+@click.option("--params", "with_params", is_flag=True, help="also each item's parameters")
+def ls_cmd(kind: str, with_params: bool) -> None:
+    """List registered items with the plugin and distribution they came from
+    (`bench show KIND NAME` for one item in full)."""
+    from bench.describe import params_short
+
     regs = plugins.registries()
     table = Table(show_lines=False)
     extra = {
@@ -227,7 +255,9 @@ def ls_cmd(kind: str) -> None:
         "metrics": "direction",
         "suites": "scales",
     }.get(kind)
-    for col in ["name", "description"] + ([extra] if extra else []) + ["plugin", "distribution"]:
+    params = with_params and kind in ("datasets", "models", "objectives")
+    columns = ["name", "description"] + ([extra] if extra else []) + (["params"] if params else [])
+    for col in columns + ["plugin", "distribution"]:
         table.add_column(col, overflow="fold")
     for item in getattr(regs, kind):
         row = [item.name, item.description]
@@ -241,9 +271,22 @@ def ls_cmd(kind: str) -> None:
             row.append(
                 ", ".join(f"{s} ({len(item.groups.get(s, []))} groups)" for s in item.scales)
             )
+        if params:
+            row.append(params_short(item.params))
         row += [item.plugin, item.distribution]
         table.add_row(*row)
     Console(width=200).print(table)
+
+
+@cli.command(name="show")
+@click.argument("kind", type=click.Choice(["model", "objective", "dataset", "metric", "suite"]))
+@click.argument("name")
+def show_cmd(kind: str, name: str) -> None:
+    """One registered item in full: parameters with defaults, validity bounds, tuning ranges
+    and help (models, objectives, data sets); direction (metrics); scales and groups (suites)."""
+    from bench.describe import describe
+
+    Console(width=None if sys.stdout.isatty() else 200).print(describe(kind, name))
 
 
 @cli.command(name="plugins")

@@ -108,6 +108,8 @@ class EvalContext:
     seed: int = 0
     train: Split | None = None
     log_likelihood: Callable[[Any, Tensor], Tensor] | None = None
+    # progress(done, total): long loops report their batches (the runner's evaluation bar).
+    progress: Callable[[int, int], None] | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def generator(self, salt: int = 0) -> torch.Generator:
@@ -149,15 +151,20 @@ class EvalContext:
         """Per-example IW log p(x) with K = settings.iw_samples (cached)."""
         if "iw" not in self._cache:
             g = self.generator(3)
-            parts = [
-                iw_log_likelihood(
-                    self.model,
-                    x,
-                    self.settings.iw_samples,
-                    generator=g,
-                    log_likelihood=self.log_likelihood,
-                ).cpu()
-                for x, _ in self.split.batches(self.settings.batch_size)
-            ]
+            batch = self.settings.batch_size
+            total = -(-len(self.split) // batch)
+            parts = []
+            for i, (x, _) in enumerate(self.split.batches(batch)):
+                parts.append(
+                    iw_log_likelihood(
+                        self.model,
+                        x,
+                        self.settings.iw_samples,
+                        generator=g,
+                        log_likelihood=self.log_likelihood,
+                    ).cpu()
+                )
+                if self.progress is not None:
+                    self.progress(i + 1, total)
             self._cache["iw"] = torch.cat(parts)
         return self._cache["iw"]

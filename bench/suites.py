@@ -219,7 +219,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
                 raise ConfigError(f"{where}.{key}: expected a list")
             value = tuple(value)
         else:
-            _check_type(fields[key], value, f"{where}.{key}")
+            check_field_type(fields[key], value, f"{where}.{key}")
         kwargs[key] = value
     try:
         return cls(**kwargs)
@@ -231,7 +231,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
 _SCALARS = {"int": int, "float": (int, float), "str": str, "bool": bool}
 
 
-def _check_type(f: dataclasses.Field, value: Any, where: str) -> None:
+def check_field_type(f: dataclasses.Field, value: Any, where: str) -> None:
     type_name = str(f.type)
     allow_none = "None" in type_name
     base = type_name.split("|")[0].strip()

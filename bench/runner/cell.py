@@ -82,21 +82,32 @@ def evaluate(
     labelled: bool = True,
     log_likelihood: Callable[[Any, Tensor], Tensor] | None = None,
     select: bool = False,
+    progress: Callable[[str, int, int | None], None] | None = None,
 ) -> dict[str, MetricValue]:
     """Compute metrics on ``split``; ``log_likelihood`` may replace the model's (autocast or
     compiled, see :func:`eval_log_likelihood`). ``select`` adds the selection score under
     ``SELECTION_METRIC`` when the names leave it out, from the posterior pass the metrics share
-    (no extra pass over the split)."""
+    (no extra pass over the split). ``progress(metric, done, total)`` hears which metric runs,
+    and its batches where the context reports them."""
     regs = plugins.registries()
     model.eval()
     ctx = EvalContext(
-        model, split, cell.eval, device, seed=cell.seed, train=train, log_likelihood=log_likelihood
+        model,
+        split,
+        cell.eval,
+        device,
+        seed=cell.seed,
+        train=train,
+        log_likelihood=log_likelihood,
     )
     out = {}
     for name in metric_names:
         spec = regs.metrics.get(name)
         if spec.needs_labels and not labelled:
             continue
+        if progress is not None:
+            progress(name, 0, None)
+            ctx.progress = lambda done, total, name=name: progress(name, done, total)
         out[name] = spec.compute(ctx)
     if select and SELECTION_METRIC not in out:
         p = ctx.posterior

@@ -10,6 +10,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -189,7 +190,7 @@ class CellTraining:
         b, opts = self.cell.budget, self.opts
         if opts.progress is not None:
             self.task = opts.progress.add_task(
-                self.cell.run_id,
+                f"train {self.cell.run_id}",
                 total=b.epochs * self.steps_per_epoch,
                 completed=self.state["epoch"] * self.steps_per_epoch,
             )
@@ -198,6 +199,10 @@ class CellTraining:
             for epoch in range(self.state["epoch"], b.epochs):
                 if self.state["stop_reason"]:
                     break
+                if self.task is not None:
+                    opts.progress.update(
+                        self.task, description=f"train {self.cell.run_id} {epoch + 1}/{b.epochs}"
+                    )
                 loss, kl, n_seen, elapsed = self.train_epoch(epoch)
                 score = self.validate(epoch, loss, kl, n_seen, elapsed)
                 self.select(epoch, score)
@@ -233,8 +238,10 @@ class CellTraining:
         sizes: list[int] = []
         every = max(1, self.steps_per_epoch // PROGRESS_UPDATES_PER_EPOCH)
         unreported = 0
+        beta_sum = 0.0
         t0, cpu0 = time.perf_counter(), time.process_time()
         for x, _ in self.train_batches.batches(b.batch_size, shuffle=True, generator=gen):
+            beta_sum += self.objective.beta(state["step"])  # the weight this step trains with
             loss, kl = self.train_step(x, state["step"], gen)
             losses.append(loss)
             kls.append(kl)
@@ -258,6 +265,7 @@ class CellTraining:
         state["train_examples"] += sum(sizes)
         if not math.isfinite(loss_mean):
             raise DivergedError(f"loss is {loss_mean} in epoch {epoch}")
+        self.beta_mean = beta_sum / max(1, len(sizes))
         return loss_mean, kl_mean, sum(sizes), elapsed
 
     # ---- validation and model selection ------------------------------------------------------
@@ -278,7 +286,7 @@ class CellTraining:
         self.entry: dict[str, Any] = {
             "epoch": epoch,
             "step": self.state["step"],
-            "beta": self.objective.beta(self.state["step"]),
+            "beta": self.beta_mean,  # the mean KL weight over this epoch's steps
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": loss,
             "train_kl": kl,
@@ -288,6 +296,14 @@ class CellTraining:
         if isinstance(self.train_step, MethodStep):
             self.entry.update(self.train_step.epoch_log())
         self.entry.update({f"val_{k}": v.value for k, v in val.items()})
+        # Ceilings (MI: log N of the validation split) let the curves draw them.
+        self.entry.update(
+            {
+                f"val_{k}_ceiling": v.settings["ceiling"]
+                for k, v in val.items()
+                if "ceiling" in v.settings
+            }
+        )
         with self.log_path.open("a") as fh:
             fh.write(json.dumps(self.entry) + "\n")
         self.opts.log(
@@ -360,23 +376,47 @@ class CellTraining:
                 best = torch.load(self.best_path, map_location=self.device, weights_only=True)
                 self.model.load_state_dict(best)
             t0 = time.perf_counter()
-            metrics = parts.evaluate(
-                self.cell,
-                self.model,
-                self.test,
-                self.device,
-                parts.metric_names(self.cell, per_epoch=False),
-                train=self.train,
-                labelled=self.test.labels is not None,
-                log_likelihood=self.eval_ll,
-            )
+            task = None
+            if self.opts.progress is not None:
+                task = self.opts.progress.add_task(f"eval {self.cell.run_id}", total=None)
+            try:
+                metrics = parts.evaluate(
+                    self.cell,
+                    self.model,
+                    self.test,
+                    self.device,
+                    parts.metric_names(self.cell, per_epoch=False),
+                    train=self.train,
+                    labelled=self.test.labels is not None,
+                    log_likelihood=self.eval_ll,
+                    progress=None if task is None else self._eval_progress(task),
+                )
+            finally:
+                if task is not None:
+                    self.opts.progress.remove_task(task)
             eval_time = time.perf_counter() - t0
         record = self.record(status, reason, metrics, eval_time)
         write_record(self.run_dir / RECORD_FILE, record)
+        if status == "finished" and not self.opts.keep_checkpoints:
+            # best.pt holds the evaluated weights; the resume checkpoint is no longer needed.
+            self.ckpt_path.unlink(missing_ok=True)
         plugins.call_each(
             "on_run_end", cell=self.cell, record=record, model=self.model, run_dir=self.run_dir
         )
         return record
+
+    def _eval_progress(self, task: Any) -> Callable[[str, int, int | None], None]:
+        """Shows the metric being computed, and its batches where it reports them (IW-NLL)."""
+
+        def show(metric: str, done: int, total: int | None) -> None:
+            self.opts.progress.update(
+                task,
+                description=f"eval {self.cell.run_id}: {metric}",
+                completed=done,
+                total=total,
+            )
+
+        return show
 
     def record(
         self, status: str, reason: str | None, metrics: dict[str, MetricValue], eval_time: float

@@ -124,6 +124,7 @@ def run_parallel(
         "data_dir": opts.data_dir,
         "resume": opts.resume,
         **speed_options(opts),
+        "keep_checkpoints": opts.keep_checkpoints,
         "threads": _worker_threads(opts),
     }
     n_workers = min(opts.jobs, len(todo))
@@ -131,9 +132,6 @@ def run_parallel(
         f"training {len(todo)} cells in {n_workers} processes on {', '.join(settings['devices'])} "
         f"({settings['threads']} CPU threads each)"
     )
-    task = None
-    if opts.progress is not None:
-        task = opts.progress.add_task(f"{len(todo)} cells, {n_workers} jobs", total=len(todo))
 
     def drain() -> None:
         while True:
@@ -153,6 +151,8 @@ def run_parallel(
         futures = {
             pool.submit(_worker_train, cell, str(run_dir)): (i, cell) for i, cell, run_dir in todo
         }
+        for _, cell, _ in todo[:n_workers]:
+            opts.on_cell("start", cell, None)  # roughly: the pool takes cells in order
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
@@ -161,8 +161,7 @@ def run_parallel(
                 i, cell = futures[fut]
                 record = fut.result()  # a worker's exception is raised here, as with --jobs 1
                 opts.log(f"{cell.run_id}: {record['status']} in {record['wall_time_s']:.1f}s")
-                if task is not None:
-                    opts.progress.advance(task)
+                opts.on_cell("end", cell, record)
                 yield i, record
     except BaseException:
         # Fail as fast as --jobs 1 would: stop the workers we started instead of waiting for
@@ -175,5 +174,3 @@ def run_parallel(
     finally:
         pool.shutdown(wait=True)
         drain()
-        if task is not None:
-            opts.progress.remove_task(task)

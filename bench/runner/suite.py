@@ -48,15 +48,23 @@ def validate_cells(cells: Iterable[Cell]) -> None:
 
 
 def run_suite(
-    suite: Suite, scale: str | None, opts: RunOptions, overwrite: bool = False
+    suite: Suite,
+    scale: str | None,
+    opts: RunOptions,
+    overwrite: bool = False,
+    cells: list[Cell] | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """Run every cell of a suite at a scale; returns the scale and the records produced.
+    """Run every cell of a suite at a scale (or the given ``cells`` of it, filtered or
+    overridden); returns the scale and the records produced.
 
     With ``opts.jobs > 1`` up to that many cells train at once, each in its own process on
     ``opts.device`` (see :mod:`bench.runner.parallel`); with ``opts.ray`` each cell is a Ray
     task (see :mod:`bench.runner.ray`). Records come back in cell order either way.
     """
-    scale, cells = select_cells(suite, scale)
+    if cells is None:
+        scale, cells = select_cells(suite, scale)
+    else:
+        scale = scale or suite.default_scale
     validate_cells(cells)
     suite_dir = opts.results_dir / suite.name / scale
     existing = [c for c in cells if (suite_dir / c.run_id).exists()]
@@ -76,6 +84,7 @@ def run_suite(
             if previous.get("cell") == json.loads(json.dumps(cell.as_dict())):
                 opts.log(f"{cell.run_id}: already finished, skipped")
                 records[i] = previous
+                opts.on_cell("skip", cell, previous)
                 continue
             opts.log(f"{cell.run_id}: configuration changed since the last run; training again")
         if record_path.exists():
@@ -93,5 +102,7 @@ def run_suite(
             records[i] = record
     else:
         for i, cell, run_dir in todo:
+            opts.on_cell("start", cell, None)
             records[i] = train_cell(cell, run_dir, opts)
+            opts.on_cell("end", cell, records[i])
     return scale, [r for r in records if r is not None]

@@ -1,0 +1,244 @@
+"""What ``bench run`` shows while it runs and when it ends.
+
+- a header line: suite, scale, cells, device, data and results folders;
+- on a terminal, a suite bar "run k of N" with an ETA from the cells finished so far, a
+  training bar per cell (steps, epoch k/E) and an evaluation bar (the metric being computed,
+  with the IW-NLL batches);
+- log lines (epochs, finished cells) without source locations; when stderr is not a terminal
+  they are plain lines with a time stamp, never wrapped;
+- a final summary table of the rows this run touched, with the headline columns, and the runs
+  that did not finish.
+
+``--list`` prints a suite's cells with their budgets and eval settings instead of running them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from bench.data import data_dir
+from bench.leaderboard import ROW_KEY, Leaderboard, record_key
+from bench.records import RECORD_FILE, device_name, read_record
+from bench.reporters import cell_text
+from bench.runner.options import RunOptions
+from bench.suites import Budget, Cell, EvalSettings
+
+HEADLINE_COLUMNS = 5  # the summary shows a board's first five columns
+WIDE = 200  # columns for tables written to a file or a pipe
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class EtaColumn(ProgressColumn):
+    """Time left for the suite task: its deadline, set each time a cell finishes."""
+
+    def render(self, task: Any) -> Text:
+        if not task.fields.get("suite"):
+            return Text("")
+        deadline = task.fields.get("deadline")
+        if deadline is None:
+            return Text("ETA after the first cell", style="progress.remaining")
+        return Text(f"ETA {_duration(deadline - time.time())}", style="progress.remaining")
+
+
+class RunConsole:
+    """The ``bench run`` display. Use as a context manager around the run; pass :meth:`log`,
+    :attr:`progress` and :meth:`on_cell` to :class:`~bench.runner.RunOptions`."""
+
+    def __init__(self, quiet: bool = False, err: TextIO | None = None) -> None:
+        self.quiet = quiet
+        self.err = err or sys.stderr
+        self.console = Console(file=self.err)
+        self.terminal = self.console.is_terminal
+        self.progress: Progress | None = None
+        if not quiet and self.terminal:
+            self.progress = Progress(
+                "{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                EtaColumn(),
+                console=self.console,
+                transient=True,
+            )
+        self.suite_task: Any = None
+        self.total = self.done = 0
+        self.jobs = 1
+        self.durations: list[float] = []
+
+    def __enter__(self) -> RunConsole:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    # ---- lines ------------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self.terminal:
+            self.console.log(message, log_path=False)
+        else:
+            print(f"[{time.strftime('%H:%M:%S')}] {message}", file=self.err, flush=True)
+
+    def header(self, suite: str, scale: str, cells: Sequence[Cell], opts: RunOptions) -> None:
+        self.total, self.jobs = len(cells), opts.jobs
+        jobs = f" · {opts.jobs} jobs" if opts.jobs > 1 else ""
+        self.log(
+            f"bench run {suite}/{scale}: {len(cells)} cells on {device_name(opts.device)}{jobs}"
+            f" · data {data_dir(opts.data_dir)} · results {opts.results_dir / suite / scale}"
+        )
+        if self.progress is not None:
+            self.suite_task = self.progress.add_task(
+                self._suite_text(), total=len(cells), suite=True
+            )
+
+    # ---- the suite bar ----------------------------------------------------------------------
+
+    def _suite_text(self, run_id: str = "") -> str:
+        k = min(self.done + 1, self.total)
+        text = f"run {k} of {self.total}" if self.done < self.total else f"{self.total} runs done"
+        return f"{text}: {run_id}" if run_id else text
+
+    def on_cell(self, event: str, cell: Cell, record: dict[str, Any] | None) -> None:
+        """``RunOptions.on_cell``: a cell starts, ends, or was finished before (skip)."""
+        if event == "start":
+            self._update(description=self._suite_text(cell.run_id))
+            if not self.terminal:
+                self.log(f"run {self.done + 1} of {self.total}: {cell.run_id}")
+            return
+        self.done += 1
+        if event == "end" and record is not None:
+            self.durations.append(float(record.get("wall_time_s", 0.0)))
+            eta = self.eta()
+            self.log(
+                f"{cell.run_id}: {record['status']} in {_duration(self.durations[-1])}"
+                + (f"; {self.total - self.done} left, ETA {_duration(eta)}" if eta else "")
+            )
+        self._update(
+            completed=self.done,
+            description=self._suite_text(),
+            deadline=None if self.eta() is None else time.time() + (self.eta() or 0.0),
+        )
+
+    def eta(self) -> float | None:
+        """Seconds left: the mean time of the cells finished in this run, per cell left."""
+        if not self.durations:
+            return None
+        left = self.total - self.done
+        return sum(self.durations) / len(self.durations) * left / self.jobs
+
+    def _update(self, **fields: Any) -> None:
+        if self.progress is not None and self.suite_task is not None:
+            self.progress.update(self.suite_task, **fields)
+
+    # ---- the summary ------------------------------------------------------------------------
+
+    def summary(
+        self, board: Leaderboard, records: Sequence[dict[str, Any]], out: TextIO | None = None
+    ) -> None:
+        """The rows this run touched, with the headline columns, and the unfinished runs."""
+        out = out or sys.stdout
+        console = Console(file=out, width=None if out.isatty() else WIDE)
+        touched = {record_key(r) for r in records if r.get("status") == "finished"}
+        columns = board.columns[:HEADLINE_COLUMNS]
+        table = Table(title=f"{board.suite}/{board.scale}: rows of this run", title_justify="left")
+        for name in ("Dataset", "Model", "Objective", "Seeds"):
+            table.add_column(name)
+        for c in columns:
+            table.add_column(f"{c.title} {c.arrow}", justify="right")
+        for row in board.table.iter_rows(named=True):
+            if tuple(row[k] for k in ROW_KEY) in touched:
+                table.add_row(
+                    row["dataset"],
+                    row["model_label"],
+                    row["objective_label"],
+                    str(row["seeds"]),
+                    *(cell_text(row, c) for c in columns),
+                )
+        if table.row_count:
+            console.print(table)
+        unfinished = [r for r in records if r.get("status") != "finished"]
+        if unfinished:
+            failed = Table(title="runs that did not finish", title_justify="left")
+            for name in ("Run", "Status", "Reason"):
+                failed.add_column(name, overflow="fold")
+            for r in unfinished:
+                failed.add_row(r["run_id"], r["status"], str(r.get("reason") or ""))
+            console.print(failed)
+
+
+# ---- bench run --list ----------------------------------------------------------------------
+
+
+def _non_default(settings: Any) -> str:
+    return " ".join(
+        f"{f.name}={getattr(settings, f.name)}"
+        for f in dataclasses.fields(settings)
+        if getattr(settings, f.name) is not None
+    )
+
+
+def _params(cell: Cell) -> str:
+    parts = []
+    for part in ("dataset", "model", "objective"):
+        for k, v in getattr(cell, f"{part}_params").items():
+            parts.append(f"{part}.{k}={v}")
+    return " ".join(parts)
+
+
+def _status(run_dir: Path) -> str:
+    try:
+        return f"[{read_record(run_dir / RECORD_FILE)['status']}] "
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def listing(suite: str, scale: str, cells: Sequence[Cell], results_dir: Path) -> str:
+    """Cells grouped by budget and eval settings, like ``pytest --collect-only``; a cell with
+    a record already says its status."""
+    lines = [f"{suite}/{scale}: {len(cells)} cells"]
+    groups: dict[tuple[str, Budget, EvalSettings], list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.group, c.budget, c.eval), []).append(c)
+    folder = results_dir / suite / scale
+    for (group, budget, settings), members in groups.items():
+        lines += [
+            "",
+            f"group {group} ({len(members)} cells)",
+            f"  budget: {_non_default(budget)}",
+            f"  eval:   {_non_default(settings)}",
+        ]
+        for c in members:
+            params = _params(c)
+            lines.append(
+                f"  {_status(folder / c.run_id)}{c.run_id}" + (f"  {params}" if params else "")
+            )
+    return "\n".join(lines)

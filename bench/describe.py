@@ -1,0 +1,140 @@
+"""``bench show KIND NAME`` and ``bench ls KIND --params``: what a registered item takes.
+
+For models, objectives and data sets: each parameter's default, validity bounds, tuning range
+and help. For metrics: direction, column title and when it runs. For suites: scales, groups,
+budgets and leaderboard columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Group as Renderables
+from rich.table import Table
+from rich.text import Text
+
+from bench import plugins
+from bench.specs import Param
+from bench.suites import Suite
+
+SHOW_KINDS = {
+    "model": "models",
+    "objective": "objectives",
+    "dataset": "datasets",
+    "metric": "metrics",
+    "suite": "suites",
+}
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def bounds_text(p: Param) -> str:
+    """The values a parameter accepts at all, e.g. ``>= 1`` or ``0 .. 1``."""
+    bounds = getattr(p, "bounds", None)
+    lo, hi = bounds if bounds is not None else (None, None)
+    if lo is not None and hi is not None:
+        return f"{_number(lo)} .. {_number(hi)}"
+    if lo is not None:
+        return f">= {_number(lo)}"
+    if hi is not None:
+        return f"<= {_number(hi)}"
+    return "any"
+
+
+def tuning_text(p: Param) -> str:
+    """The range ``bench tune`` searches, e.g. ``2 .. 64 (step 1)`` or ``1e-4 .. 1e-2 (log)``."""
+    if p.choices is not None:
+        return "one of " + ", ".join(repr(c) for c in p.choices)
+    if p.low is None or p.high is None:
+        return "not tuned"
+    extra = [w for w, on in (("log", p.log), (f"step {_number(p.step)}", p.step)) if on]
+    return f"{_number(p.low)} .. {_number(p.high)}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def params_short(params: Mapping[str, Param]) -> str:
+    """``name=default`` for each parameter (``bench ls models --params``)."""
+    return ", ".join(f"{k}={_number(p.default)}" for k, p in params.items()) or "–"
+
+
+def params_table(params: Mapping[str, Param]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for col in ("parameter", "default", "valid", "tuned over", "help"):
+        table.add_column(col, overflow="fold")
+    for name, p in params.items():
+        table.add_row(name, _number(p.default), bounds_text(p), tuning_text(p), p.help)
+    return table
+
+
+def _origin(item: Any) -> str:
+    return f"plugin {item.plugin} ({item.distribution})"
+
+
+def _settings_text(settings: Any) -> str:
+    return " ".join(
+        f"{f.name}={getattr(settings, f.name)}"
+        for f in dataclasses.fields(settings)
+        if getattr(settings, f.name) is not None
+    )
+
+
+def _suite(suite: Suite) -> list[Any]:
+    out: list[Any] = [
+        f"scales: {', '.join(suite.scales)} (default {suite.default_scale})",
+        "columns: " + (", ".join(suite.columns) or "the default (docs/plugins.md)"),
+    ]
+    for scale in suite.scales:
+        groups = suite.groups.get(scale, [])
+        cells = sum(
+            len(g.datasets) * len(g.models) * len(g.objectives) * len(g.seeds) for g in groups
+        )
+        out.append(Text(f"\n{scale}: {len(groups)} groups, {cells} cells", style="bold"))
+        for g in groups:
+            out += [
+                f"  group {g.name}: {', '.join(g.datasets)} × {', '.join(g.models)} × "
+                f"{', '.join(g.objectives)} × seeds {', '.join(map(str, g.seeds))}",
+                f"    budget: {_settings_text(g.budget)}",
+                f"    eval:   {_settings_text(g.eval)}",
+            ]
+            for part in ("dataset", "model", "objective"):
+                for name, given in getattr(g, f"{part}_params").items():
+                    values = ", ".join(f"{k}={_number(v)}" for k, v in given.items())
+                    out.append(f"    {part} {name}: {values}")
+    out.append(f"\n`bench run --suite {suite.name} --list` lists every cell of a scale.")
+    return out
+
+
+def describe(kind: str, name: str) -> Renderables:
+    """Everything ``bench show`` prints about one registered item."""
+    registry = getattr(plugins.registries(), SHOW_KINDS[kind])
+    item = registry.get(name)
+    parts: list[Any] = [
+        Text(f"{kind} {item.name}", style="bold"),
+        item.description or "(no description)",
+        _origin(item),
+    ]
+    if kind == "model":
+        parts.append(f"data kinds: {', '.join(item.kinds)}")
+    elif kind == "dataset":
+        parts.append(f"kind: {item.kind}; splits (train / valid / test): {item.sizes or '?'}")
+    elif kind == "metric":
+        reading = "higher is better" if item.direction == "max" else "lower is better"
+        parts += [
+            f"direction: {item.direction} ({reading}); column title: {item.label or item.name}",
+            "runs on the validation split every epoch and on the test split"
+            if item.per_epoch
+            else "runs on the test split after training",
+        ]
+        if item.needs_labels:
+            parts.append("needs labels: skipped on unlabelled data")
+    elif kind == "suite":
+        parts += _suite(item)
+    if kind in ("model", "objective", "dataset"):
+        if item.params:
+            parts += ["", params_table(item.params)]
+        else:
+            parts.append("no parameters")
+    return Renderables(*parts)
