@@ -129,8 +129,8 @@ def run(
     scale, cells = select_cells(suite, scale)
     cells = apply_overrides(cell_filter.apply(cells, f"{suite.name}/{scale}"), overrides)
     lb.check_columns(suite.columns)
+    validate_cells(cells)
     if list_cells:
-        validate_cells(cells)
         click.echo(listing(suite.name, scale, cells, results_root(results_dir)))
         return
     t0 = time.time()

@@ -71,7 +71,7 @@ class RunConsole:
     def __init__(self, quiet: bool = False, err: TextIO | None = None) -> None:
         self.quiet = quiet
         self.err = err or sys.stderr
-        self.console = Console(file=self.err)
+        self.console = Console(file=self.err, log_path=False)
         self.terminal = self.console.is_terminal
         self.progress: Progress | None = None
         if not quiet and self.terminal:
@@ -85,6 +85,7 @@ class RunConsole:
                 transient=True,
             )
         self.suite_task: Any = None
+        self.header_text = ""
         self.total = self.done = 0
         self.jobs = 1
         self.durations: list[float] = []
@@ -103,21 +104,32 @@ class RunConsole:
     def log(self, message: str) -> None:
         if self.quiet:
             return
+        self._print_header()
+        self._write(message)
+
+    def _write(self, message: str) -> None:
         if self.terminal:
-            self.console.log(message, log_path=False)
+            self.console.log(message)
         else:
             print(f"[{time.strftime('%H:%M:%S')}] {message}", file=self.err, flush=True)
 
     def header(self, suite: str, scale: str, cells: Sequence[Cell], opts: RunOptions) -> None:
+        """The header line, shown when training starts (on a terminal) or with the first line
+        of output (in a log): an error before any training stays a single line."""
         self.total, self.jobs = len(cells), opts.jobs
         jobs = f" · {opts.jobs} jobs" if opts.jobs > 1 else ""
-        self.log(
+        self.header_text = (
             f"bench run {suite}/{scale}: {len(cells)} cells on {device_name(opts.device)}{jobs}"
             f" · data {data_dir(opts.data_dir)} · results {opts.results_dir / suite / scale}"
         )
-        if self.progress is not None:
+
+    def _print_header(self) -> None:
+        if self.header_text and not self.quiet:
+            text, self.header_text = self.header_text, ""
+            self._write(text)
+        if self.progress is not None and self.suite_task is None:
             self.suite_task = self.progress.add_task(
-                self._suite_text(), total=len(cells), suite=True
+                self._suite_text(), total=self.total, suite=True
             )
 
     # ---- the suite bar ----------------------------------------------------------------------
@@ -129,18 +141,18 @@ class RunConsole:
 
     def on_cell(self, event: str, cell: Cell, record: dict[str, Any] | None) -> None:
         """``RunOptions.on_cell``: a cell starts, ends, or was finished before (skip)."""
+        if self.terminal:
+            self._print_header()
         if event == "start":
             self._update(description=self._suite_text(cell.run_id))
-            if not self.terminal:
-                self.log(f"run {self.done + 1} of {self.total}: {cell.run_id}")
             return
         self.done += 1
         if event == "end" and record is not None:
             self.durations.append(float(record.get("wall_time_s", 0.0)))
             eta = self.eta()
             self.log(
-                f"{cell.run_id}: {record['status']} in {_duration(self.durations[-1])}"
-                + (f"; {self.total - self.done} left, ETA {_duration(eta)}" if eta else "")
+                f"run {self.done} of {self.total}: {cell.run_id} {record['status']} in "
+                f"{_duration(self.durations[-1])}" + (f"; ETA {_duration(eta)}" if eta else "")
             )
         self._update(
             completed=self.done,
@@ -224,7 +236,7 @@ def _status(run_dir: Path) -> str:
 def listing(suite: str, scale: str, cells: Sequence[Cell], results_dir: Path) -> str:
     """Cells grouped by budget and eval settings, like ``pytest --collect-only``; a cell with
     a record already says its status."""
-    lines = [f"{suite}/{scale}: {len(cells)} cells"]
+    lines = [f"{suite}/{scale}: {len(cells)} cell{'s' if len(cells) != 1 else ''}"]
     groups: dict[tuple[str, Budget, EvalSettings], list[Cell]] = {}
     for c in cells:
         groups.setdefault((c.group, c.budget, c.eval), []).append(c)
@@ -232,12 +244,12 @@ def listing(suite: str, scale: str, cells: Sequence[Cell], results_dir: Path) ->
     for (group, budget, settings), members in groups.items():
         lines += [
             "",
-            f"group {group} ({len(members)} cells)",
+            f"group {group} ({len(members)} cell{'s' if len(members) != 1 else ''})",
             f"  budget: {_non_default(budget)}",
             f"  eval:   {_non_default(settings)}",
         ]
         for c in members:
-            params = _params(c)
+            params = _params(c) + (f"  (--set {', '.join(c.overrides)})" if c.overrides else "")
             lines.append(
                 f"  {_status(folder / c.run_id)}{c.run_id}" + (f"  {params}" if params else "")
             )
