@@ -125,7 +125,7 @@ def run(
         # Plugins may shape a suite's rows by the files present (the paper scale's Yahoo rows)
         # when they load, which get_suite triggers; they read the folder from the environment.
         os.environ[DATA_DIR_ENV] = str(data_dir)
-    suite = get_suite(suite_name)
+    suite = get_suite(suite_name, results_root(results_dir))
     scale, cells = select_cells(suite, scale)
     cells = apply_overrides(cell_filter.apply(cells, f"{suite.name}/{scale}"), overrides)
     lb.check_columns(suite.columns)

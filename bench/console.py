@@ -33,13 +33,13 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.data import data_dir
-from bench.leaderboard import ROW_KEY, Leaderboard, record_key
+from bench.leaderboard import RECORD_COLUMNS, ROW_KEY, Leaderboard, record_key
 from bench.records import RECORD_FILE, device_name, read_record
 from bench.reporters import cell_text
 from bench.runner.options import RunOptions
 from bench.suites import Budget, Cell, EvalSettings
 
-HEADLINE_COLUMNS = 5  # the summary shows a board's first five columns
+HEADLINE_COLUMNS = 5  # the summary shows a board's first five metric columns
 WIDE = 200  # columns for tables written to a file or a pipe
 
 
@@ -180,7 +180,7 @@ class RunConsole:
         out = out or sys.stdout
         console = Console(file=out, width=None if out.isatty() else WIDE)
         touched = {record_key(r) for r in records if r.get("status") == "finished"}
-        columns = board.columns[:HEADLINE_COLUMNS]
+        columns = [c for c in board.columns if c.name not in RECORD_COLUMNS][:HEADLINE_COLUMNS]
         table = Table(title=f"{board.suite}/{board.scale}: rows of this run", title_justify="left")
         for name in ("Dataset", "Model", "Objective", "Seeds"):
             table.add_column(name)

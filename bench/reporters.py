@@ -40,16 +40,16 @@ def cell_text(row: dict[str, Any], col: Column) -> str:
     mean, std = _number(row.get(f"{col.name}_mean")), _number(row.get(f"{col.name}_std"))
     if mean is None:
         return "–"
+    of = _number(row.get(f"{col.name}_{OUT_OF}"))
     if col.name in FIXED_DIGITS:
         digits = FIXED_DIGITS[col.name]
-    elif mean.is_integer() and not std:
-        digits = 0  # a count (active units) that all seeds agree on
+    elif of is not None and mean.is_integer() and not std:
+        digits = 0  # a count out of D (active units) that all seeds agree on
     else:
         digits = 3 if abs(mean) < 1 else 2
     text = f"{mean:.{digits}f}"
     if std is not None:
         text += f" ± {std:.{digits}f}"
-    of = _number(row.get(f"{col.name}_{OUT_OF}"))
     if of is not None:
         text += f" / {of:g}"
     if row.get(f"{col.name}_saturated"):

@@ -128,8 +128,9 @@ def test_broken_third_party_plugin_is_one_line_exit_2(tmp_path):
 
 
 def test_third_party_example_runs_through_bench_run(tmp_path):
-    """The example package adds a model through the entry-point group, is listed with its
-    distribution, and trains and evaluates through `bench run`."""
+    """The example package adds a model and a metric through the entry-point group, is listed
+    with its distribution, trains and evaluates through `bench run`, and its metric becomes a
+    leaderboard column with no change to the core."""
     site = tmp_path / "site"
     site.mkdir()
     fake_distribution(site, "bench-example-plugin", {"example": "bench_example_plugin"})
@@ -157,3 +158,20 @@ def test_third_party_example_runs_through_bench_run(tmp_path):
     assert result.returncode == 0, result.stderr
     board = (tmp_path / "leaderboards" / "example.md").read_text()
     assert "linear-decoder-vae" in board and "mlp-vae" in board
+    header = next(line for line in board.splitlines() if line.startswith("| Model"))
+    assert "Posterior std ↓" in header.split(" | ")
+    assert "**Posterior std** ↓ mean posterior standard deviation" in board
+    csv = (tmp_path / "leaderboards" / "example.csv").read_text().splitlines()
+    assert "posterior_std_mean" in csv[0].split(",")
+    for row in csv[1:]:
+        value = float(row.split(",")[csv[0].split(",").index("posterior_std_mean")])
+        assert 0.0 < value <= 1.5
+    # An uninstalled plugin's metric: the board rebuilt without it keeps the recorded values.
+    rebuilt = run_bench(
+        ["leaderboard", "--suite", "example", "--out", "again"],
+        site,
+        tmp_path,
+        BENCH_DISABLE_PLUGINS="example",
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "posterior_std ↓" in (tmp_path / "again" / "example.md").read_text()

@@ -1,9 +1,10 @@
-"""An example third-party plugin: a Bernoulli VAE whose decoder is a single linear map.
+"""An example third-party plugin: a Bernoulli VAE whose decoder is a single linear map, and a
+metric (the mean posterior standard deviation) that every leaderboard then shows as a column.
 
 It also adds a training method (``encoder-boost``). Nothing here is special to first-party
 code: it implements the model contract with the public blocks (:mod:`bench.blocks`,
-:mod:`bench.likelihoods`) and the method hook, and registers through the public ``bench``
-entry-point group.
+:mod:`bench.likelihoods`) and the method hook, computes its metric from the public evaluation
+context, and registers through the public ``bench`` entry-point group.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from torch import Tensor, nn
 from bench import (
     LatentVariableModel,
     Method,
+    MetricSpec,
+    MetricValue,
     ModelSpec,
     ObjectiveSpec,
     StepContext,
@@ -22,6 +25,7 @@ from bench import (
     int_param,
 )
 from bench.blocks import MLPDecoder, MLPEncoder
+from bench.evaluation import EvalContext
 from bench.likelihoods import bernoulli_log_likelihood
 
 
@@ -88,5 +92,25 @@ def register_objectives(register):
             "encoder-boost",
             lambda budget: EncoderBoost(budget.total_steps),
             "example third-party method: KL warm-up and extra encoder updates",
+        )
+    )
+
+
+def posterior_std(ctx: EvalContext) -> MetricValue:
+    """Mean standard deviation of q(z|x) over examples and dimensions: 1 where the posterior
+    has collapsed to the prior, lower where z carries information about x."""
+    p = ctx.posterior
+    return MetricValue(float(p.logvar.mul(0.5).exp().mean()), {"n": len(p.mu)})
+
+
+@hookimpl
+def register_metrics(register):
+    register(
+        MetricSpec(
+            "posterior_std",
+            posterior_std,
+            "min",
+            "mean posterior standard deviation (1: the posterior is the prior)",
+            label="Posterior std",
         )
     )

@@ -1,0 +1,133 @@
+"""Watching a run: plain lines off a terminal, the header, the ETA, the summary; and one real
+run of a suite whose groups differ only in latent_dim."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+
+import polars as pl
+import pytest
+import torch
+
+from bench import leaderboard as lb
+from bench.console import RunConsole
+from bench.runner import RunOptions
+from bench.suites import Budget, Cell, EvalSettings
+from tests.test_cli import run_cli
+from tests.test_leaderboard import record
+
+
+def cell(run: str) -> Cell:
+    return Cell("s", "x", "g", "digits", run, "elbo", 0, {}, {}, {}, (), Budget(), EvalSettings())
+
+
+def test_plain_lines_header_eta_and_summary(fresh_plugins, workdir):
+    err, out = io.StringIO(), io.StringIO()
+    show = RunConsole(err=err)
+    assert show.progress is None  # not a terminal: no bars
+    opts = RunOptions(results_dir=workdir / "results", device=torch.device("cpu"))
+    cells = [cell("mlp-vae"), cell("mlp-skip-vae"), cell("other")]
+    show.header("s", "x", cells, opts)
+    assert err.getvalue() == ""  # printed with the first line, so an early error stays alone
+    show.on_cell("start", cells[0], None)
+    long = "epoch 0: " + ", ".join(f"val metric_{i} {i}.000" for i in range(12))
+    show.log(long)
+    show.on_cell("end", cells[0], {"status": "finished", "wall_time_s": 100.0})
+    show.on_cell("end", cells[1], {"status": "finished", "wall_time_s": 50.0})
+    lines = err.getvalue().splitlines()
+    assert "bench run s/x: 3 cells on cpu" in lines[0] and "data " in lines[0]
+    assert lines[1].endswith(long)  # whole, unwrapped, no source location
+    assert "run 1 of 3: g__digits__mlp-vae__elbo__s0 finished in 1m40s; ETA 3m20s" in lines[2]
+    assert show.eta() == pytest.approx(75.0)
+    assert not any(".py:" in ln for ln in lines)
+    records = [record(), record(model="mlp-skip-vae"), record(seed=1, status="failed")]
+    board = lb.build(records, "s", "x")
+    show.summary(board, records, out=out)
+    text = out.getvalue()
+    assert "NLL ↓" in text and "AU ↑" in text and "Train ex/s" not in text  # headline only
+    assert "mlp-skip-vae" in text and "runs that did not finish" in text
+    assert "diverged: loss is nan" in text
+
+
+TWO_DIMS = """
+name = "twodims"
+columns = ["nll", "kl", "mi", "au", "recon"]
+[[group]]
+name = "small"
+datasets = ["digits"]
+models = ["mlp-vae"]
+objectives = ["kl-anneal"]
+[group.model_params.mlp-vae]
+hidden = 32
+latent_dim = 4
+[group.objective_params.kl-anneal]
+epochs = 2.0
+[group.budget]
+epochs = 1
+batch_size = 100
+[group.eval]
+iw_samples = 5
+[[group]]
+name = "large"
+datasets = ["digits"]
+models = ["mlp-vae"]
+objectives = ["kl-anneal"]
+[group.model_params.mlp-vae]
+hidden = 32
+latent_dim = 6
+[group.objective_params.kl-anneal]
+epochs = 2.0
+[group.budget]
+epochs = 1
+batch_size = 100
+[group.eval]
+iw_samples = 5
+"""
+
+
+@pytest.mark.slow
+def test_groups_that_differ_in_latent_dim_give_two_rows(capsys, fresh_plugins, workdir):
+    path = workdir / "two.toml"
+    path.write_text(textwrap.dedent(TWO_DIMS))
+    code, out, err = run_cli(capsys, "run", "--suite", str(path))
+    assert code == 0, err
+    board = (workdir / "leaderboards" / "twodims.md").read_text()
+    rows = [ln for ln in board.splitlines() if ln.startswith("| mlp-vae")]
+    assert sorted(r.split(" | ")[0] for r in rows) == [
+        "| mlp-vae (latent_dim=4)",
+        "| mlp-vae (latent_dim=6)",
+    ]
+    assert all(r.split(" | ")[2] == "1" for r in rows)  # one seed each, never averaged
+    header = next(ln for ln in board.splitlines() if ln.startswith("| Model"))
+    assert header.split(" | ")[3:] == ["NLL ↓", "KL ↑", "MI ↑", "AU ↑", "Recon ↓ |"]
+    assert "; of=4 (for mlp-vae (latent_dim=4)); of=6 (for mlp-vae (latent_dim=6))" in board
+    csv = pl.read_csv(workdir / "leaderboards" / "twodims.csv")
+    assert sorted(csv["model.latent_dim"].to_list()) == [4, 6]
+    # The console: header first, epoch lines without source locations, a summary table.
+    assert err.splitlines()[0].startswith("[") and "bench run twodims/custom: 2 cells" in err
+    assert "cli.py" not in err and "loop.py" not in err
+    assert "rows of this run" in out and "mlp-vae (latent_dim=6)" in out
+    # A finished run keeps best.pt; its resume checkpoint is gone.
+    run_dir = workdir / "results/twodims/custom/small__digits__mlp-vae__kl-anneal__s0"
+    assert (run_dir / "best.pt").exists() and not (run_dir / "checkpoint.pt").exists()
+    # beta: the mean weight over the epoch's steps (0.1 -> 1 over 2 epochs of 12 steps).
+    entry = json.loads((run_dir / "epochs.jsonl").read_text().splitlines()[0])
+    steps = entry["step"]
+    expected = sum(0.1 + 0.9 * s / (2 * steps) for s in range(steps)) / steps
+    assert entry["beta"] == pytest.approx(expected)
+    assert entry["val_mi_ceiling"] > 0  # the curves draw it
+    # The suite is found again by name; --set gives a row of its own beside the plain one.
+    code, out, err = run_cli(capsys, "leaderboard", "--suite", "twodims", "--model", "mlp-vae")
+    assert code == 0, err
+    args = ["-k", "small", "--set", "budget.batch_size=200", "--keep-checkpoints", "--quiet"]
+    code, out, err = run_cli(capsys, "run", "--suite", "twodims", *args)
+    assert code == 0, err
+    frame = pl.read_csv(workdir / "leaderboards" / "twodims.csv")
+    assert frame.height == 3 and frame["seeds"].to_list() == [1, 1, 1]
+    assert "mlp-vae (latent_dim=4, budget.batch_size=200)" in frame["model_label"].to_list()
+    set_dirs = list((workdir / "results/twodims/custom").glob("small__*__set-*"))
+    assert len(set_dirs) == 1 and (set_dirs[0] / "checkpoint.pt").exists()
+    overridden = json.loads((set_dirs[0] / "record.json").read_text())
+    assert overridden["cell"]["overrides"] == ["budget.batch_size=200"]
