@@ -21,7 +21,7 @@ from bench.runner.ray import ray_options, ray_placement
 from bench.selection import apply_overrides, filter_options
 from bench.suites import get_suite, remember_suite
 
-console = Console(stderr=True)
+console = Console(stderr=True, log_path=False)
 
 
 @click.group()
@@ -223,7 +223,9 @@ def leaderboard_cmd(
             data_dir=Path(data_dir) if data_dir else None,
             log=lambda msg: console.log(msg),
         )
-        board = tuned_leaderboard(suite, scale, storage, opts, multi_objective, log=opts.log)
+        board = tuned_leaderboard(
+            suite, scale, storage, opts, multi_objective, log=opts.log, cell_filter=cell_filter
+        )
     else:
         scale = scale or suite.default_scale
         plots.remember_results_dir(results_root(results_dir))

@@ -59,6 +59,10 @@ class CellFilter:
             parts += [f"{flag} {v}" for v in values]
         return " ".join(parts)
 
+    def argv(self) -> list[str]:
+        """The options that give this filter again (for worker processes)."""
+        return self.describe().split()
+
     def check_names(self, cells: Sequence[dict[str, Any]], what: str) -> None:
         """A name no cell has is a typo or the wrong suite: say which names there are."""
         for flag, key, values in (

@@ -117,3 +117,40 @@ def test_show_and_ls_params(capsys, fresh_plugins):
     code, out, _ = run_cli(capsys, "ls", "models", "--params")
     assert "latent_dim=20" in out and "hidden=300" in out
     assert_user_error(capsys, ["show", "model", "mlp-vea"], "unknown model 'mlp-vea'")
+
+
+def test_tune_takes_the_filters_and_threads(capsys, fresh_plugins, workdir, monkeypatch):
+    from bench.tune.command import TuneArgs, check_args, worker_argv
+
+    monkeypatch.delenv("BENCH_TUNE_STORAGE", raising=False)
+    base = ["tune", "--suite", "collapse", "--scale", "smoke", "--n-trials", "1"]
+    assert_user_error(
+        capsys, [*base, "-k", "nothing-like-this"], "no cell of collapse/smoke matches"
+    )
+    assert_user_error(capsys, [*base, "--threads", "0"], "--threads")
+    args = TuneArgs(
+        suite_name="collapse",
+        scale="smoke",
+        cell_filter=CellFilter(substrings=("mlp-vae__elbo",), seeds=(0,)),
+        n_trials=1,
+        multi_objective=False,
+        storage=None,
+        workers=2,
+        sampler="tpe",
+        pruner="median",
+        sampler_seed=None,
+        space_file=None,
+        heartbeat=30,
+        grace=None,
+        device="cpu",
+        data_dir=None,
+        results_dir=str(workdir / "results"),
+        threads=1,
+        quiet=True,
+        worker_index=None,
+    )
+    plan = check_args(args)
+    assert [t.base.run_id for t in plan.targets] == ["mlp__digits__mlp-vae__elbo__s0"]
+    argv = worker_argv(args, plan)
+    assert argv[argv.index("-k") + 1] == "mlp-vae__elbo" and argv[argv.index("--seed") + 1] == "0"
+    assert argv[argv.index("--threads") + 1] == "1"

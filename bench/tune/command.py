@@ -26,6 +26,7 @@ from bench import plugins
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.runner.ray import ray_options, ray_placement
+from bench.selection import CellFilter, filter_options
 from bench.tune.space import check_space, load_space_file, search_space, study_budget
 from bench.tune.storage import STORAGE_ENV, OpenedStorage, open_storage
 from bench.tune.targets import Target, select_targets
@@ -55,13 +56,9 @@ def _choice_option(flag: str, choices: Sequence[str]) -> Callable[..., Any]:
     return click.option(flag, type=click.Choice(choices), default=choices[0], show_default=True)
 
 
-_ROWS_HELP = "rows to tune (default: all)"
 OPTIONS = (
     click.option("--suite", "suite_name", required=True, help="registered suite or a .toml file"),
     click.option("--scale", default=None, help="suite scale (default: the suite's)"),
-    click.option("--dataset", "datasets", multiple=True, help=_ROWS_HELP),
-    click.option("--model", "models", multiple=True, help=_ROWS_HELP),
-    click.option("--objective", "objectives", multiple=True, help=_ROWS_HELP),
     _count_option("--n-trials", 20, "finished trials per study, over all workers"),
     click.option(
         "--multi-objective",
@@ -92,6 +89,12 @@ OPTIONS = (
     click.option("--device", default="auto", show_default=True),
     click.option("--data-dir", default=None),
     click.option("--results-dir", default=None),
+    click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="torch CPU threads per worker process (default: cores / workers)",
+    ),
     click.option("--quiet", is_flag=True),
     click.option("--worker-index", type=int, default=None, hidden=True),
     ray_options,  # --workers as Ray tasks (see bench.tune.ray)
@@ -104,9 +107,7 @@ class TuneArgs:
 
     suite_name: str
     scale: str | None
-    datasets: tuple[str, ...]
-    models: tuple[str, ...]
-    objectives: tuple[str, ...]
+    cell_filter: CellFilter  # -k, --dataset, --model, --objective, --seed: the rows to tune
     n_trials: int
     multi_objective: bool
     storage: str | None
@@ -120,6 +121,7 @@ class TuneArgs:
     device: str
     data_dir: str | None
     results_dir: str | None
+    threads: int | None
     quiet: bool
     worker_index: int | None
     ray_address: str | None = None
@@ -137,6 +139,7 @@ def tune_command() -> click.Command:
         """Tune a suite's rows with Optuna: one study per (dataset, model, objective)."""
         run_tune(TuneArgs(**options))
 
+    tune = filter_options(tune)
     for option in reversed(OPTIONS):
         tune = option(tune)
     return click.command(name="tune")(tune)
@@ -168,7 +171,7 @@ def check_args(a: TuneArgs) -> Plan:
     from bench.suites import get_suite
 
     suite = get_suite(a.suite_name)
-    scale, targets = select_targets(suite, a.scale, a.datasets, a.models, a.objectives)
+    scale, targets = select_targets(suite, a.scale, a.cell_filter)
     space = load_space_file(Path(a.space_file)) if a.space_file else {}
     check_space(space, targets, a.space_file or "--space")
     results_dir = results_root(a.results_dir)
@@ -224,8 +227,12 @@ def _stop_on_sigterm() -> None:
 
 def run_here(a: TuneArgs, plan: Plan, log: Log) -> None:
     """This process works on each study in turn until it holds its trials."""
+    import torch
+
     from bench.runner import RunOptions
 
+    if a.threads:
+        torch.set_num_threads(a.threads)
     settings = TuneSettings(
         n_trials=a.n_trials,
         multi_objective=a.multi_objective,
@@ -252,7 +259,7 @@ def run_workers(a: TuneArgs, plan: Plan, log: Log) -> None:
     studies = ", ".join(t.study_name(a.multi_objective) for t in plan.targets)
     log(f"tuning {studies} in {store.description}")
     url = a.storage if store.kind != "journal" else None
-    code = spawn_workers(a.workers, worker_argv(a, plan), url, log)
+    code = spawn_workers(a.workers, worker_argv(a, plan), url, log, a.threads)
     unfinished = [
         t.study_name(a.multi_objective)
         for t in plan.targets
@@ -273,14 +280,9 @@ def worker_argv(a: TuneArgs, plan: Plan) -> list[str]:
     argv = ["--suite", a.suite_name, "--scale", plan.scale, "--n-trials", str(a.n_trials)]
     argv += ["--sampler", a.sampler, "--pruner", a.pruner, "--heartbeat", str(a.heartbeat)]
     argv += ["--device", a.device, "--results-dir", str(plan.results_dir)]
-    for flag, vals in (
-        ("--dataset", a.datasets),
-        ("--model", a.models),
-        ("--objective", a.objectives),
-    ):
-        for v in vals:
-            argv += [flag, v]
+    argv += a.cell_filter.argv()
     for flag, val in (
+        ("--threads", a.threads),
         ("--sampler-seed", a.sampler_seed),
         ("--space", a.space_file),
         ("--grace", a.grace),
@@ -297,13 +299,17 @@ def worker_argv(a: TuneArgs, plan: Plan) -> list[str]:
     return argv
 
 
-def spawn_workers(n: int, argv: list[str], storage_url: str | None, log: Log) -> int:
+def spawn_workers(
+    n: int, argv: list[str], storage_url: str | None, log: Log, threads: int | None = None
+) -> int:
     """N local worker processes running ``bench tune argv``; returns the worst exit code."""
     env = dict(os.environ)
     if storage_url:
         env[STORAGE_ENV] = storage_url  # through the environment: never on a command line
-    threads = max(1, (os.cpu_count() or 1) // n)
-    env.setdefault("OMP_NUM_THREADS", str(threads))
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    else:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     command = [sys.executable, "-m", "bench.cli", "tune", *argv, "--workers", "1"]
     procs = [subprocess.Popen([*command, "--worker-index", str(i)], env=env) for i in range(n)]
     log(f"started {n} workers (pids {', '.join(str(p.pid) for p in procs)})")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
+from bench.selection import CellFilter
 from bench.suites import Suite
 from bench.tune.space import cell_with, search_space
 from bench.tune.storage import OpenedStorage, open_storage
@@ -32,13 +33,15 @@ def tuned_leaderboard(
     opts: RunOptions,
     multi_objective: bool = False,
     log: Callable[[str], None] = lambda msg: None,
+    cell_filter: CellFilter | None = None,
 ) -> Leaderboard:
     """Re-train each study's best trial (or each Pareto point) over the suite's seeds with the
-    suite's full metric protocol; the board is ``<suite>-tuned`` at the same scale."""
+    suite's full metric protocol; the board is ``<suite>-tuned`` at the same scale.
+    ``cell_filter`` keeps some of the suite's rows."""
     from bench import leaderboard as lb
     from bench import plots
 
-    scale, targets = select_targets(suite, scale)
+    scale, targets = select_targets(suite, scale, cell_filter)
     store = open_storage(storage_spec, opts.results_dir)
     import optuna
 
@@ -51,7 +54,7 @@ def tuned_leaderboard(
             f"no tuned studies for {suite.name}/{scale} in {store.description}; run "
             f"`bench tune --suite {suite.name} --scale {scale}` first"
         )
-    board = lb.build(rows.records, rows.suite, scale)
+    board = lb.build(rows.records, rows.suite, scale, suite.columns)
     import polars as pl
 
     extra = pl.DataFrame(rows.extra_rows)

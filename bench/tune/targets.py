@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench import plugins
-from bench.errors import ConfigError
+from bench.selection import CellFilter
 from bench.suites import Cell, Group, Suite
 
 
@@ -33,37 +31,15 @@ class Target:
 
 
 def select_targets(
-    suite: Suite,
-    scale: str | None,
-    datasets: Sequence[str] = (),
-    models: Sequence[str] = (),
-    objectives: Sequence[str] = (),
+    suite: Suite, scale: str | None, cell_filter: CellFilter | None = None
 ) -> tuple[str, list[Target]]:
-    """The suite's rows at ``scale``, filtered; unknown names fail with suggestions."""
+    """The suite's rows at ``scale`` whose cells pass ``cell_filter`` (``-k``, ``--model``...);
+    unknown names fail with suggestions."""
     from bench.runner import select_cells, validate_cells
 
-    regs = plugins.registries()
-    for name in datasets:
-        regs.datasets.get(name)
-    for name in models:
-        regs.models.get(name)
-    for name in objectives:
-        regs.objectives.get(name)
     scale, cells = select_cells(suite, scale)
     groups = {g.name: g for g in suite.groups.get(scale, [])}
-    chosen = [
-        c
-        for c in cells
-        if (not datasets or c.dataset in datasets)
-        and (not models or c.model in models)
-        and (not objectives or c.objective in objectives)
-    ]
-    if not chosen:
-        rows = sorted({f"{c.dataset}/{c.model}/{c.objective}" for c in cells})
-        raise ConfigError(
-            f"suite {suite.name!r} ({scale}) has no row matching the given --dataset/--model/"
-            f"--objective; its rows: {', '.join(rows)}"
-        )
+    chosen = (cell_filter or CellFilter()).apply(cells, f"{suite.name}/{scale}")
     validate_cells(chosen)
     firsts: dict[tuple[str, str, str, str], Cell] = {}
     for c in chosen:
