@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.data import data_dir
+from bench.describe import settings_text
 from bench.leaderboard import RECORD_COLUMNS, ROW_KEY, Leaderboard, record_key
 from bench.records import RECORD_FILE, device_name, read_record
 from bench.reporters import cell_text
@@ -210,14 +210,6 @@ class RunConsole:
 # ---- bench run --list ----------------------------------------------------------------------
 
 
-def _non_default(settings: Any) -> str:
-    return " ".join(
-        f"{f.name}={getattr(settings, f.name)}"
-        for f in dataclasses.fields(settings)
-        if getattr(settings, f.name) is not None
-    )
-
-
 def _params(cell: Cell) -> str:
     parts = []
     for part in ("dataset", "model", "objective"):
@@ -245,8 +237,8 @@ def listing(suite: str, scale: str, cells: Sequence[Cell], results_dir: Path) ->
         lines += [
             "",
             f"group {group} ({len(members)} cell{'s' if len(members) != 1 else ''})",
-            f"  budget: {_non_default(budget)}",
-            f"  eval:   {_non_default(settings)}",
+            f"  budget: {settings_text(budget)}",
+            f"  eval:   {settings_text(settings)}",
         ]
         for c in members:
             params = _params(c) + (f"  (--set {', '.join(c.overrides)})" if c.overrides else "")

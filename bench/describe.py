@@ -73,7 +73,8 @@ def _origin(item: Any) -> str:
     return f"plugin {item.plugin} ({item.distribution})"
 
 
-def _settings_text(settings: Any) -> str:
+def settings_text(settings: Any) -> str:
+    """A budget or eval settings as ``field=value`` words (unset fields left out)."""
     return " ".join(
         f"{f.name}={getattr(settings, f.name)}"
         for f in dataclasses.fields(settings)
@@ -96,8 +97,8 @@ def _suite(suite: Suite) -> list[Any]:
             out += [
                 f"  group {g.name}: {', '.join(g.datasets)} × {', '.join(g.models)} × "
                 f"{', '.join(g.objectives)} × seeds {', '.join(map(str, g.seeds))}",
-                f"    budget: {_settings_text(g.budget)}",
-                f"    eval:   {_settings_text(g.eval)}",
+                f"    budget: {settings_text(g.budget)}",
+                f"    eval:   {settings_text(g.eval)}",
             ]
             for part in ("dataset", "model", "objective"):
                 for name, given in getattr(g, f"{part}_params").items():

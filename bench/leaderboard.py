@@ -380,11 +380,6 @@ def _per_dataset(
     return out_settings, out_notes
 
 
-def filter_records(records: list[dict[str, Any]], keep: Any) -> list[dict[str, Any]]:
-    """Records whose cell ``keep(run_id, cell_dict)`` accepts (``bench leaderboard -k ...``)."""
-    return [r for r in records if keep(r["run_id"], r["cell"])]
-
-
 def write(board: Leaderboard, out_dir: Path) -> list[str]:
     """Every registered reporter writes its output; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -51,32 +51,15 @@ def test_plain_lines_header_eta_and_summary(fresh_plugins, workdir):
     assert "diverged: loss is nan" in text
 
 
-TWO_DIMS = """
-name = "twodims"
-columns = ["nll", "kl", "mi", "au", "recon"]
+GROUP = """
 [[group]]
-name = "small"
+name = "{name}"
 datasets = ["digits"]
 models = ["mlp-vae"]
 objectives = ["kl-anneal"]
 [group.model_params.mlp-vae]
 hidden = 32
-latent_dim = 4
-[group.objective_params.kl-anneal]
-epochs = 2.0
-[group.budget]
-epochs = 1
-batch_size = 100
-[group.eval]
-iw_samples = 5
-[[group]]
-name = "large"
-datasets = ["digits"]
-models = ["mlp-vae"]
-objectives = ["kl-anneal"]
-[group.model_params.mlp-vae]
-hidden = 32
-latent_dim = 6
+latent_dim = {latent_dim}
 [group.objective_params.kl-anneal]
 epochs = 2.0
 [group.budget]
@@ -85,6 +68,12 @@ batch_size = 100
 [group.eval]
 iw_samples = 5
 """
+# Two groups that differ only in latent_dim.
+TWO_DIMS = (
+    'name = "twodims"\ncolumns = ["nll", "kl", "mi", "au", "recon"]\n'
+    + GROUP.format(name="small", latent_dim=4)
+    + GROUP.format(name="large", latent_dim=6)
+)
 
 
 @pytest.mark.slow
