@@ -34,8 +34,7 @@ def _number(value: Any) -> str:
 
 def bounds_text(p: Param) -> str:
     """The values a parameter accepts at all, e.g. ``>= 1`` or ``0 .. 1``."""
-    bounds = getattr(p, "bounds", None)
-    lo, hi = bounds if bounds is not None else (None, None)
+    lo, hi = p.minimum, p.maximum
     if lo is not None and hi is not None:
         return f"{_number(lo)} .. {_number(hi)}"
     if lo is not None:

@@ -201,7 +201,7 @@ class Objective:
         raise NotImplementedError
 
     def beta(self, step: int) -> float:
-        """The KL weight at ``step``, a Python float (logged per epoch)."""
+        """The KL weight at ``step``, a Python float (its mean over an epoch's steps is logged)."""
         return 1.0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.leaderboard import COLUMNS
+from bench.leaderboard import DEFAULT_ORDER, RECORD_COLUMNS, column
 from bench.suites import Budget, EvalSettings, Group
 from bench.tune.space import BUDGET_PARAMS, RANGE_KEYS, SECTIONS
 
@@ -99,7 +99,7 @@ def test_every_module_with_a_page_is_in_the_nav():
 
 def test_suites_page_lists_every_key():
     doc = (DOCS / "suites.md").read_text()
-    keys = ["name", "description", "group"]
+    keys = ["name", "description", "columns", "group"]
     for cls in (Group, Budget, EvalSettings):
         keys += [f.name for f in dataclasses.fields(cls)]
     keys = [k for k in keys if k not in {"plugin", "distribution"}]  # filled in, never written
@@ -112,11 +112,11 @@ def test_tuning_page_lists_every_space_key():
     assert not [k for k in keys if f"`{k}`" not in doc]
 
 
-def test_leaderboards_page_lists_the_columns_in_order():
+def test_leaderboards_page_lists_the_default_columns_in_order(fresh_plugins):
     doc = (DOCS / "leaderboards.md").read_text()
     rows = re.findall(r"^\| ([^|]+) \| `(\w+)` \| (.) ", doc, re.M)
-    arrow = {"min": "↓", "max": "↑"}
-    assert [(t.strip(), m, a) for t, m, a in rows] == [(t, m, arrow[d]) for m, t, d in COLUMNS]
+    expected = [column(name) for name in (*DEFAULT_ORDER, *RECORD_COLUMNS)]
+    assert [(t.strip(), m, a) for t, m, a in rows] == [(c.title, c.name, c.arrow) for c in expected]
 
 
 @pytest.mark.parametrize("page", ["plugins.md", "testing.md"])
