@@ -336,7 +336,7 @@ def test_synthetic_suite_trains_end_to_end(tmp_path, monkeypatch, fresh_plugins)
     assert metrics["ppl"]["settings"]["tokens"] > record["split_sizes"]["test"]
     assert "probe_acc" not in metrics  # unlabelled text: the probe is skipped
     board = leaderboard.build(records, suite.name, scale)
-    assert "ppl" in [name for name, _, _ in board.columns]
+    assert "ppl" in [c.name for c in board.columns]
 
 
 def test_builder_uses_data_info():
