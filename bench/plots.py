@@ -375,6 +375,9 @@ def _draw_curves(fig: Figure, board: Leaderboard) -> None:
             ax.set_title(f"{dataset}: validation {titles.get(metric, metric)} ({unit})", fontsize=9)
             ax.set_xlabel("epoch")
             _epoch_ticks(ax, longest)
+            # Nats kept and units active are measured from zero (see _draw_tradeoff).
+            low, high = ax.get_ylim()
+            ax.set_ylim(min(0.0, low), 1.05 if metric == "au" and high <= 1.05 else high)
             ax.grid(alpha=0.3)
     _legend(fig, axes.ravel())
 

@@ -107,21 +107,23 @@ def markdown(board: Leaderboard) -> str:
     # Text columns some boards carry (tuned boards: the trial budget and the chosen values).
     before = [(c, t) for c, t in TEXT_COLUMNS_BEFORE if c in board.table.columns]
     after = [(c, t) for c, t in TEXT_COLUMNS_AFTER if c in board.table.columns]
-    header = (
-        ["Model", "Objective", "Seeds"]
-        + [t for _, t in before]
-        + [f"{c.title} {c.arrow}" for c in board.columns]
-        + [t for _, t in after]
-    )
-    align = ["---"] * (3 + len(before)) + ["---:"] * len(board.columns) + ["---"] * len(after)
     for dataset in board.datasets:
         rows = [r for r in board.table.iter_rows(named=True) if r["dataset"] == dataset]
+        # A column no row of this data set has (PPL on images, the probe on text) is left out.
+        columns = [c for c in board.columns if any(cell_text(r, c) != "–" for r in rows)]
+        header = (
+            ["Model", "Objective", "Seeds"]
+            + [t for _, t in before]
+            + [f"{c.title} {c.arrow}" for c in columns]
+            + [t for _, t in after]
+        )
+        align = ["---"] * (3 + len(before)) + ["---:"] * len(columns) + ["---"] * len(after)
         lines += ["", f"## {dataset}", "", *_dataset_lines(board, dataset), ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
         for row in rows:
             cells = [row["model_label"], row["objective_label"], str(row["seeds"])]
             cells += [str(row[c] or "") for c, _ in before]
-            cells += [cell_text(row, c) for c in board.columns]
+            cells += [cell_text(row, c) for c in columns]
             cells += [str(row[c] or "") for c, _ in after]
             lines.append("| " + " | ".join(cells) + " |")
     plot_links = _plot_links(board)

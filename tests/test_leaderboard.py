@@ -219,3 +219,13 @@ def test_mi_flags_its_ceiling_and_mi_train_lifts_it(fresh_plugins, workdir):
     # Off by default, and pointless where the training split is no larger.
     assert regs.metrics.get("mi_train").compute(ctx(0)).value is None
     assert regs.metrics.get("mi_train").compute(ctx(40)).value is None
+
+
+def test_a_data_set_table_leaves_out_columns_none_of_its_rows_has(fresh_plugins, workdir):
+    text = record(dataset="text-synthetic", model="lstm-vae", metrics={"ppl": 500.0})
+    board = lb.build([record(), text], "s", "custom")
+    md = markdown(board)
+    digits, synthetic = md.split("## digits")[1], md.split("## text-synthetic")[1]
+    header = next(ln for ln in digits.splitlines() if ln.startswith("| Model"))
+    assert "PPL" not in header
+    assert "PPL ↓" in next(ln for ln in synthetic.splitlines() if ln.startswith("| Model"))
