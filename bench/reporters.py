@@ -21,6 +21,7 @@ from bench.specs import ReporterSpec
 TEXT_COLUMNS_BEFORE = [("tuning", "Tuning budget")]
 TEXT_COLUMNS_AFTER = [("params", "Tuned values")]
 SATURATED = "⚑"
+SINGLE_SEED = "†"  # marks a row averaged over one seed
 FIXED_DIGITS = {"train_examples_per_s": 0}
 
 
@@ -67,9 +68,9 @@ def _legend(board: Leaderboard) -> list[str]:
     }
     lines = [
         "- Each row is one data set, model, objective and setting (parameters, budget and eval "
-        "settings); values are mean ± std over its seeds (std blank with one seed). Rows of one "
-        "model that differ in a parameter name it, e.g. `mlp-vae (latent_dim=32)`. Rows are "
-        "sorted by NLL within each data set.",
+        f"settings); values are mean ± std over its seeds; a row marked {SINGLE_SEED} ran one "
+        "seed, so it has no spread. Rows of one model that differ in a parameter name it, e.g. "
+        "`mlp-vae (latent_dim=32)`. Rows are sorted by NLL within each data set.",
         f"- Directions: ↓ lower is better ({by_direction['min'] or 'none'}); ↑ higher is better "
         f"({by_direction['max'] or 'none'}). The same in every table and plot.",
         "- Columns:",
@@ -121,7 +122,8 @@ def markdown(board: Leaderboard) -> str:
         lines += ["", f"## {dataset}", "", *_dataset_lines(board, dataset), ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
         for row in rows:
-            cells = [row["model_label"], row["objective_label"], str(row["seeds"])]
+            seeds = str(row["seeds"]) + (f" {SINGLE_SEED}" if row["seeds"] == 1 else "")
+            cells = [row["model_label"], row["objective_label"], seeds]
             cells += [str(row[c] or "") for c, _ in before]
             cells += [cell_text(row, c) for c in columns]
             cells += [str(row[c] or "") for c, _ in after]

@@ -46,7 +46,7 @@ def test_plain_lines_header_eta_and_summary(fresh_plugins, workdir):
     board = lb.build(records, "s", "x")
     show.summary(board, records, out=out)
     text = out.getvalue()
-    assert "NLL ↓" in text and "AU ↑" in text and "Train ex/s" not in text  # headline only
+    assert "NLL (IW) ↓" in text and "AU ↑" in text and "Train ex/s" not in text  # headline only
     assert "mlp-skip-vae" in text and "runs that did not finish" in text
     assert "diverged: loss is nan" in text
 
@@ -88,9 +88,9 @@ def test_groups_that_differ_in_latent_dim_give_two_rows(capsys, fresh_plugins, w
         "| mlp-vae (latent_dim=4)",
         "| mlp-vae (latent_dim=6)",
     ]
-    assert all(r.split(" | ")[2] == "1" for r in rows)  # one seed each, never averaged
+    assert all(r.split(" | ")[2] == "1 †" for r in rows)  # one seed each, never averaged
     header = next(ln for ln in board.splitlines() if ln.startswith("| Model"))
-    assert header.split(" | ")[3:] == ["NLL ↓", "KL ↑", "MI ↑", "AU ↑", "Recon ↓ |"]
+    assert header.split(" | ")[3:] == ["NLL (IW) ↓", "KL ↑", "MI ↑", "AU ↑", "Recon ↓ |"]
     assert "; of=4 (for mlp-vae (latent_dim=4)); of=6 (for mlp-vae (latent_dim=6))" in board
     csv = pl.read_csv(workdir / "leaderboards" / "twodims.csv")
     assert sorted(csv["model.latent_dim"].to_list()) == [4, 6]

@@ -84,7 +84,7 @@ def test_every_scalar_metric_is_a_column_in_the_default_order(fresh_plugins, wor
     board = lb.build([r], "s", "custom")
     # Today's columns first, then other metrics by name; lists never become columns.
     assert column_titles(board) == [
-        "NLL ↓",
+        "NLL (IW) ↓",
         "KL ↑",
         "MI ↑",
         "AU ↑",
@@ -98,7 +98,7 @@ def test_every_scalar_metric_is_a_column_in_the_default_order(fresh_plugins, wor
 
 def test_a_suite_chooses_and_orders_columns(fresh_plugins, workdir):
     board = lb.build([record(metrics={"recon": 80.0})], "s", "custom", ["mi", "recon", "nll"])
-    assert column_titles(board) == ["MI ↑", "Recon ↓", "NLL ↓"]
+    assert column_titles(board) == ["MI ↑", "Recon ↓", "NLL (IW) ↓"]
     lb.check_columns(["mi", "train_examples_per_s"])
     with pytest.raises(ConfigError, match="'rcon' is not a metric.*did you mean 'recon'"):
         lb.check_columns(["rcon"])
@@ -145,7 +145,7 @@ def test_settings_and_notes_per_data_set_say_which_rows(fresh_plugins, workdir):
     text = markdown(board)
     assert "## digits" in text
     assert "- AU: n=300, threshold=0.01; of=8 (for mlp-vae); of=16 (for mlp-skip-vae)" in text
-    assert "- NLL: iw_samples=10, n=300\n" in text
+    assert "- NLL (IW): iw_samples=10, n=300\n" in text
     assert "- Data: sklearn digits; splits as run: train 1,200 / valid 297 / test 300" in text
     # AU is shown out of D.
     assert "| 4 / 8 |" in text and "| 4 / 16 |" in text
@@ -154,7 +154,7 @@ def test_settings_and_notes_per_data_set_say_which_rows(fresh_plugins, workdir):
 def test_directions_are_stated_once_and_used_everywhere(fresh_plugins, workdir):
     board = lb.build([record()], "s", "custom")
     text = markdown(board)
-    assert "↓ lower is better (NLL)" in text
+    assert "↓ lower is better (NLL (IW))" in text
     assert "↑ higher is better (KL, MI, AU, Train ex/s)" in text
     assert "KL ↑" in column_titles(board) and "higher = less collapse" in text
 
@@ -228,4 +228,4 @@ def test_a_data_set_table_leaves_out_columns_none_of_its_rows_has(fresh_plugins,
     digits, synthetic = md.split("## digits")[1], md.split("## text-synthetic")[1]
     header = next(ln for ln in digits.splitlines() if ln.startswith("| Model"))
     assert "PPL" not in header
-    assert "PPL ↓" in next(ln for ln in synthetic.splitlines() if ln.startswith("| Model"))
+    assert "PPL (IW) ↓" in next(ln for ln in synthetic.splitlines() if ln.startswith("| Model"))

@@ -21,7 +21,7 @@ def _record(model: str, seed: int, dataset: str, metrics: dict[str, float]) -> d
     }
 
 
-def test_board_marks_single_seed_rows_prints_notes_and_fills_the_bound(fresh_plugins):
+def test_board_marks_single_seed_rows_prints_notes_and_fills_the_bound(fresh_plugins, workdir):
     new = {"nll": 80.0, "nll_bound": 82.0, "neg_elbo": 82.0, "probe_z_acc": 0.5}
     records = [
         *(_record("three", s, "mnist-static", {**new, "nll": 80.0 + s}) for s in (0, 1, 2)),
@@ -31,13 +31,15 @@ def test_board_marks_single_seed_rows_prints_notes_and_fills_the_bound(fresh_plu
     rows = {r["model"]: r for r in board.table.iter_rows(named=True)}
     assert rows["three"]["seeds"] == 3 and rows["one"]["seeds"] == 1
     assert rows["one"]["nll_bound_mean"] == 93.0  # -ELBO under the paper's name
-    assert board.data_notes == {
-        "mnist-static": ["notes of mnist-static"],
-        "omniglot": ["notes of omniglot"],
+    assert board.notes == {
+        "mnist-static": [("notes of mnist-static", "")],
+        "omniglot": [("notes of omniglot", "")],
     }
     text = markdown(board)
     assert f"| 1 {SINGLE_SEED} |" in text and "| 3 |" in text
-    assert "- Data `mnist-static`: notes of mnist-static" in text
-    assert "- Data `omniglot`: notes of omniglot" in text
-    header = next(line for line in text.splitlines() if line.startswith("| Dataset"))
+    assert "## mnist-static\n\n- Data: notes of mnist-static\n" in text
+    assert "## omniglot\n\n- Data: notes of omniglot\n" in text
+    header = next(line for line in text.splitlines() if line.startswith("| Model"))
     assert "NLL (IW) ↓" in header and "NLL bound ↓" in header and "Probe z ↑" in header
+    # -ELBO is the bound's number: no second column for it.
+    assert "-ELBO" not in header
