@@ -212,9 +212,7 @@ def register_metrics(register):
             per_epoch=False,
         )
     )
-    register(
-        MetricSpec("nll", _nll, "min", "importance-weighted NLL, K samples", label="NLL (IW)")
-    )
+    register(MetricSpec("nll", _nll, "min", "importance-weighted NLL, K samples", label="NLL (IW)"))
     register(
         MetricSpec(
             "nll_bound",

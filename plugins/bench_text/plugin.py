@@ -141,7 +141,9 @@ def register_models(register):
 @hookimpl
 def register_metrics(register):
     register(
-        MetricSpec("ppl", ppl, "min", f"perplexity from the IW-NLL: {PPL_CONVENTION}", label="PPL (IW)")
+        MetricSpec(
+            "ppl", ppl, "min", f"perplexity from the IW-NLL: {PPL_CONVENTION}", label="PPL (IW)"
+        )
     )
     register(
         MetricSpec(
