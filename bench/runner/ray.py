@@ -188,6 +188,7 @@ def train_task(
         resume=True,  # the work folder holds only this run's checkpoints
         log=lambda msg: log.put(msg) if log is not None else None,
         data_cache=_DATA_CACHE,
+        keep_checkpoints=settings["keep_checkpoints"],
         **settings["speed"],
     )
     try:
@@ -260,6 +261,7 @@ def run_on_ray(
             "work_root": str(ray_dir),
             "data_dir": Path(opts.data_dir).resolve() if opts.data_dir else None,
             "speed": speed_options(opts),
+            "keep_checkpoints": opts.keep_checkpoints,
             "threads": opts.threads or max(1, int(cpus)),
         }
         task = ray.remote(train_task).options(
@@ -303,9 +305,6 @@ def _drive(
         f"training {len(todo)} cells on Ray ({cluster.get('CPU', 0):g} CPUs, "
         f"{cluster.get('GPU', 0):g} GPUs; {shape[0]:g} CPUs and {shape[1]:g} GPUs per cell)"
     )
-    progress = None
-    if opts.progress is not None:
-        progress = opts.progress.add_task(f"{len(todo)} cells on Ray", total=len(todo))
     refs: dict[Any, tuple[int, Cell, Path]] = {}
     for i, cell, run_dir in todo:
         work = ray_dir / cell.run_id
@@ -329,8 +328,7 @@ def _drive(
                     f"{cell.run_id}: {record['status']} on {result['host']} "
                     f"in {record['wall_time_s']:.1f}s"
                 )
-                if progress is not None:
-                    opts.progress.advance(progress)
+                opts.on_cell("end", cell, record)
                 yield i, record
     except BaseException:
         for ref in pending:  # fail fast; the work folders keep their checkpoints for --resume
@@ -345,8 +343,6 @@ def _drive(
             (ray_dir / TOKEN_FILE).unlink()
             for folder in (ray_dir, ray_dir.parent, ray_dir.parent.parent):
                 folder.rmdir()
-        if progress is not None:
-            opts.progress.remove_task(progress)
 
 
 def _result(ray: Any, ref: Any, cell: Cell) -> dict[str, Any]:
