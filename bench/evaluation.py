@@ -12,7 +12,7 @@ from torch import Tensor
 
 from bench.contract import LatentVariableModel, reparameterize
 from bench.data import Split
-from bench.estimators import gaussian_kl_per_dim, iw_log_likelihood
+from bench.estimators import SampleChunker, gaussian_kl_per_dim, iw_log_likelihood
 from bench.suites import EvalSettings
 
 
@@ -149,11 +149,14 @@ class EvalContext:
         """Per-example IW log p(x) with K = settings.iw_samples (cached)."""
         if "iw" not in self._cache:
             g = self.generator(3)
+            # One chunk plan for the whole split: the memory probe runs once, not per batch.
+            chunker = SampleChunker(self.model, self.settings.iw_samples)
             parts = [
                 iw_log_likelihood(
                     self.model,
                     x,
                     self.settings.iw_samples,
+                    chunk=chunker,
                     generator=g,
                     log_likelihood=self.log_likelihood,
                 ).cpu()

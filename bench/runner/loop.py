@@ -33,7 +33,14 @@ from bench.records import (
     write_record,
 )
 from bench.runner import cell as parts
-from bench.runner.options import RunOptions, accel_settings, synchronize, tf32_enabled
+from bench.runner.compiled import compile_seconds, fresh_compile_cache
+from bench.runner.options import (
+    RunOptions,
+    accel_settings,
+    compile_kwargs,
+    device_flags,
+    synchronize,
+)
 from bench.runner.step import (
     NAN_CHECK_EVERY,
     DivergedError,
@@ -92,6 +99,7 @@ def fresh_state() -> dict[str, Any]:
         "train_time": 0.0,
         "train_cpu_time": 0.0,
         "train_examples": 0,
+        "compile_time": 0.0,  # of train_time: seconds spent compiling inside training epochs
     }
 
 
@@ -108,6 +116,8 @@ class CellTraining:
         self.best_path = run_dir / "best.pt"
         self.state = fresh_state()
         self.task: Any = None
+        self.compiling = compile_kwargs(opts.compile) is not None
+        self.epoch_compile_s = 0.0
 
     # ---- set-up and resume -------------------------------------------------------------------
 
@@ -168,7 +178,10 @@ class CellTraining:
         """Continue from this cell's checkpoint, or clear what an earlier attempt left."""
         ckpt = None
         if self.opts.resume and self.ckpt_path.exists():
-            ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+            # Onto the CPU: RNG states must be CPU tensors, and Adam's step counters stay on
+            # the host (on the GPU each would cost a sync per step); load_state_dict moves the
+            # weights and the optimizer's moments to the parameters' device.
+            ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
         if ckpt is not None and ckpt.get("cell") == self.cell.as_dict():
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -234,6 +247,7 @@ class CellTraining:
         every = max(1, self.steps_per_epoch // PROGRESS_UPDATES_PER_EPOCH)
         unreported = 0
         t0, cpu0 = time.perf_counter(), time.process_time()
+        compiled0 = compile_seconds() if self.compiling else 0.0
         for x, _ in self.train_batches.batches(b.batch_size, shuffle=True, generator=gen):
             loss, kl = self.train_step(x, state["step"], gen)
             losses.append(loss)
@@ -256,6 +270,8 @@ class CellTraining:
         # CPU time of this process: on a shared CPU it is what the loop itself cost.
         state["train_cpu_time"] += time.process_time() - cpu0
         state["train_examples"] += sum(sizes)
+        self.epoch_compile_s = compile_seconds() - compiled0 if self.compiling else 0.0
+        state["compile_time"] += self.epoch_compile_s
         if not math.isfinite(loss_mean):
             raise DivergedError(f"loss is {loss_mean} in epoch {epoch}")
         return loss_mean, kl_mean, sum(sizes), elapsed
@@ -283,6 +299,9 @@ class CellTraining:
             "train_loss": loss,
             "train_kl": kl,
             "train_examples_per_s": n_seen / max(elapsed, 1e-9),
+            # The first epoch pays for compilation; this rate leaves it out.
+            "train_examples_per_s_excl_compile": n_seen / max(elapsed - self.epoch_compile_s, 1e-9),
+            "compile_s": self.epoch_compile_s,
             "time": time.time() - self.started,
         }
         if isinstance(self.train_step, MethodStep):
@@ -403,8 +422,11 @@ class CellTraining:
             "stop_reason": state["stop_reason"],
             "steps": state["step"],
             "train_examples_per_s": state["train_examples"] / max(state["train_time"], 1e-9),
+            "train_examples_per_s_excl_compile": state["train_examples"]
+            / max(state["train_time"] - state["compile_time"], 1e-9),
             "train_time_s": state["train_time"],
             "train_cpu_time_s": state["train_cpu_time"],
+            "compile_time_s": state["compile_time"],
             "eval_time_s": eval_time,
             "wall_time_s": time.time() - self.started,
             "accel": accel_settings(self.opts),
@@ -427,7 +449,10 @@ class CellTraining:
 
 def train_cell(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any]:
     """Train one cell to completion (or failure) and return its record (also written)."""
-    with tf32_enabled(opts.tf32):
+    if compile_kwargs(opts.compile) is not None:
+        fresh_compile_cache()  # this cell's compilations start from an empty cache
+    images = plugins.registries().datasets.get(cell.dataset).kind == "image"
+    with device_flags(opts, fixed_shapes=images):
         run = CellTraining(cell, run_dir, opts)
         run.set_up()
         status, reason = run.run()

@@ -299,11 +299,14 @@ def worker_argv(a: TuneArgs, plan: Plan) -> list[str]:
 
 def spawn_workers(n: int, argv: list[str], storage_url: str | None, log: Log) -> int:
     """N local worker processes running ``bench tune argv``; returns the worst exit code."""
+    from bench.estimators import DEVICE_SHARE_ENV
+
     env = dict(os.environ)
     if storage_url:
         env[STORAGE_ENV] = storage_url  # through the environment: never on a command line
     threads = max(1, (os.cpu_count() or 1) // n)
     env.setdefault("OMP_NUM_THREADS", str(threads))
+    env[DEVICE_SHARE_ENV] = str(n)  # each worker's evaluation takes 1/n of the GPU's memory
     command = [sys.executable, "-m", "bench.cli", "tune", *argv, "--workers", "1"]
     procs = [subprocess.Popen([*command, "--worker-index", str(i)], env=env) for i in range(n)]
     log(f"started {n} workers (pids {', '.join(str(p.pid) for p in procs)})")
