@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from bench import plugins
-from bench.data import without_labels
 from bench.errors import StopRun
 from bench.methods import Method, MethodStep, TrainingBudget, assemble, build_objective
 from bench.records import (
@@ -159,7 +158,8 @@ class CellTraining:
         plugins.call_each("on_run_start", cell=cell, run_dir=self.run_dir)
         self.per_epoch = parts.metric_names(cell, per_epoch=True)
         self.eval_ll = eval_log_likelihood(self.model, self.device, opts.eval_amp, opts.compile)
-        self.train_batches = without_labels(self.train)
+        cudagraphs = getattr(self.train_step, "cudagraphs", False)
+        self.train_batches = parts.training_batches(self.train, cudagraphs)
 
     def default_step(self, model: Any, optimizer: Any, objective: Any) -> TrainStep:
         opts = self.opts
