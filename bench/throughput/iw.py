@@ -16,7 +16,7 @@ REFERENCE_BATCH = 100  # Pythae replicates one example and scores it in batches 
 IW_MIN_BATCH = 4  # smallest batch the batched IW-NLL is timed on
 
 
-def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
+def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any] | None:
     """Per-example time of IW-NLL over a batch against the reference on the same examples: one
     example (sentence) at a time, its K samples in batches of :data:`REFERENCE_BATCH`.
 
@@ -43,7 +43,12 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
     gen = torch.Generator(device=s.device).manual_seed(0)
     flops, pilot = _pilot(model, test, k, s, gen)
     affordable = max(IW_MIN_BATCH, int(s.iw_budget_s / 2 / max(pilot, 1e-9)))
-    start, xb = middle_batch(test, min(s.iw_examples, affordable, len(test)))
+    nb_planned = min(s.iw_examples, affordable, len(test))
+    # Under a time budget: one reference example, and each configuration's batched call at
+    # most as slow per example as the reference, must fit (None: left out).
+    if not s.budget.allows(f"{w.model} IW-NLL", pilot * (1 + nb_planned * len(configs))):
+        return None
+    start, xb = middle_batch(test, nb_planned)
     nb = len(xb)
     cap = nb if s.iw_ref_examples is None else min(nb, s.iw_ref_examples)
     ref_vals, ref_time = _reference(model, test, start, cap, k, s, gen)

@@ -56,14 +56,16 @@ def measure(
     calls = max(1, math.ceil(min_time / max(one, 1e-6)))
     windows = repeats
     if deadline is not None:
-        windows = max(1, min(repeats, int(left() // (calls * max(one, 1e-6)))))
-    rates = []
+        windows = min(repeats, int(left() // (calls * max(one, 1e-6))))
+    rates = [examples / max(one, 1e-9)] if windows < 1 else []  # out of time: that call
     for _ in range(windows):
         t0 = time.perf_counter()
         for _ in range(calls):
             fn()
         synchronize(device)
         rates.append(examples * calls / (time.perf_counter() - t0))
+    if windows < 1:
+        windows, calls = 1, 1
     return {
         "examples_per_s": statistics.median(rates),
         "best_examples_per_s": max(rates),
@@ -106,12 +108,13 @@ def _timed_row(
     FLOPs counted on the eager fp32 configuration of the same batch and reused for the rest."""
     from bench.runner import tf32_enabled
 
-    key = (w.model, mode, n)
-    if key not in s.flops and not compiled:
-        s.flops[key] = count_flops(fn)
-    flops = s.flops.get(key)
     with tf32_enabled(s.tf32):
         r = measure(fn, n, s.device, s.warmup, s.min_time, s.repeats, s.budget.deadline)
+        key = (w.model, mode, n)
+        # Counting runs one more call: only when it fits the time left.
+        if key not in s.flops and not compiled and s.budget.left() > 2 * r["call_s"]:
+            s.flops[key] = count_flops(fn)
+    flops = s.flops.get(key)
     s.budget.learn_call(w.model, mode, n, r["call_s"])
     if compiled:
         s.budget.learn_compile(max(0.0, r["first_call_s"] - r["call_s"]))

@@ -47,6 +47,7 @@ PRESETS = {
         },
         # The CPU run is a rehearsal of the GPU one: same parts, short timing windows.
         cpu={
+            "amp": False,  # bf16 LSTMs have no fast CPU kernel: minutes per step
             "warmup": 1,
             "min_time": 0.2,
             "repeats": 2,

@@ -149,7 +149,9 @@ def plan(
             n_configs = sum(1 for _, c in s.configs if s.iw_compile or not c)
 
             def iw(w: Workload = w, data: Any = data) -> None:
-                report["iw_nll"].append(iw_speedup(w, data, s))
+                result = iw_speedup(w, data, s)
+                if result is not None:
+                    report["iw_nll"].append(result)
 
             # At least a few seconds for each of the pilot, the reference and each config.
             yield f"{w.model} IW-NLL", lambda n=n_configs: 3.0 * (3 + n), iw
