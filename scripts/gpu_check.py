@@ -215,6 +215,7 @@ def check_precision_flags(device: Any) -> dict[str, Any]:
     seq = torch.randn(8, 20, 64, generator=g)
     lstm = torch.nn.LSTM(64, 128, batch_first=True)
 
+    @torch.no_grad()
     def errors() -> dict[str, float]:
         out = {}
         ref = torch.nn.functional.conv2d(img.double(), w.double())
