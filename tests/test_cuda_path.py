@@ -44,17 +44,10 @@ from bench.runner.options import (
     without_cudagraphs,
 )
 from bench.suites import expand
+from tests.test_runner_speed import one_thread  # noqa: F401 (an autouse fixture)
 
 TINY = {"hidden": 16, "latent_dim": 4}
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_suite(models=("mlp-vae",), epochs=1, optimizer="adam", dataset="digits", **kw) -> Suite:
