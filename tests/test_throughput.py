@@ -178,7 +178,7 @@ def test_missing_data_is_an_error_unless_synthetic_data_is_asked_for(
     fresh_plugins, workdir, capsys, monkeypatch
 ):
     monkeypatch.setenv("BENCH_OFFLINE", "1")
-    args = [*TINY[:2], "--scale", "paper", "--models", "mlp-vae", "--parts", "train"]
+    args = [*TINY[:2], "--scale", "quick", "--models", "mlp-vae", "--parts", "train"]
     args += [*TINY[6:12], "--data-dir", str(workdir / "empty"), "--out", str(workdir / "t.json")]
     with pytest.raises(SystemExit) as exc:
         main(["throughput", *args])
