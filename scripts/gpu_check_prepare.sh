@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Gather what the offline GPU machine lacks into .gpu-carry/ (git-ignored), on a machine
-# with PyPI: the data files (MNIST, PTB) and wheels of the packages its image does not hold.
+# with PyPI: the data files (statically binarized MNIST, PTB) and wheels of the packages its image does not hold.
 # Then pass carry=[".gpu-carry"] to the device call (docs/gpu-check.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data="${BENCH_DATA_DIR:-../shared/datasets}"
-[ -d "$data/mnist" ] || data=shared/datasets
-for d in mnist ptb; do
+[ -d "$data/ptb" ] || data=shared/datasets
+for d in binarized_mnist ptb; do
     [ -d "$data/$d" ] || { echo "error: $data/$d not found (set BENCH_DATA_DIR)" >&2; exit 2; }
 done
 rm -rf .gpu-carry
 mkdir -p .gpu-carry/datasets .gpu-carry/wheels
-cp -r "$data/mnist" "$data/ptb" .gpu-carry/datasets/
+cp -r "$data/binarized_mnist" "$data/ptb" .gpu-carry/datasets/
 # The GPU image (KINDS.md) has torch, numpy, scipy, scikit-learn, pyarrow, pandas, click,
 # rich, pluggy, matplotlib, fsspec, xxhash, huggingface-hub; these it lacks (Python 3.12).
 # polars 1.33 is one 40 MB wheel; from 1.34 on a 54 MB runtime wheel comes with it, which with
