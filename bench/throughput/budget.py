@@ -14,9 +14,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Kept free at the end for writing the report and for estimates that were too low.
-RESERVE_FRACTION = 0.05
+RESERVE_FRACTION = 0.1
 # A compilation's cost before any was seen (seconds): inductor on a cold cache.
 COMPILE_GUESS_S = {"cuda": 60.0, "cpu": 120.0}
+
+
+def process_age() -> float:
+    """Seconds since this process started (its interpreter start and imports count against a
+    budget too); 0 where /proc is not there."""
+    import os
+    from pathlib import Path
+
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start, in ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - started)
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 @dataclass

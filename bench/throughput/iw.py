@@ -45,8 +45,10 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any] | None:
     affordable = max(IW_MIN_BATCH, int(s.iw_budget_s / 2 / max(pilot, 1e-9)))
     nb_planned = min(s.iw_examples, affordable, len(test))
     # Under a time budget: one reference example, and each configuration's batched call at
-    # most as slow per example as the reference, must fit (None: left out).
-    if not s.budget.allows(f"{w.model} IW-NLL", pilot * (1 + nb_planned * len(configs))):
+    # most as slow per example as the reference, must fit, with half as much again for the
+    # pilot's error (None: left out).
+    estimate = 1.5 * pilot * (1 + nb_planned * len(configs))
+    if not s.budget.allows(f"{w.model} IW-NLL", estimate):
         return None
     start, xb = middle_batch(test, nb_planned)
     nb = len(xb)
