@@ -101,7 +101,9 @@ def run_all(
 Part = tuple[str, Callable[[], float], Callable[[], None]]
 
 DATA_PIPELINE_GUESS_S = 5.0
-JOBS_GUESS_S = {"cuda": 60.0, "cpu": 120.0}  # two short suite runs, process start-up included
+# Seconds a smoke-sized cell takes in a --jobs comparison (start-up, training, evaluation;
+# 25 s measured on the 2-core CPU).
+JOBS_CELL_GUESS_S = {"cuda": 8.0, "cpu": 25.0}
 
 
 def plan(
@@ -165,8 +167,7 @@ def plan(
         def jobs() -> None:
             report["jobs"] = suite_jobs(s, s.jobs)
 
-        guess = JOBS_GUESS_S.get(s.device.type, JOBS_GUESS_S["cpu"])
-        yield f"--jobs {s.jobs} vs --jobs 1", lambda: guess, jobs
+        yield f"--jobs {s.jobs} vs --jobs 1", lambda: jobs_estimate(s), jobs
     if "eval" in parts:
         for w, data in loaded:
             n = eval_batch_size(w, s)
@@ -189,6 +190,19 @@ def plan(
                 entry["data_pipeline"] = pipe
 
             yield f"{w.model} data pipeline", lambda: DATA_PIPELINE_GUESS_S, pipeline
+
+
+def jobs_estimate(s: Settings) -> float:
+    """Seconds of the ``--jobs`` part: the suite scale once alone, once ``s.jobs`` at a time."""
+    from bench import plugins
+    from bench.runner import select_cells
+
+    suites = plugins.registries().suites
+    if s.jobs_suite not in suites:
+        return 0.0  # the part itself reports the missing suite
+    _, cells = select_cells(suites.get(s.jobs_suite), s.jobs_scale)
+    per_cell = JOBS_CELL_GUESS_S.get(s.device.type, JOBS_CELL_GUESS_S["cpu"])
+    return len(cells) * per_cell * (1 + 1 / s.jobs)
 
 
 def _append(rows: list[dict[str, Any]], row: Callable[[], dict[str, Any]]) -> None:
