@@ -413,8 +413,11 @@ def test_cuda_n_becomes_the_current_device(two_fake_gpus, monkeypatch):
         resolve_device("cuda:2")
     monkeypatch.setattr(parallel_mod, "_WORKER_OPTS", None)
     monkeypatch.setenv(DEVICE_SHARE_ENV, "1")
-    settings = {"results_dir": ".", "device": "cuda:1", "threads": 1, "device_share": 3}
-    parallel_mod._worker_init(settings, queue=type("Q", (), {"put": print})())
+    import multiprocessing
+
+    settings = {"results_dir": ".", "devices": ["cuda:1"], "threads": 1, "device_share": 3}
+    queue = type("Q", (), {"put": print})()
+    parallel_mod._worker_init(settings, queue, multiprocessing.Value("i", 0))
     assert two_fake_gpus[-1] == torch.device("cuda:1")
     assert os.environ[DEVICE_SHARE_ENV] == "3"
     assert parallel_mod._WORKER_OPTS.device == torch.device("cuda:1")
