@@ -48,7 +48,12 @@ def cli() -> None:
 )
 @click.option("--amp", is_flag=True, help="bf16 autocast in training and evaluation")
 @click.option("--fp32-eval", is_flag=True, help="with --amp: evaluate in fp32")
-@click.option("--tf32", is_flag=True, help="allow TF32 matmuls/convolutions (CUDA)")
+@click.option("--tf32", is_flag=True, help="allow TF32 matmuls/convolutions/RNNs (CUDA)")
+@click.option(
+    "--deterministic",
+    is_flag=True,
+    help="deterministic algorithms only (torch.use_deterministic_algorithms, cuBLAS workspace)",
+)
 @click.option(
     "--compile",
     "compile_mode",
@@ -99,6 +104,7 @@ def run(
     amp,
     fp32_eval,
     tf32,
+    deterministic,
     compile_mode,
     channels_last,
     threads,
@@ -154,6 +160,7 @@ def run(
         amp=amp,
         amp_eval=False if fp32_eval else None,
         tf32=tf32,
+        deterministic=deterministic,
         compile=compile_mode,
         channels_last=channels_last,
         jobs=jobs,

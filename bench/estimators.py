@@ -6,6 +6,7 @@ Pure tensor functions; their names and signatures are public and kept stable.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -76,32 +77,99 @@ def active_units(mu: Tensor, threshold: float = 0.01) -> int:
 
 
 CPU_PAIRS_PER_CALL = 1024
+# Of a GPU's total memory, the part the importance samples of one evaluation may use, split
+# evenly between the processes that share the device (see DEVICE_SHARE_ENV).
+IW_MEMORY_FRACTION = 0.5
+# Processes evaluating on one device at once (``--jobs``, tuning workers); they set it.
+DEVICE_SHARE_ENV = "BENCH_DEVICE_SHARE"
+
+
+def device_share() -> int:
+    """How many processes share this process's device (1 unless a parent said otherwise)."""
+    try:
+        return max(1, int(os.environ.get(DEVICE_SHARE_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+def iw_memory_budget(device: torch.device, memory_fraction: float = IW_MEMORY_FRACTION) -> int:
+    """Bytes the samples of one IW-NLL call may take on ``device``: a fixed share of its total
+    memory, so the chunk (and with it the run's speed) does not depend on what else happens
+    to be on the card."""
+    total = torch.cuda.get_device_properties(device).total_memory
+    return int(total * memory_fraction / device_share())
+
+
+def input_elements(x: Any) -> int:
+    """Elements in a batch: a tensor's, or the sum over a batch object's tensor attributes
+    (a text batch's ids and lengths); activation memory grows in proportion."""
+    if isinstance(x, Tensor):
+        return max(1, x.numel())
+    tensors = [v for v in getattr(x, "__dict__", {}).values() if isinstance(v, Tensor)]
+    return max(1, sum(t.numel() for t in tensors)) if tensors else max(1, len(x))
+
+
+def sample_cost(model: LatentVariableModel, x: Any) -> float:
+    """Peak CUDA memory of scoring one sample of each example of ``x`` (from a 2-sample call)."""
+    device = next(model.parameters()).device
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    mu, logvar = model.encode(x)
+    model.log_likelihood(x, reparameterize(mu, logvar, 2))
+    torch.cuda.synchronize(device)
+    return max(1.0, (torch.cuda.max_memory_allocated(device) - base) / 2)
+
+
+class SampleChunker:
+    """How many of K samples to score at once, sized once per evaluation.
+
+    On CUDA the memory of one sample is measured on the first batch (per input element, so
+    longer sentences get smaller chunks) and every later chunk follows from a fixed budget
+    (:func:`iw_memory_budget`) without another probe or sync. After an out-of-memory error
+    the chunk is halved for the rest of the evaluation. On the CPU a chunk holds about
+    ``CPU_PAIRS_PER_CALL`` (example, sample) pairs: larger calls fall out of cache and run
+    slower per pair (seen with the PixelCNN at 12,500 pairs a call).
+    """
+
+    def __init__(
+        self,
+        model: LatentVariableModel,
+        n_samples: int,
+        memory_fraction: float = IW_MEMORY_FRACTION,
+    ) -> None:
+        self.model, self.n_samples = model, n_samples
+        device = next(model.parameters()).device
+        self.budget = iw_memory_budget(device, memory_fraction) if device.type == "cuda" else None
+        self.bytes_per_element: float | None = None
+        self.cap = n_samples
+
+    def __call__(self, x: Any) -> int:
+        if self.budget is None:
+            k = CPU_PAIRS_PER_CALL // max(1, len(x))
+        else:
+            if self.bytes_per_element is None:
+                self.bytes_per_element = sample_cost(self.model, x) / input_elements(x)
+            k = int(self.budget // (self.bytes_per_element * input_elements(x)))
+        return int(max(1, min(self.cap, k)))
+
+    def out_of_memory(self, chunk: int) -> int:
+        """A chunk of ``chunk`` samples ran out of memory: the smaller chunk to retry with."""
+        if chunk <= 1:
+            return 0
+        self.cap = max(1, chunk // 2)
+        return self.cap
 
 
 def auto_sample_chunk(
-    model: LatentVariableModel, x: Any, n_samples: int, memory_fraction: float = 0.4
+    model: LatentVariableModel,
+    x: Any,
+    n_samples: int,
+    memory_fraction: float = IW_MEMORY_FRACTION,
 ) -> int:
-    """How many of K samples to score at once for batch ``x``.
-
-    On CUDA the cost of one sample is measured (peak memory of a 2-sample call) and the chunk
-    sized to a fraction of the memory that is free *now*, since runs may share a GPU. On CPU
-    the chunk holds about ``CPU_PAIRS_PER_CALL`` (example, sample) pairs: larger calls fall out
-    of cache and run slower per pair (seen with the PixelCNN at 12,500 pairs a call).
-    """
-    device = next(model.parameters()).device
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        mu, logvar = model.encode(x)
-        z = reparameterize(mu, logvar, 2)
-        model.log_likelihood(x, z)
-        torch.cuda.synchronize(device)
-        per_sample = max(1, (torch.cuda.max_memory_allocated(device) - base) // 2)
-        del z
-        return int(max(1, min(n_samples, free * memory_fraction // per_sample)))
-    return int(max(1, min(n_samples, CPU_PAIRS_PER_CALL // max(1, len(x)))))
+    """How many of K samples to score at once for batch ``x`` (see :class:`SampleChunker`,
+    which sizes a whole evaluation from one probe)."""
+    return SampleChunker(model, n_samples, memory_fraction)(x)
 
 
 @torch.no_grad()
@@ -109,7 +177,7 @@ def iw_log_likelihood(
     model: LatentVariableModel,
     x: Any,
     n_samples: int = 500,
-    chunk: int | None = None,
+    chunk: int | SampleChunker | None = None,
     generator: torch.Generator | None = None,
     log_likelihood: Callable[[Any, Tensor], Tensor] | None = None,
 ) -> Tensor:
@@ -117,23 +185,36 @@ def iw_log_likelihood(
     ``log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x)``.
 
     Vectorized over the batch and over samples; K is processed in chunks with a running
-    log-sum-exp so memory is bounded by ``chunk`` (chosen from free device memory when None).
-    ``log_likelihood`` may replace ``model.log_likelihood`` (e.g. a compiled or autocast one).
+    log-sum-exp so memory is bounded by ``chunk`` (a number, or a :class:`SampleChunker`
+    shared by the batches of one evaluation; None sizes it for this batch alone). The K noise
+    draws are made up front, so the result does not depend on the chunk. A chunk that runs
+    out of CUDA memory is halved and retried. ``log_likelihood`` may replace
+    ``model.log_likelihood`` (e.g. a compiled or autocast one).
     """
     ll_fn = log_likelihood or model.log_likelihood
     mu, logvar = model.encode(x)
+    chunker = chunk if isinstance(chunk, SampleChunker) else None
     if chunk is None:
-        chunk = auto_sample_chunk(model, x, n_samples)
+        chunker = SampleChunker(model, n_samples)
+    size = chunker(x) if chunker is not None else int(chunk)  # type: ignore[arg-type]
+    eps = torch.randn((n_samples, *mu.shape), device=mu.device, dtype=mu.dtype, generator=generator)
+    std = torch.exp(0.5 * logvar)
     total = torch.full((mu.shape[0],), -math.inf, device=mu.device, dtype=torch.float32)
     done = 0
     while done < n_samples:
-        k = min(chunk, n_samples - done)
-        z = reparameterize(mu, logvar, k, generator=generator)  # [k, B, D]
-        log_w = (
-            ll_fn(x, z).float()
-            + model.prior_log_prob(z).float()
-            - diagonal_gaussian_log_prob(z, mu, logvar).float()
-        )
+        k = min(size, n_samples - done)
+        try:
+            z = mu + eps[done : done + k] * std  # [k, B, D]
+            log_w = (
+                ll_fn(x, z).float()
+                + model.prior_log_prob(z).float()
+                - diagonal_gaussian_log_prob(z, mu, logvar).float()
+            )
+        except torch.cuda.OutOfMemoryError:
+            size = (chunker or SampleChunker(model, n_samples)).out_of_memory(k)
+            if size == 0:
+                raise
+            continue
         total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         done += k
     return total - math.log(n_samples)

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from bench.contract import LatentVariableModel, reparameterize
 from bench.data import Split
-from bench.estimators import gaussian_kl_per_dim, iw_log_likelihood
+from bench.estimators import SampleChunker, gaussian_kl_per_dim, iw_log_likelihood
 from bench.suites import EvalSettings
 
 
@@ -153,6 +153,8 @@ class EvalContext:
             g = self.generator(3)
             batch = self.settings.batch_size
             total = -(-len(self.split) // batch)
+            # One chunk plan for the whole split: the memory probe runs once, not per batch.
+            chunker = SampleChunker(self.model, self.settings.iw_samples)
             parts = []
             for i, (x, _) in enumerate(self.split.batches(batch)):
                 parts.append(
@@ -160,6 +162,7 @@ class EvalContext:
                         self.model,
                         x,
                         self.settings.iw_samples,
+                        chunk=chunker,
                         generator=g,
                         log_likelihood=self.log_likelihood,
                     ).cpu()

@@ -123,3 +123,127 @@ def test_bad_parts_is_a_user_error(fresh_plugins, workdir, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "speed" in err and len(err.splitlines()) == 1
     assert not (workdir / "x.json").exists()
+
+
+# ---- issue 16: the CUDA-window throughput run ----------------------------------------------
+
+
+def test_text_is_timed_on_median_length_sentences(fresh_plugins):
+    from bench.throughput.workloads import fixed_batch
+
+    data = plugins.registries().datasets.get("text-synthetic").load(None)
+    lengths = sorted(data.train.lengths.tolist())
+    x = fixed_batch(data.train, 16)
+    median = statistics.median(x.lengths.tolist())
+    assert lengths[len(lengths) // 4] <= median <= lengths[3 * len(lengths) // 4]
+    assert median > lengths[16]  # not the shortest sentences, as a first batch would be
+
+
+def test_measure_takes_fewer_windows_rather_than_overrun_a_deadline():
+    import time
+
+    from bench.throughput.measure import measure
+
+    calls = []
+    report = measure(
+        lambda: calls.append(1), 4, torch.device("cpu"), 3, 0.5, 3, time.perf_counter()
+    )
+    # Past the deadline: one warm-up, one timed call, and that call is the only window.
+    assert len(calls) == 2 and report["windows"] == 1 and report["examples_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_budget_leaves_out_what_does_not_fit(fresh_plugins, workdir):
+    from bench.throughput.budget import TimeBudget
+
+    budget = TimeBudget(seconds=100.0)
+    assert budget.allows("cheap", 10.0)
+    assert not budget.allows("--jobs 4 vs --jobs 1", 500.0)
+    assert budget.left_out[0]["part"] == "--jobs 4 vs --jobs 1"
+    budget.learn_call("m", "train", 50, 0.2)
+    assert budget.call_estimate("m", "train", 100) == pytest.approx(0.4)
+    assert budget.call_estimate("other", "train", 100) is None
+
+    out = workdir / "tp.json"
+    main(["throughput", *TINY, "--parts", "train,jobs", "--jobs", "2", "--budget-s", "30",
+          "--out", str(out)])  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["settings"]["budget_s"] == 30
+    assert [p["part"] for p in report["budget"]["left_out"]] == ["--jobs 2 vs --jobs 1"]
+    rows = report["models"][0]["results"]
+    assert [(r["mode"], r["config"]) for r in rows] == [("train", "fp32"), ("train", "bf16")]
+
+
+def test_missing_data_is_an_error_unless_synthetic_data_is_asked_for(
+    fresh_plugins, workdir, capsys, monkeypatch
+):
+    monkeypatch.setenv("BENCH_OFFLINE", "1")
+    args = [*TINY[:2], "--scale", "quick", "--models", "mlp-vae", "--parts", "train"]
+    args += [*TINY[6:12], "--data-dir", str(workdir / "empty"), "--out", str(workdir / "t.json")]
+    with pytest.raises(SystemExit) as exc:
+        main(["throughput", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--synthetic-data" in err and len(err.splitlines()) == 1
+    main(["throughput", *args, "--synthetic-data"])
+    (model,) = json.loads((workdir / "t.json").read_text())["models"]
+    assert model["dataset"] != "mnist" and model["results"]
+
+
+def test_gpu_check_preset_fills_what_the_command_line_leaves(fresh_plugins):
+    from bench.throughput.command import settings_from_options
+    from bench.throughput.workloads import Workload, train_batch_sizes
+
+    defaults = {p.name: p.default for p in main_command_params()}
+    o = {**defaults, "preset": "gpu-check", "device": "cpu", "models": "mlp-vae"}
+    s = settings_from_options(o, log=lambda m: None, given={"preset", "device", "models"})
+    assert o["models"] == "mlp-vae" and o["scale"] == "paper" and o["budget_s"] == 300
+    assert s.configs == [(False, False)]  # on the CPU: no bf16 LSTMs, no inductor
+    assert s.train_batches == ("workload", "large") and s.jobs == 4 and not s.iw_compile
+    w = Workload("m", "image", ["d"], {}, {}, 50, 100, 500, None, 1e-3, "test")
+    assert train_batch_sizes(w, s) == [50, 256]
+
+
+def main_command_params():
+    from bench.throughput.command import throughput_cmd
+
+    return throughput_cmd.params
+
+
+@pytest.mark.slow
+def test_compiled_rows_each_compile_afresh(fresh_plugins, workdir, monkeypatch):
+    """Rows of two models, autocast off and on, compiled in one process, with the limit at
+    one cache entry: a cache shared across rows would fall back to eager."""
+    import logging
+
+    import torch._dynamo
+
+    from bench.runner import compiled as compiled_mod
+    from bench.throughput.measure import train_row
+    from bench.throughput.workloads import Settings
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    monkeypatch.setattr(compiled_mod, "RECOMPILE_LIMIT", 1)
+    hits = []
+
+    class Hits(logging.Handler):
+        def emit(self, record):
+            if "recompile_limit" in record.getMessage():
+                hits.append(record.getMessage())
+
+    logger = logging.getLogger("torch._dynamo.convert_frame")
+    handler = Hits()
+    logger.addHandler(handler)
+    s = Settings(device=torch.device("cpu"), configs=[], compile_mode="eager", warmup=1,
+                 min_time=0.01, repeats=1)  # fmt: skip
+    opts = RunOptions(results_dir=workdir, device=torch.device("cpu"))
+    try:
+        workloads, _ = find_workloads("smoke", ["mlp-vae", "mlp-skip-vae"])
+        rows = []
+        for w in workloads:
+            w, data = load_workload(replace(w, model_params={"hidden": 16, "latent_dim": 4}), opts)
+            rows += [train_row(w, data, s, amp, True, 16) for amp in (False, True)]
+    finally:
+        logger.removeHandler(handler)
+    assert hits == []
+    assert [r["config"] for r in rows] == ["fp32+compile", "bf16+compile"] * 2

@@ -1,6 +1,8 @@
 """The runner: trains and evaluates a suite's cells and writes one record per run.
 
-- ``options``: :class:`RunOptions` (device, folders, speed options) and their checks.
+- ``options``: :class:`RunOptions` (device, folders, speed options), their checks and the
+  process-wide math flags they set (TF32, determinism, cuDNN autotuning).
+- ``compiled``: ``torch.compile`` per cell, batch dimension dynamic, a loud recompile limit.
 - ``suite``: a suite's cells at one scale, validated up front, then trained in order.
 - ``cell``: a cell's data, model, optimizer and metrics, built from the registries.
 - ``loop``: one cell's training run (set-up/resume, epochs, validation/selection, record).

@@ -13,12 +13,26 @@ from torch import Tensor
 
 from bench import plugins
 from bench.contract import LatentVariableModel
-from bench.data import DataSplits, Split, channels_last_split, data_dir
+from bench.data import DataSplits, Split, channels_last_split, data_dir, without_labels
 from bench.errors import ConfigError
 from bench.evaluation import EvalContext, mean_neg_elbo
 from bench.runner.options import RunOptions
 from bench.specs import MetricValue, resolve_params
 from bench.suites import Cell
+
+# Under CUDA graphs, splits whose batch shapes vary beyond the batch size (text widths) are
+# padded to multiples of this, so a run records a handful of graphs rather than one per width.
+CUDA_GRAPH_WIDTH_MULTIPLE = 16
+
+
+def training_batches(split: Split, cudagraphs: bool) -> Split:
+    """The split the training loop draws batches from: no labels, and shapes bucketed (a
+    split's optional ``padded_to(multiple)``) when the step replays CUDA graphs."""
+    split = without_labels(split)
+    padded_to = getattr(split, "padded_to", None)
+    if cudagraphs and padded_to is not None:
+        split = padded_to(CUDA_GRAPH_WIDTH_MULTIPLE)
+    return split
 
 
 def seed_everything(seed: int) -> None:
@@ -55,6 +69,20 @@ def build_model(cell: Cell, data: DataSplits, device: torch.device) -> LatentVar
     return spec.build(data.info, **params).to(device)
 
 
+def adam_kwargs(device: torch.device) -> dict[str, Any]:
+    """Fused Adam on CUDA: one kernel for all parameters instead of several per parameter
+    (on the CPU the plain implementation is kept, so CPU results stay as they were)."""
+    return {"fused": True} if device.type == "cuda" else {}
+
+
+def _device_of(params: list[Any]) -> torch.device:
+    for p in params:  # a parameter, or a param-group dict
+        tensors = p["params"] if isinstance(p, dict) else [p]
+        for t in tensors:
+            return t.device
+    return torch.device("cpu")
+
+
 def make_optimizer(
     cell: Cell, model: torch.nn.Module | Iterable[torch.nn.Parameter]
 ) -> torch.optim.Optimizer:
@@ -62,7 +90,8 @@ def make_optimizer(
     b = cell.budget
     params = model.parameters() if isinstance(model, torch.nn.Module) else model
     if b.optimizer == "adam":
-        return torch.optim.Adam(params, lr=b.lr)
+        params = list(params)
+        return torch.optim.Adam(params, lr=b.lr, **adam_kwargs(_device_of(params)))
     if b.optimizer == "sgd":
         return torch.optim.SGD(params, lr=b.lr)
     raise ConfigError(f"budget.optimizer: {b.optimizer!r} is not one of adam, sgd")

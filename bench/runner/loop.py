@@ -20,7 +20,6 @@ import torch
 from torch import Tensor
 
 from bench import plugins
-from bench.data import without_labels
 from bench.errors import StopRun
 from bench.methods import Method, MethodStep, TrainingBudget, assemble, build_objective
 from bench.records import (
@@ -34,7 +33,14 @@ from bench.records import (
     write_record,
 )
 from bench.runner import cell as parts
-from bench.runner.options import RunOptions, accel_settings, synchronize, tf32_enabled
+from bench.runner.compiled import compile_seconds, fresh_compile_cache
+from bench.runner.options import (
+    RunOptions,
+    accel_settings,
+    compile_kwargs,
+    device_flags,
+    synchronize,
+)
 from bench.runner.step import (
     NAN_CHECK_EVERY,
     DivergedError,
@@ -93,6 +99,7 @@ def fresh_state() -> dict[str, Any]:
         "train_time": 0.0,
         "train_cpu_time": 0.0,
         "train_examples": 0,
+        "compile_time": 0.0,  # of train_time: seconds spent compiling inside training epochs
     }
 
 
@@ -109,6 +116,8 @@ class CellTraining:
         self.best_path = run_dir / "best.pt"
         self.state = fresh_state()
         self.task: Any = None
+        self.compiling = compile_kwargs(opts.compile) is not None
+        self.epoch_compile_s = 0.0
 
     # ---- set-up and resume -------------------------------------------------------------------
 
@@ -150,7 +159,8 @@ class CellTraining:
         plugins.call_each("on_run_start", cell=cell, run_dir=self.run_dir)
         self.per_epoch = parts.metric_names(cell, per_epoch=True)
         self.eval_ll = eval_log_likelihood(self.model, self.device, opts.eval_amp, opts.compile)
-        self.train_batches = without_labels(self.train)
+        cudagraphs = getattr(self.train_step, "cudagraphs", False)
+        self.train_batches = parts.training_batches(self.train, cudagraphs)
 
     def default_step(self, model: Any, optimizer: Any, objective: Any) -> TrainStep:
         opts = self.opts
@@ -169,7 +179,10 @@ class CellTraining:
         """Continue from this cell's checkpoint, or clear what an earlier attempt left."""
         ckpt = None
         if self.opts.resume and self.ckpt_path.exists():
-            ckpt = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+            # Onto the CPU: RNG states must be CPU tensors, and Adam's step counters stay on
+            # the host (on the GPU each would cost a sync per step); load_state_dict moves the
+            # weights and the optimizer's moments to the parameters' device.
+            ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
         if ckpt is not None and ckpt.get("cell") == self.cell.as_dict():
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -240,6 +253,7 @@ class CellTraining:
         unreported = 0
         beta_sum = 0.0
         t0, cpu0 = time.perf_counter(), time.process_time()
+        compiled0 = compile_seconds() if self.compiling else 0.0
         for x, _ in self.train_batches.batches(b.batch_size, shuffle=True, generator=gen):
             beta_sum += self.objective.beta(state["step"])  # the weight this step trains with
             loss, kl = self.train_step(x, state["step"], gen)
@@ -263,6 +277,8 @@ class CellTraining:
         # CPU time of this process: on a shared CPU it is what the loop itself cost.
         state["train_cpu_time"] += time.process_time() - cpu0
         state["train_examples"] += sum(sizes)
+        self.epoch_compile_s = compile_seconds() - compiled0 if self.compiling else 0.0
+        state["compile_time"] += self.epoch_compile_s
         if not math.isfinite(loss_mean):
             raise DivergedError(f"loss is {loss_mean} in epoch {epoch}")
         self.beta_mean = beta_sum / max(1, len(sizes))
@@ -291,6 +307,9 @@ class CellTraining:
             "train_loss": loss,
             "train_kl": kl,
             "train_examples_per_s": n_seen / max(elapsed, 1e-9),
+            # The first epoch pays for compilation; this rate leaves it out.
+            "train_examples_per_s_excl_compile": n_seen / max(elapsed - self.epoch_compile_s, 1e-9),
+            "compile_s": self.epoch_compile_s,
             "time": time.time() - self.started,
         }
         if isinstance(self.train_step, MethodStep):
@@ -447,8 +466,11 @@ class CellTraining:
             "stop_reason": state["stop_reason"],
             "steps": state["step"],
             "train_examples_per_s": state["train_examples"] / max(state["train_time"], 1e-9),
+            "train_examples_per_s_excl_compile": state["train_examples"]
+            / max(state["train_time"] - state["compile_time"], 1e-9),
             "train_time_s": state["train_time"],
             "train_cpu_time_s": state["train_cpu_time"],
+            "compile_time_s": state["compile_time"],
             "eval_time_s": eval_time,
             "wall_time_s": time.time() - self.started,
             "accel": accel_settings(self.opts),
@@ -471,7 +493,10 @@ class CellTraining:
 
 def train_cell(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any]:
     """Train one cell to completion (or failure) and return its record (also written)."""
-    with tf32_enabled(opts.tf32):
+    if compile_kwargs(opts.compile) is not None:
+        fresh_compile_cache()  # this cell's compilations start from an empty cache
+    images = plugins.registries().datasets.get(cell.dataset).kind == "image"
+    with device_flags(opts, fixed_shapes=images):
         run = CellTraining(cell, run_dir, opts)
         run.set_up()
         status, reason = run.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,20 +15,35 @@ from bench.data import DataSplits
 from bench.errors import ConfigError
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# The inductor mode that is the same as each CUDA-graph mode without the graphs.
+NO_CUDAGRAPH_MODES = {"reduce-overhead": "default", "max-autotune": "max-autotune-no-cudagraphs"}
 
 
 def resolve_device(name: str | None) -> torch.device:
+    """The torch device for ``--device``; a CUDA device becomes the current one, so work that
+    names no device (CUDA events, streams, ``torch.cuda`` calls) lands on it too."""
     if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(
             f"--device: {name!r} is not a torch device (try cpu, cuda, cuda:1)"
         ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s)")
+        use_device(device)
     return device
+
+
+def use_device(device: torch.device) -> None:
+    """Make ``device`` the current CUDA device of this process (a no-op off CUDA)."""
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,8 @@ class RunOptions:
     # Speed options, all off by default so results stay fp32 and bit-reproducible.
     amp: bool = False  # bf16 autocast in training (and evaluation, unless amp_eval is False)
     amp_eval: bool | None = None  # None: follow ``amp``
-    tf32: bool = False  # allow TF32 matmuls and convolutions on CUDA
+    tf32: bool = False  # allow TF32 matmuls, convolutions and RNNs on CUDA (off: true fp32)
+    deterministic: bool = False  # deterministic algorithms only (and a fixed cuBLAS workspace)
     compile: bool | str | None = None  # True or a mode in COMPILE_MODES, or a backend name
     channels_last: bool = False  # NHWC memory format for 4-D image batches and conv weights
     jobs: int = 1  # run_suite: cells trained at once, each in its own process
@@ -98,7 +115,9 @@ def check_options(opts: RunOptions) -> None:
                 f"({', '.join(COMPILE_MODES)}) or backend ({', '.join(known)})"
             )
     if uses_cudagraphs(kw) and opts.device.type != "cuda":
-        raise ConfigError("--compile reduce-overhead uses CUDA graphs and needs a CUDA device")
+        raise ConfigError(
+            f"--compile {compile_label(opts.compile)} uses CUDA graphs and needs a CUDA device"
+        )
 
 
 def speed_options(opts: RunOptions) -> dict[str, Any]:
@@ -109,15 +128,20 @@ def speed_options(opts: RunOptions) -> dict[str, Any]:
         "tf32": opts.tf32,
         "compile": opts.compile,
         "channels_last": opts.channels_last,
+        "deterministic": opts.deterministic,
     }
 
 
 def accel_settings(opts: RunOptions) -> dict[str, Any]:
-    """The speed options a run used, written to its record."""
+    """The speed options a run used, written to its record; the math flags are read as they
+    are, so call it inside :func:`device_flags`."""
     return {
         "amp": "bf16" if opts.amp else None,
         "amp_eval": "bf16" if opts.eval_amp else None,
         "tf32": opts.tf32,
+        "tf32_flags": tf32_flags(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "compile": compile_label(opts.compile),
         "channels_last": opts.channels_last,
         "torch_threads": torch.get_num_threads(),
@@ -137,22 +161,87 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def _tf32_backends() -> dict[str, Any]:
+    """The backends whose fp32 math may use TF32 on CUDA, by the name records give them."""
+    cudnn = torch.backends.cudnn
+    return {
+        "matmul": torch.backends.cuda.matmul,
+        "cudnn_conv": getattr(cudnn, "conv", None),
+        "cudnn_rnn": getattr(cudnn, "rnn", None),
+    }
+
+
+def tf32_flags() -> dict[str, bool]:
+    """Whether each backend may run fp32 math in TF32 right now (what a record states)."""
+    backends = _tf32_backends()
+    if all(hasattr(b, "fp32_precision") for b in backends.values()):
+        return {name: b.fp32_precision == "tf32" for name, b in backends.items()}
+    # torch < 2.9: one legacy flag for matmuls and one for every cuDNN op.
+    cudnn = bool(torch.backends.cudnn.allow_tf32)
+    return {
+        "matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_conv": cudnn,
+        "cudnn_rnn": cudnn,
+    }
+
+
 @contextlib.contextmanager
 def tf32_enabled(enabled: bool) -> Iterator[None]:
-    """Allow TF32 on CUDA inside the block and restore the previous flags afterwards.
+    """TF32 on (``enabled``) or true fp32 for matmuls, cuDNN convolutions and cuDNN RNNs inside
+    the block; the previous flags come back afterwards. The flags do nothing on the CPU.
 
-    Off leaves PyTorch's own defaults alone; the flags do nothing on the CPU.
+    Off must be set explicitly: since torch 2.9 cuDNN convolutions and RNNs default to TF32.
+    Only the ``fp32_precision`` API is used where it exists, since torch refuses to read flags
+    set through a mix of it and the legacy ``allow_tf32``.
     """
-    if not enabled:
-        yield
+    backends = _tf32_backends()
+    if all(hasattr(b, "fp32_precision") for b in backends.values()):
+        before = {name: b.fp32_precision for name, b in backends.items()}
+        for b in backends.values():
+            b.fp32_precision = "tf32" if enabled else "ieee"
+        try:
+            yield
+        finally:
+            for name, b in backends.items():
+                b.fp32_precision = before[name]
         return
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    legacy = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = legacy
+
+
+CUBLAS_WORKSPACE = ":4096:8"  # the setting cuBLAS needs for reproducible results
+
+
+@contextlib.contextmanager
+def device_flags(opts: RunOptions, fixed_shapes: bool = False) -> Iterator[None]:
+    """The process-wide math flags of a run: TF32 (see :func:`tf32_enabled`), deterministic
+    algorithms, and cuDNN autotuning where batch shapes repeat (``fixed_shapes``: image
+    cells; text batches change width, and each new shape would be tuned again)."""
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    if opts.deterministic:
+        # Read when cuBLAS starts its handle: a process that already used cuBLAS keeps its
+        # workspace, so the CLI and --jobs workers set it before any CUDA work.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = (
+        fixed_shapes and opts.device.type == "cuda" and not opts.deterministic
+    )
+    try:
+        with tf32_enabled(opts.tf32):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2:]
 
 
 def compile_kwargs(value: bool | str | None) -> dict[str, str] | None:
@@ -174,4 +263,27 @@ def compile_label(value: bool | str | None) -> str | None:
 
 
 def uses_cudagraphs(kw: dict[str, str] | None) -> bool:
-    return kw is not None and kw.get("mode") == "reduce-overhead"
+    """Whether ``torch.compile(**kw)`` replays CUDA graphs: the ``cudagraphs`` backend, or an
+    inductor mode whose options turn them on (``reduce-overhead``, ``max-autotune``)."""
+    if kw is None:
+        return False
+    if "backend" in kw:
+        return kw["backend"] == "cudagraphs"
+    mode = kw.get("mode")
+    if mode is None:
+        return False
+    from torch._inductor import list_mode_options
+
+    return bool(list_mode_options(mode).get("triton.cudagraphs", False))
+
+
+def without_cudagraphs(kw: dict[str, str] | None) -> dict[str, str] | None:
+    """The same compilation minus CUDA graphs, for evaluation: its batch and sample-chunk
+    shapes vary, and each new shape would record (and keep) another graph. The
+    ``cudagraphs`` backend compiles nothing else, so evaluation then runs eagerly (None)."""
+    if not uses_cudagraphs(kw):
+        return kw
+    assert kw is not None
+    if "backend" in kw:
+        return None
+    return {"mode": NO_CUDAGRAPH_MODES.get(kw["mode"], "default")}

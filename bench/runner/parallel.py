@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,9 @@ import torch
 
 from bench import plugins
 from bench.errors import ConfigError
+from bench.estimators import DEVICE_SHARE_ENV
 from bench.runner.loop import train_cell
-from bench.runner.options import RunOptions, speed_options
+from bench.runner.options import RunOptions, speed_options, use_device
 from bench.suites import Cell
 
 _WORKER_OPTS: RunOptions | None = None
@@ -57,6 +59,9 @@ def _worker_init(settings: dict[str, Any], queue: Any, started: Any) -> None:
         started.value += 1
     devices = settings.pop("devices")
     settings["device"] = torch.device(devices[n % len(devices)])
+    # Evaluation sizes its memory by how many processes share the device.
+    os.environ[DEVICE_SHARE_ENV] = str(settings.pop("device_share"))
+    use_device(settings["device"])  # cuda:N: events and streams must not land on device 0
     _WORKER_OPTS = RunOptions(log=queue.put, **settings)
     if len(devices) > 1:
         queue.put(f"worker {n + 1} trains on {settings['device']}")
@@ -128,6 +133,7 @@ def run_parallel(
         "threads": _worker_threads(opts),
     }
     n_workers = min(opts.jobs, len(todo))
+    settings["device_share"] = math.ceil(n_workers / len(settings["devices"]))
     opts.log(
         f"training {len(todo)} cells in {n_workers} processes on {', '.join(settings['devices'])} "
         f"({settings['threads']} CPU threads each)"

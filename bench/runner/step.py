@@ -11,7 +11,8 @@ from torch import Tensor
 
 from bench.contract import LatentVariableModel, reparameterize
 from bench.estimators import gaussian_kl_per_dim
-from bench.runner.options import autocast, compile_kwargs, uses_cudagraphs
+from bench.runner.compiled import compile_fn, mark_batch_dynamic
+from bench.runner.options import autocast, compile_kwargs, uses_cudagraphs, without_cudagraphs
 
 NAN_CHECK_EVERY = 100  # steps between divergence checks (read a step late: no host sync)
 
@@ -24,23 +25,19 @@ def eval_log_likelihood(
     model: LatentVariableModel, device: torch.device, amp: bool, compile: bool | str | None
 ) -> Callable[[Any, Tensor], Tensor] | None:
     """A faster ``log_likelihood`` for evaluation (autocast and/or compiled), returning fp32;
-    None when both are off so evaluation calls the model itself."""
-    kw = compile_kwargs(compile)
+    None when both are off so evaluation calls the model itself. Evaluation never replays
+    CUDA graphs (see :func:`without_cudagraphs`), so its outputs need no copies."""
+    kw = without_cudagraphs(compile_kwargs(compile))
     if not amp and kw is None:
         return None
     fn = model.log_likelihood
     if kw is not None:
         # K chunks and the last batch change shape: compile for dynamic sizes up front.
-        fn = torch.compile(fn, dynamic=True, **kw)
-    cudagraphs = uses_cudagraphs(kw)
+        fn = compile_fn(fn, kw, dynamic=True)
 
     def log_likelihood(x: Any, z: Tensor) -> Tensor:
-        if cudagraphs:
-            torch.compiler.cudagraph_mark_step_begin()
         with autocast(device, amp):
-            out = fn(x, z)
-        # Cloned under CUDA graphs: the next replay would overwrite the graph's output.
-        return out.float().clone() if cudagraphs else out.float()
+            return fn(x, z).float()
 
     return log_likelihood
 
@@ -77,9 +74,11 @@ class TrainStep:
         self.latent_dim: int | None = getattr(model, "latent_dim", None)
         kw = compile_kwargs(compile)
         self.cudagraphs = uses_cudagraphs(kw)
+        self.compiled = kw is not None and self.latent_dim is not None
         self.forward: Callable[[Any, Tensor], tuple[Tensor, Tensor]] = self._forward
-        if kw is not None and self.latent_dim is not None:
-            self.forward = torch.compile(self._forward, **kw)
+        if self.compiled:
+            assert kw is not None
+            self.forward = compile_fn(self._forward, kw)
 
     def _forward(self, x: Any, eps: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.model.encode(x)
@@ -120,6 +119,8 @@ class TrainStep:
                 eps = torch.randn(
                     (len(x), self.latent_dim), device=self.device, generator=generator
                 )
+                if self.compiled:
+                    mark_batch_dynamic(x, eps)
                 log_px, kl = self.forward(x, eps)
             loss = self.objective(log_px, kl, step)
         self.optimizer.zero_grad(set_to_none=True)

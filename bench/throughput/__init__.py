@@ -7,11 +7,13 @@ alone, and batched IW-NLL against a per-example reference; and once, the harness
 ``--jobs 1``. Method and figures: ``docs/throughput.md``.
 
 - ``workloads``: each model's data set, parameters and batch sizes; the run's settings.
+- ``budget``: ``--budget-s``, the time left and what parts are expected to cost.
+- ``presets``: ``--preset NAME``, named sets of option values (``gpu-check``).
 - ``measure``: timing with warm-up and synchronisation, FLOPs; train, eval, data rates.
 - ``iw``: IW-NLL batched against the per-example (Pythae-style) reference.
 - ``reference``: the plain hand-written loop; harness overhead by time and by ops per step.
 - ``jobs``: a suite run with ``--jobs N`` against ``--jobs 1``.
-- ``report``: the machine, every part over every workload, summary lines, the JSON file.
+- ``report``: the machine, the parts in order of what they tell, summary lines, the JSON file.
 - ``command``: the click command, registered like a plugin's through ``register_commands``.
 
 The measuring functions are importable from their modules, so the pytest-benchmark suite

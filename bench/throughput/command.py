@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 from bench.hookspecs import hookimpl
+from bench.throughput.budget import TimeBudget, process_age
+from bench.throughput.presets import PRESETS
 from bench.throughput.report import PARTS, run_all, summary_lines, write_report
 from bench.throughput.workloads import COLLAPSE_SUITE, Settings
 
@@ -54,6 +56,13 @@ def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 _what = _options(
+    click.option(
+        "--preset",
+        type=click.Choice(sorted(PRESETS)),
+        default=None,
+        help="a named set of option values (options given here win): "
+        + "; ".join(f"{name}: {p.description}" for name, p in PRESETS.items()),
+    ),
     click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N"),
     click.option("--models", default=None, help="comma-separated models (default: all registered)"),
     click.option(
@@ -129,7 +138,20 @@ _overhead = _options(
     click.option("--jobs-scale", default="smoke", show_default=True),
 )
 _output = _options(
+    click.option(
+        "--budget-s",
+        default=None,
+        type=click.FloatRange(min=1),
+        help="stop within this many seconds: the most informative parts run first, parts "
+        "that would not fit are left out and listed in the report",
+    ),
     click.option("--data-dir", default=None, help="data sets folder [env BENCH_DATA_DIR]"),
+    click.option(
+        "--synthetic-data",
+        is_flag=True,
+        help="measure a model whose data set is missing on a stand-in of the same kind "
+        "(e.g. digits, text-synthetic) instead of stopping with an error",
+    ),
     click.option(
         "--out",
         default=None,
@@ -147,10 +169,17 @@ _output = _options(
 @_output
 def throughput_cmd(**options: Any) -> None:
     """Measure training and evaluation speed on this device and write them to JSON."""
+    from click.core import ParameterSource
     from rich.console import Console
 
+    # The clock started with the process: start-up, data loading and warm-ups all count.
+    budget = TimeBudget(started=time.perf_counter() - process_age())
     console = Console(stderr=True)
-    s = settings_from_options(options, log=lambda msg: console.log(msg))
+    ctx = click.get_current_context()
+    given = {n for n in options if ctx.get_parameter_source(n) != ParameterSource.DEFAULT}
+    s = settings_from_options(options, log=lambda msg: console.log(msg), given=given)
+    budget.seconds = options["budget_s"]
+    s.budget = budget
     models = options["models"]
     model_list = [m.strip() for m in models.split(",") if m.strip()] if models else None
     parts = _parse_parts(options["parts"])
@@ -164,9 +193,13 @@ def throughput_cmd(**options: Any) -> None:
     click.echo(f"wrote {path} in {report['wall_time_s']:.0f}s")
 
 
-def settings_from_options(o: dict[str, Any], log: Callable[[str], None]) -> Settings:
-    """The run's settings: the options, with the defaults that depend on the device filled in
-    (a GPU affords bigger batches and longer windows; inductor takes minutes on a CPU)."""
+def settings_from_options(
+    o: dict[str, Any], log: Callable[[str], None], given: set[str] | None = None
+) -> Settings:
+    """The run's settings: the options (``o`` is updated with a ``--preset``'s values for
+    those not ``given`` on the command line), with the defaults that depend on the device
+    filled in (a GPU affords bigger batches and longer windows; inductor takes minutes on a
+    CPU)."""
     import torch
 
     from bench.runner import RunOptions, check_options, compile_kwargs, resolve_device
@@ -175,6 +208,10 @@ def settings_from_options(o: dict[str, Any], log: Callable[[str], None]) -> Sett
         torch.set_num_threads(o["threads"])
     dev = resolve_device(o["device"])
     cuda = dev.type == "cuda"
+    preset = PRESETS[o["preset"]] if o.get("preset") else None
+    if preset is not None:
+        given = set(o) if given is None else given
+        o.update({k: v for k, v in preset.option_values(dev.type).items() if k not in given})
 
     def pick(name: str, cpu: Any, gpu: Any) -> Any:
         return o[name] if o[name] is not None else (gpu if cuda else cpu)
@@ -197,10 +234,14 @@ def settings_from_options(o: dict[str, Any], log: Callable[[str], None]) -> Sett
         overhead_examples=pick("overhead_examples", 5000, 50000),
         overhead_repeats=pick("overhead_repeats", 5, 3),
         data_dir=Path(o["data_dir"]) if o["data_dir"] else None,
+        synthetic_data=o["synthetic_data"],
         log=log,
         **{name: o[name] for name in PASSED},
+        **(preset.settings if preset is not None else {}),
     )
     s.extra = {
+        "preset": o.get("preset"),
+        "train_batches": list(s.train_batches) if not s.train_batch else [s.train_batch],
         "threads_option": o["threads"],
         "jobs": s.jobs,
         "jobs_suite": s.jobs_suite,

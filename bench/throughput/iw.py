@@ -6,16 +6,17 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from bench.throughput.measure import count_flops, tflops
-from bench.throughput.workloads import Settings, Workload, config_label, new_model
+from bench.throughput.workloads import Settings, Workload, config_label, middle_batch, new_model
 
 REFERENCE_BATCH = 100  # Pythae replicates one example and scores it in batches of 100
 IW_MIN_BATCH = 4  # smallest batch the batched IW-NLL is timed on
 
 
-def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
+def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any] | None:
     """Per-example time of IW-NLL over a batch against the reference on the same examples: one
     example (sentence) at a time, its K samples in batches of :data:`REFERENCE_BATCH`.
 
@@ -33,13 +34,23 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
     from bench.estimators import auto_sample_chunk
 
     k = s.iw_samples
+    configs = [(a, c) for a, c in s.configs if s.iw_compile or not c]
+    # Under a time budget, the reference, the pilot and each configuration get an equal share.
+    s = replace(s, iw_budget_s=min(s.iw_budget_s, s.budget.left() / (3 + len(configs))))
     model = new_model(w, data, s)
     model.eval()
     test = data.test
     gen = torch.Generator(device=s.device).manual_seed(0)
     flops, pilot = _pilot(model, test, k, s, gen)
     affordable = max(IW_MIN_BATCH, int(s.iw_budget_s / 2 / max(pilot, 1e-9)))
-    start, xb = _middle_batch(test, min(s.iw_examples, affordable, len(test)))
+    nb_planned = min(s.iw_examples, affordable, len(test))
+    # Under a time budget: one reference example, and each configuration's batched call at
+    # most as slow per example as the reference, must fit, with half as much again for the
+    # pilot's error (None: left out).
+    estimate = 1.5 * pilot * (1 + nb_planned * len(configs))
+    if not s.budget.allows(f"{w.model} IW-NLL", estimate):
+        return None
+    start, xb = middle_batch(test, nb_planned)
     nb = len(xb)
     cap = nb if s.iw_ref_examples is None else min(nb, s.iw_ref_examples)
     ref_vals, ref_time = _reference(model, test, start, cap, k, s, gen)
@@ -47,7 +58,7 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
     with torch.no_grad():
         chunk = auto_sample_chunk(model, xb, k)
     rows = []
-    for amp, compiled in s.configs:
+    for amp, compiled in configs:
         rows.append(_batched_row(model, xb, amp, compiled, s, gen, ref_time / n_ref, n_ref, flops))
         s.log(
             f"{w.model} IW-NLL K={k} {rows[-1]['config']}: {rows[-1]['examples_per_s']:.1f} "
@@ -57,6 +68,7 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
         "model": w.model,
         "dataset": w.dataset,
         "iw_samples": k,
+        "iw_budget_s": s.iw_budget_s,
         "reference": ("one sentence at a time" if w.kind == "text" else "one example at a time")
         + f", K samples in batches of {REFERENCE_BATCH} (Pythae style), eager fp32",
         "reference_examples": n_ref,
@@ -106,13 +118,6 @@ def _pilot(model: Any, test: Any, k: int, s: Settings, gen: Any) -> tuple[float 
         synchronize(s.device)
         pilot = time.perf_counter() - t0
     return flops, pilot
-
-
-def _middle_batch(test: Any, size: int) -> tuple[int, Any]:
-    """The middle batch of ``size`` in the split's unshuffled batching, and its first index."""
-    middle = (len(test) // size) // 2
-    xb = next(itertools.islice((x for x, _ in test.batches(size)), middle, None))
-    return middle * size, xb
 
 
 def _reference(
@@ -169,7 +174,10 @@ def _batched_call_time(
     first call's values."""
     from bench.estimators import iw_log_likelihood
     from bench.runner import eval_log_likelihood, synchronize, tf32_enabled
+    from bench.runner.compiled import fresh_compile_cache
 
+    if compiled:
+        fresh_compile_cache()
     ll = eval_log_likelihood(model, s.device, amp, s.compile_mode if compiled else None)
     with tf32_enabled(s.tf32):
         if warm:

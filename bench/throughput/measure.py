@@ -17,6 +17,7 @@ from bench.throughput.workloads import (
     default_objective,
     fixed_batch,
     new_model,
+    train_batch_sizes,
 )
 
 
@@ -27,34 +28,51 @@ def measure(
     warmup: int = 3,
     min_time: float = 0.5,
     repeats: int = 3,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """examples/s of ``fn`` (which handles ``examples`` examples per call).
 
     ``warmup`` untimed calls (compilation, allocator, autotuning), then ``repeats`` windows
     of at least ``min_time`` seconds each, synchronising the device before reading a clock.
-    Reports the median window and the best."""
+    Reports the median window and the best. With a ``deadline`` (``time.perf_counter``) the
+    warm-up stops early and fewer windows are timed (at least one) rather than run past it."""
     from bench.runner import synchronize
 
+    def left() -> float:
+        return math.inf if deadline is None else deadline - time.perf_counter()
+
+    first = None
     for _ in range(warmup):
+        t0 = time.perf_counter()
         fn()
-    synchronize(device)
+        synchronize(device)
+        first = time.perf_counter() - t0 if first is None else first
+        if left() < 4 * (time.perf_counter() - t0):
+            break
     t0 = time.perf_counter()
     fn()
     synchronize(device)
     one = time.perf_counter() - t0
     calls = max(1, math.ceil(min_time / max(one, 1e-6)))
-    rates = []
-    for _ in range(repeats):
+    windows = repeats
+    if deadline is not None:
+        windows = min(repeats, int(left() // (calls * max(one, 1e-6))))
+    rates = [examples / max(one, 1e-9)] if windows < 1 else []  # out of time: that call
+    for _ in range(windows):
         t0 = time.perf_counter()
         for _ in range(calls):
             fn()
         synchronize(device)
         rates.append(examples * calls / (time.perf_counter() - t0))
+    if windows < 1:
+        windows, calls = 1, 1
     return {
         "examples_per_s": statistics.median(rates),
         "best_examples_per_s": max(rates),
         "calls_per_window": calls,
-        "windows": repeats,
+        "windows": windows,
+        "first_call_s": one if first is None else first,
+        "call_s": examples / max(rates),
     }
 
 
@@ -78,19 +96,28 @@ def tflops(flops_per_example: float | None, rate: float) -> float | None:
 
 
 def _timed_row(
+    w: Workload,
     mode: str,
     fn: Callable[[], Any],
     n: int,
-    flops: int | None,
     amp: bool,
     compiled: bool,
     s: Settings,
 ) -> dict[str, Any]:
-    """One row of the report: ``fn`` (a batch of ``n``) timed under the settings' TF32."""
+    """One row of the report: ``fn`` (a batch of ``n``) timed under the settings' TF32, its
+    FLOPs counted on the eager fp32 configuration of the same batch and reused for the rest."""
     from bench.runner import tf32_enabled
 
     with tf32_enabled(s.tf32):
-        r = measure(fn, n, s.device, s.warmup, s.min_time, s.repeats)
+        r = measure(fn, n, s.device, s.warmup, s.min_time, s.repeats, s.budget.deadline)
+        key = (w.model, mode, n)
+        # Counting runs one more call: only when it fits the time left.
+        if key not in s.flops and not compiled and s.budget.left() > 2 * r["call_s"]:
+            s.flops[key] = count_flops(fn)
+    flops = s.flops.get(key)
+    s.budget.learn_call(w.model, mode, n, r["call_s"])
+    if compiled:
+        s.budget.learn_compile(max(0.0, r["first_call_s"] - r["call_s"]))
     r.update(
         mode=mode,
         config=config_label(amp, compiled),
@@ -100,76 +127,95 @@ def _timed_row(
         flops_per_example=None if flops is None else flops / n,
     )
     r["tflops"] = tflops(r["flops_per_example"], r["examples_per_s"])
+    s.log(f"{w.model} {mode} {r['config']} batch {n}: {r['examples_per_s']:.0f} examples/s")
     return r
 
 
-def train_rates(w: Workload, data: Any, s: Settings) -> list[dict[str, Any]]:
-    """Training examples/s of :class:`bench.runner.TrainStep` on a fixed batch, per config."""
+def row_estimate(w: Workload, mode: str, n: int, compiled: bool, s: Settings) -> float:
+    """Seconds a row is expected to take, from the calls timed so far (0 when none was)."""
+    t = s.budget.call_estimate(w.model, mode, n) or 0.0
+    cost = (s.warmup + 2) * t + s.repeats * max(s.min_time, t)
+    return cost + (s.budget.compile_estimate(s.device.type) if compiled else 0.0)
+
+
+def train_row(
+    w: Workload, data: Any, s: Settings, amp: bool, compiled: bool, n: int
+) -> dict[str, Any]:
+    """Training examples/s of :class:`bench.runner.TrainStep` on a fixed batch of ``n``."""
     import torch
 
     from bench.runner import TrainStep, make_optimizer
+    from bench.runner.compiled import fresh_compile_cache
 
-    n = s.train_batch or w.batch_size
     x = fixed_batch(data.train, n)
-    n = len(x)
     cell = w.cell(default_objective())
-    rows = []
-    flops = None
-    for amp, compiled in s.configs:
-        model = new_model(w, data, s)
-        model.train()
-        step = TrainStep(
-            model,
-            make_optimizer(cell, model),
-            build_objective(cell, 100),
-            w.grad_clip,
-            s.device,
-            amp=amp,
-            compile=s.compile_mode if compiled else None,
-            channels_last=s.channels_last,
-        )
-        gen = torch.Generator(device=s.device).manual_seed(0)
-        counter = iter(range(10**9))
+    if compiled:
+        fresh_compile_cache()  # each configuration compiles afresh: no shared recompile limit
+    model = new_model(w, data, s)
+    model.train()
+    step = TrainStep(
+        model,
+        make_optimizer(cell, model),
+        build_objective(cell, 100),
+        w.grad_clip,
+        s.device,
+        amp=amp,
+        compile=s.compile_mode if compiled else None,
+        channels_last=s.channels_last,
+    )
+    gen = torch.Generator(device=s.device).manual_seed(0)
+    counter = iter(range(10**9))
 
-        def fn(step=step, gen=gen, counter=counter) -> Any:
-            return step(x, next(counter), gen)
+    def fn() -> Any:
+        return step(x, next(counter), gen)
 
-        if flops is None and not compiled:
-            flops = count_flops(fn)
-        rows.append(_timed_row("train", fn, n, flops, amp, compiled, s))
-        s.log(f"{w.model} train {rows[-1]['config']}: {rows[-1]['examples_per_s']:.0f} examples/s")
-    return rows
+    return _timed_row(w, "train", fn, len(x), amp, compiled, s)
 
 
-def eval_rates(w: Workload, data: Any, s: Settings) -> list[dict[str, Any]]:
+def eval_row(
+    w: Workload, data: Any, s: Settings, amp: bool, compiled: bool, n: int
+) -> dict[str, Any]:
     """Evaluation examples/s of one posterior pass (encode, one z, log p(x|z)) on a fixed
-    batch, as the per-epoch validation runs it, per config."""
+    batch of ``n``, as the per-epoch validation runs it."""
     import torch
 
     from bench.contract import reparameterize
     from bench.runner import eval_log_likelihood
+    from bench.runner.compiled import fresh_compile_cache
 
-    n = s.eval_batch or min(w.eval_batch_size, s.eval_batch_cap or w.eval_batch_size)
     x = fixed_batch(data.test, n)
-    n = len(x)
-    rows = []
-    flops = None
-    for amp, compiled in s.configs:
-        model = new_model(w, data, s)
-        model.eval()
-        ll = eval_log_likelihood(model, s.device, amp, s.compile_mode if compiled else None)
-        ll = ll or model.log_likelihood
+    if compiled:
+        fresh_compile_cache()
+    model = new_model(w, data, s)
+    model.eval()
+    ll = eval_log_likelihood(model, s.device, amp, s.compile_mode if compiled else None)
+    ll = ll or model.log_likelihood
 
-        @torch.no_grad()
-        def fn(model=model, ll=ll) -> Any:
-            mu, logvar = model.encode(x)
-            return ll(x, reparameterize(mu, logvar, 1))
+    @torch.no_grad()
+    def fn() -> Any:
+        mu, logvar = model.encode(x)
+        return ll(x, reparameterize(mu, logvar, 1))
 
-        if flops is None and not compiled:
-            flops = count_flops(fn)
-        rows.append(_timed_row("eval", fn, n, flops, amp, compiled, s))
-        s.log(f"{w.model} eval {rows[-1]['config']}: {rows[-1]['examples_per_s']:.0f} examples/s")
-    return rows
+    return _timed_row(w, "eval", fn, len(x), amp, compiled, s)
+
+
+def eval_batch_size(w: Workload, s: Settings) -> int:
+    return s.eval_batch or min(w.eval_batch_size, s.eval_batch_cap or w.eval_batch_size)
+
+
+def train_rates(w: Workload, data: Any, s: Settings) -> list[dict[str, Any]]:
+    """Every training row of a workload: each batch size, each configuration."""
+    return [
+        train_row(w, data, s, amp, compiled, n)
+        for n in train_batch_sizes(w, s)
+        for amp, compiled in s.configs
+    ]
+
+
+def eval_rates(w: Workload, data: Any, s: Settings) -> list[dict[str, Any]]:
+    """Every evaluation row of a workload, one per configuration."""
+    n = eval_batch_size(w, s)
+    return [eval_row(w, data, s, amp, compiled, n) for amp, compiled in s.configs]
 
 
 def data_pipeline_rate(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
@@ -181,7 +227,7 @@ def data_pipeline_rate(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
     from bench.runner import synchronize
 
     split = without_labels(data.train)
-    n = s.train_batch or w.batch_size
+    n = train_batch_sizes(w, s)[0]
     gen = torch.Generator(device=s.device).manual_seed(0)
 
     def epoch() -> int:

@@ -140,6 +140,22 @@ def harness_overhead(w: Workload, data: Any, s: Settings, opts: Any) -> dict[str
     return _overhead_summary(w, s, n_train, rows, ops)
 
 
+# Seconds per runner run outside its training loop (validation, test metrics, record).
+RUN_FIXED_COST_S = 2.0
+OPS_COUNT_STEPS = 2 * (10 + 20)  # steps ops_per_step trains (runner and plain, 10 and 20)
+
+
+def overhead_estimate(w: Workload, data: Any, s: Settings) -> float:
+    """Seconds :func:`harness_overhead` is expected to take, from the workload's training
+    step time measured so far (0 when none was)."""
+    t = s.budget.call_estimate(w.model, "train", w.batch_size) or 0.0
+    cell = _overhead_cell(w, data, s)
+    steps = s.overhead_epochs * math.ceil(cell.budget.train_subset / w.batch_size)
+    warm = math.ceil(min(cell.budget.train_subset, 500) / w.batch_size)
+    runs = 2 * s.overhead_repeats
+    return t * (warm + runs * steps + OPS_COUNT_STEPS) + RUN_FIXED_COST_S * (runs + 2)
+
+
 def _overhead_cell(w: Workload, data: Any, s: Settings) -> Any:
     """The workload's cell for the comparison: ``overhead_examples`` per epoch, small
     validation and test subsets, a cheap evaluation."""

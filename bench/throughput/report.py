@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bench.throughput.iw import iw_speedup
 from bench.throughput.jobs import suite_jobs
-from bench.throughput.measure import data_pipeline_rate, eval_rates, train_rates
-from bench.throughput.reference import harness_overhead
+from bench.throughput.measure import (
+    data_pipeline_rate,
+    eval_batch_size,
+    eval_row,
+    row_estimate,
+    train_row,
+)
+from bench.throughput.reference import harness_overhead, overhead_estimate
 from bench.throughput.workloads import (
     Settings,
     Workload,
     config_label,
     find_workloads,
     load_workload,
+    train_batch_sizes,
 )
 
 PARTS = ("train", "eval", "data", "iw", "overhead", "jobs")
@@ -68,7 +77,8 @@ def machine_description(device: Any) -> dict[str, Any]:
 def run_all(
     s: Settings, models: list[str] | None, scale: str, parts: set[str], overhead_model: str | None
 ) -> dict[str, Any]:
-    """Every part in ``parts`` for every model's workload (``models``: all registered)."""
+    """Every part in ``parts`` for every model's workload (``models``: all registered), in the
+    order of :func:`plan`; under a time budget, parts that would not fit are left out."""
     from bench.runner import RunOptions
 
     opts = RunOptions(
@@ -80,19 +90,123 @@ def run_all(
     workloads, skipped = find_workloads(scale, models)
     report = _header(s, scale, parts, skipped)
     loaded = _load_all(workloads, opts, s, report["skipped"])
-    for w, data in loaded:
-        report["models"].append(_model_entry(w, data, s, parts))
-        if "iw" in parts:
-            report["iw_nll"].append(iw_speedup(w, data, s))
+    report["models"] = [_model_entry(w) for w, _ in loaded]
+    for part, estimate, run in plan(loaded, s, parts, report, overhead_model, opts):
+        if s.budget.allows(part, estimate()):
+            run()
+    report["budget"] = s.budget.summary()
+    return report
+
+
+Part = tuple[str, Callable[[], float], Callable[[], None]]
+
+DATA_PIPELINE_GUESS_S = 5.0
+# Seconds a smoke-sized cell takes in a --jobs comparison (start-up, training, evaluation;
+# 25 s measured on the 2-core CPU).
+JOBS_CELL_GUESS_S = {"cuda": 8.0, "cpu": 25.0}
+
+
+def plan(
+    loaded: list[tuple[Workload, Any]],
+    s: Settings,
+    parts: set[str],
+    report: dict[str, Any],
+    overhead_model: str | None,
+    opts: Any,
+) -> Iterator[Part]:
+    """The parts of a run, most informative first: each model's eager fp32 training rate, its
+    other configurations at the workload's batch, the runner against the plain loop, IW-NLL,
+    the other batch sizes, ``--jobs``, evaluation rates and the data pipeline last. Each is
+    ``(name, estimate of its seconds, run)``; estimates are taken when the part is reached."""
+    entries = {e["model"]: e for e in report["models"]}
+    batches = {w.model: train_batch_sizes(w, s) for w, _ in loaded}
+
+    def train(w: Workload, data: Any, amp: bool, compiled: bool, n: int) -> Part:
+        row = partial(train_row, w, data, s, amp, compiled, n)
+        return (
+            f"{w.model} train {config_label(amp, compiled)} batch {n}",
+            partial(row_estimate, w, "train", n, compiled, s),
+            partial(_append, entries[w.model]["results"], row),
+        )
+
+    if "train" in parts:
+        for w, data in loaded:
+            yield train(w, data, *s.configs[0], batches[w.model][0])
+        for w, data in loaded:
+            for amp, compiled in s.configs[1:]:
+                yield train(w, data, amp, compiled, batches[w.model][0])
     if "overhead" in parts and loaded:
         w, data = _overhead_workload(loaded, report["models"], overhead_model)
-        # Default speed settings for both sides: the overhead is the harness's, not a layout's.
-        report["harness_overhead"] = harness_overhead(
-            w, data, s, replace(opts, channels_last=False)
-        )
+
+        def overhead() -> None:
+            # Default speed settings for both sides: the overhead is the harness's, not a
+            # layout's.
+            report["harness_overhead"] = harness_overhead(
+                w, data, s, replace(opts, channels_last=False)
+            )
+
+        yield "harness overhead", lambda: overhead_estimate(w, data, s), overhead
+    if "iw" in parts:
+        for w, data in loaded:
+            n_configs = sum(1 for _, c in s.configs if s.iw_compile or not c)
+
+            def iw(w: Workload = w, data: Any = data) -> None:
+                result = iw_speedup(w, data, s)
+                if result is not None:
+                    report["iw_nll"].append(result)
+
+            # At least a few seconds for each of the pilot, the reference and each config.
+            yield f"{w.model} IW-NLL", lambda n=n_configs: 3.0 * (3 + n), iw
+    if "train" in parts:
+        for w, data in loaded:
+            for n in batches[w.model][1:]:
+                for amp, compiled in s.configs:
+                    yield train(w, data, amp, compiled, n)
     if "jobs" in parts and s.jobs > 1:
-        report["jobs"] = suite_jobs(s, s.jobs)
-    return report
+
+        def jobs() -> None:
+            report["jobs"] = suite_jobs(s, s.jobs)
+
+        yield f"--jobs {s.jobs} vs --jobs 1", lambda: jobs_estimate(s), jobs
+    if "eval" in parts:
+        for w, data in loaded:
+            n = eval_batch_size(w, s)
+            for amp, compiled in s.configs:
+                row = partial(eval_row, w, data, s, amp, compiled, n)
+                yield (
+                    f"{w.model} eval {config_label(amp, compiled)}",
+                    partial(row_estimate, w, "eval", n, compiled, s),
+                    partial(_append, entries[w.model]["results"], row),
+                )
+    if "data" in parts:
+        for w, data in loaded:
+
+            def pipeline(w: Workload = w, data: Any = data) -> None:
+                entry = entries[w.model]
+                pipe = data_pipeline_rate(w, data, s)
+                train_fp32 = _fp32_train_rates([entry]).get(w.model)
+                if train_fp32:
+                    pipe["headroom_vs_training"] = pipe["examples_per_s"] / train_fp32
+                entry["data_pipeline"] = pipe
+
+            yield f"{w.model} data pipeline", lambda: DATA_PIPELINE_GUESS_S, pipeline
+
+
+def jobs_estimate(s: Settings) -> float:
+    """Seconds of the ``--jobs`` part: the suite scale once alone, once ``s.jobs`` at a time."""
+    from bench import plugins
+    from bench.runner import select_cells
+
+    suites = plugins.registries().suites
+    if s.jobs_suite not in suites:
+        return 0.0  # the part itself reports the missing suite
+    _, cells = select_cells(suites.get(s.jobs_suite), s.jobs_scale)
+    per_cell = JOBS_CELL_GUESS_S.get(s.device.type, JOBS_CELL_GUESS_S["cpu"])
+    return len(cells) * per_cell * (1 + 1 / s.jobs)
+
+
+def _append(rows: list[dict[str, Any]], row: Callable[[], dict[str, Any]]) -> None:
+    rows.append(row())
 
 
 def _header(
@@ -114,6 +228,8 @@ def _header(
             "windows": s.repeats,
             "iw_samples": s.iw_samples,
             "parts": sorted(parts),
+            "budget_s": s.budget.seconds,
+            "synthetic_data": s.synthetic_data,
             **s.extra,
         },
         "models": [],
@@ -125,22 +241,30 @@ def _header(
 def _load_all(
     workloads: list[Workload], opts: Any, s: Settings, skipped: list[dict[str, str]]
 ) -> list[tuple[Workload, Any]]:
-    """Each workload with its data; those whose data cannot be loaded go to ``skipped``."""
+    """Each workload with its data. A missing data set is an error, unless stand-ins were
+    asked for (``--synthetic-data``); then a workload none of whose candidates loads goes to
+    ``skipped``."""
     from bench.errors import DataError
 
     loaded: list[tuple[Workload, Any]] = []
     for w in workloads:
         try:
-            loaded.append(load_workload(w, opts))
+            used, data = load_workload(w, opts, stand_ins=s.synthetic_data)
         except DataError as exc:
+            if not s.synthetic_data:
+                raise
             skipped.append({"model": w.model, "reason": str(exc)})
             s.log(f"{w.model}: skipped ({exc})")
+            continue
+        if used.dataset != w.dataset:
+            s.log(f"{w.model}: {w.dataset} is missing; measured on {used.dataset} instead")
+        loaded.append((used, data))
     return loaded
 
 
-def _model_entry(w: Workload, data: Any, s: Settings, parts: set[str]) -> dict[str, Any]:
-    """The train, eval and data-pipeline parts for one workload."""
-    entry: dict[str, Any] = {
+def _model_entry(w: Workload) -> dict[str, Any]:
+    """A workload's entry; the train and eval rows and the data pipeline are added to it."""
+    return {
         "model": w.model,
         "dataset": w.dataset,
         "kind": w.kind,
@@ -148,17 +272,6 @@ def _model_entry(w: Workload, data: Any, s: Settings, parts: set[str]) -> dict[s
         "model_params": w.model_params,
         "results": [],
     }
-    if "train" in parts:
-        entry["results"] += train_rates(w, data, s)
-    if "eval" in parts:
-        entry["results"] += eval_rates(w, data, s)
-    if "data" in parts:
-        pipe = data_pipeline_rate(w, data, s)
-        train_fp32 = _fp32_train_rates([entry]).get(w.model)
-        if train_fp32:
-            pipe["headroom_vs_training"] = pipe["examples_per_s"] / train_fp32
-        entry["data_pipeline"] = pipe
-    return entry
 
 
 def _fp32_train_rates(entries: list[dict[str, Any]]) -> dict[str, float]:
@@ -197,6 +310,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         )
     if "harness_overhead" in report:
         lines += _overhead_lines(report["harness_overhead"])
+    budget = report.get("budget") or {}
+    if budget.get("seconds") is not None:
+        left_out = [p["part"] for p in budget["left_out"]]
+        lines.append(
+            f"budget {budget['seconds']:.0f}s: spent {budget['spent_s']:.0f}s"
+            + (f"; left out: {', '.join(left_out)}" if left_out else "; nothing left out")
+        )
     if "jobs" in report:
         j = report["jobs"]
         n = max(j["runs"], key=int)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from bench.throughput.budget import TimeBudget
 
 COLLAPSE_SUITE = "collapse"
 
@@ -132,19 +135,22 @@ def _from_defaults(model: str, same_kind: list[str]) -> Workload:
     )
 
 
-def load_workload(w: Workload, opts: Any) -> tuple[Workload, Any]:
-    """Load the first candidate data set that is available; returns the workload naming it."""
+def load_workload(w: Workload, opts: Any, stand_ins: bool = True) -> tuple[Workload, Any]:
+    """Load the workload's data set; with ``stand_ins``, else the first other candidate (a
+    registered data set of the same kind, e.g. one that needs no files) that loads. Returns
+    the workload naming the data set used."""
     from bench.errors import DataError
     from bench.runner import load_data
 
     errors = []
-    for i, name in enumerate(w.datasets):
+    for i, name in enumerate(w.datasets if stand_ins else w.datasets[:1]):
         cand = replace(w, datasets=[name], dataset_params=w.dataset_params if i == 0 else {})
         try:
             return cand, load_data(cand.cell(default_objective()), opts)
         except DataError as exc:
             errors.append(f"{name}: {exc}")
-    raise DataError(f"no data set for {w.model} could be loaded: " + "; ".join(errors))
+    hint = "" if stand_ins else " (--synthetic-data measures it on a stand-in data set instead)"
+    raise DataError(f"no data set for {w.model} could be loaded: " + "; ".join(errors) + hint)
 
 
 def default_objective() -> str:
@@ -178,11 +184,44 @@ def new_model(w: Workload, data: Any, s: Settings) -> Any:
     return model
 
 
-def fixed_batch(split: Any, n: int) -> Any:
-    """The first ``n`` examples of a split as one batch (fixed: same pixels every call)."""
-    for x, _ in split.batches(min(n, len(split))):
-        return x
+def middle_batch(split: Any, size: int) -> tuple[int, Any]:
+    """The middle batch of ``size`` in the split's unshuffled batching, and its first index.
+
+    For text, which is batched by length, that is sentences of the median length rather than
+    the shortest ones a first batch would hold."""
+    size = max(1, min(size, len(split)))
+    middle = (len(split) // size) // 2
+    for i, (x, _) in enumerate(split.batches(size)):
+        if i == middle:
+            return middle * size, x
     raise ValueError("empty split")
+
+
+def fixed_batch(split: Any, n: int) -> Any:
+    """``n`` examples of a split as one batch, fixed (same pixels every call): the middle
+    batch, so text is timed on median-length sentences (see :func:`middle_batch`)."""
+    return middle_batch(split, n)[1]
+
+
+LARGE_BATCH_FACTOR = 4  # "large": the power of two at least this many times the workload's
+
+
+def train_batch_sizes(w: Workload, s: Settings) -> list[int]:
+    """The batch sizes a workload is trained at: ``--train-batch``, else each entry of
+    ``s.train_batches`` (a number, "workload" for its own, "large" for a GPU-sized one)."""
+    if s.train_batch:
+        return [s.train_batch]
+    out = []
+    for b in s.train_batches:
+        if b == "workload":
+            n = w.batch_size
+        elif b == "large":
+            n = 1 << math.ceil(math.log2(LARGE_BATCH_FACTOR * w.batch_size))
+        else:
+            n = int(b)
+        if n not in out:
+            out.append(n)
+    return out
 
 
 def config_label(amp: bool, compiled: bool) -> str:
@@ -201,7 +240,8 @@ class Settings:
     warmup: int = 3
     min_time: float = 0.5
     repeats: int = 3
-    train_batch: int | None = None  # None: the workload's batch size
+    train_batch: int | None = None  # one batch size for every model (None: train_batches)
+    train_batches: tuple[int | str, ...] = ("workload",)  # see train_batch_sizes
     eval_batch: int | None = None
     eval_batch_cap: int | None = None  # on the CPU: keep slow models' calls to about a second
     iw_samples: int = 500
@@ -215,5 +255,9 @@ class Settings:
     jobs_suite: str = COLLAPSE_SUITE
     jobs_scale: str = "smoke"
     data_dir: Path | None = None
+    synthetic_data: bool = False  # stand-in data sets when a workload's own is missing
+    budget: TimeBudget = field(default_factory=TimeBudget)
+    iw_compile: bool = True  # also time IW-NLL with the compiled configurations
+    flops: dict[tuple[str, str, int], int | None] = field(default_factory=dict)  # per batch
     log: Callable[[str], None] = lambda msg: None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -303,6 +303,8 @@ def spawn_workers(
     n: int, argv: list[str], storage_url: str | None, log: Log, threads: int | None = None
 ) -> int:
     """N local worker processes running ``bench tune argv``; returns the worst exit code."""
+    from bench.estimators import DEVICE_SHARE_ENV
+
     env = dict(os.environ)
     if storage_url:
         env[STORAGE_ENV] = storage_url  # through the environment: never on a command line
@@ -310,6 +312,7 @@ def spawn_workers(
         env["OMP_NUM_THREADS"] = str(threads)
     else:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    env[DEVICE_SHARE_ENV] = str(n)  # each worker's evaluation takes 1/n of the GPU's memory
     command = [sys.executable, "-m", "bench.cli", "tune", *argv, "--workers", "1"]
     procs = [subprocess.Popen([*command, "--worker-index", str(i)], env=env) for i in range(n)]
     log(f"started {n} workers (pids {', '.join(str(p.pid) for p in procs)})")

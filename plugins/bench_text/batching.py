@@ -58,6 +58,7 @@ class TextSplit:
     lengths: Tensor
     pad_id: int = 0
     labels: Tensor | None = None
+    width_multiple: int = 1  # batch widths are rounded up to a multiple of this
 
     def __post_init__(self) -> None:
         # Batch planning (sorting, trimming) happens on the host so drawing a batch needs no
@@ -74,11 +75,21 @@ class TextSplit:
 
     def to(self, device: torch.device | str) -> TextSplit:
         labels = None if self.labels is None else self.labels.to(device)
-        return TextSplit(self.ids.to(device), self.lengths.to(device), self.pad_id, labels)
+        return TextSplit(
+            self.ids.to(device), self.lengths.to(device), self.pad_id, labels, self.width_multiple
+        )
 
     def subset(self, n: int) -> TextSplit:
         labels = None if self.labels is None else self.labels[:n]
-        return TextSplit(self.ids[:n], self.lengths[:n], self.pad_id, labels)
+        return TextSplit(self.ids[:n], self.lengths[:n], self.pad_id, labels, self.width_multiple)
+
+    def padded_to(self, multiple: int) -> TextSplit:
+        """The same split with every batch padded to a width that is a multiple of
+        ``multiple``: CUDA graphs record one graph per batch shape, and sentence lengths would
+        otherwise give one per length. Padding is masked, so losses are unchanged."""
+        extra = -self.ids.shape[1] % multiple
+        ids = torch.nn.functional.pad(self.ids, (0, extra), value=self.pad_id)
+        return TextSplit(ids, self.lengths, self.pad_id, self.labels, multiple)
 
     def _order(self, shuffle: bool, generator: torch.Generator | None) -> Tensor:
         """Length-sorted example order on the host; ties broken at random when shuffling."""
@@ -101,6 +112,7 @@ class TextSplit:
         for b in batch_order:
             idx_cpu = chunks[b]
             width = int(self._lengths_cpu[idx_cpu].max())
+            width += -width % self.width_multiple
             idx = idx_cpu.to(self.ids.device, non_blocking=True)
             batch = TokenBatch(self.ids[idx, :width], self.lengths[idx], self.pad_id)
             yield batch, (None if self.labels is None else self.labels[idx])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from bench import LatentVariableModel
 from bench.likelihoods import categorical_log_likelihood
@@ -22,6 +23,27 @@ LOGIT_BUDGET = 2**25
 LOGIT_BUDGET_CUDA = 2**28
 
 
+def run_lstm(rnn: nn.LSTM, inputs: Tensor, state: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """``rnn(inputs, state)``'s outputs; under autocast in bf16 or fp32, never in fp16.
+
+    cuDNN's autocast rule for RNNs casts to fp16 whatever autocast's dtype, and the harness
+    trains without a gradient scaler; on the CPU, oneDNN rejects the LSTM under autocast. So
+    under autocast the LSTM runs outside it, in bf16 when that is the autocast dtype and in
+    fp32 otherwise, with its weights cast for the call (gradients still reach the fp32
+    weights), as autocast itself would cast them.
+    """
+    device = inputs.device.type
+    if not torch.is_autocast_enabled(device):
+        return rnn(inputs, state)[0]
+    dtype = torch.get_autocast_dtype(device)
+    if dtype != torch.bfloat16:
+        dtype = torch.float32
+    with torch.autocast(device, enabled=False):
+        weights = {name: p.to(dtype) for name, p in rnn.named_parameters()}
+        cast_state = None if state is None else tuple(s.to(dtype) for s in state)
+        return functional_call(rnn, weights, (inputs.to(dtype), cast_state))[0]
+
+
 class LSTMEncoder(nn.Module):
     def __init__(
         self, vocab: int, emb: int, hidden: int, layers: int, latent_dim: int, pad_id: int
@@ -32,7 +54,7 @@ class LSTMEncoder(nn.Module):
         self.head = nn.Linear(hidden, 2 * latent_dim)
 
     def forward(self, x: TokenBatch) -> tuple[Tensor, Tensor]:
-        out, _ = self.rnn(self.embed(x.ids))  # [B, L, H]
+        out = run_lstm(self.rnn, self.embed(x.ids))  # [B, L, H]
         # The state after </s>: later (padding) steps cannot affect it in a forward LSTM.
         last = (x.lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1])
         mu, logvar = self.head(out.gather(1, last).squeeze(1)).chunk(2, dim=-1)
@@ -94,7 +116,7 @@ class LSTMDecoder(nn.Module):
         for i, rnn in enumerate(self.rnns):
             inp = torch.cat([h, zs], dim=-1) if i == 0 or self.skip else h
             state = (h0[i : i + 1].contiguous(), torch.zeros_like(h0[i : i + 1]))
-            h, _ = rnn(inp, state)
+            h = run_lstm(rnn, inp, state)
         return self.project(self.drop(h), z)
 
 
