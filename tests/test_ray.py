@@ -175,6 +175,7 @@ def test_without_a_shared_folder_the_task_returns_its_files(
         "work_root": str(work_root),
         "data_dir": None,
         "speed": {},
+        "keep_checkpoints": False,
         "threads": 1,
     }
     ray.init(address=c.address)
