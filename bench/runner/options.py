@@ -161,28 +161,21 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _tf32_backends() -> dict[str, Any]:
-    """The backends whose fp32 math may use TF32 on CUDA, by the name records give them."""
-    cudnn = torch.backends.cudnn
-    return {
-        "matmul": torch.backends.cuda.matmul,
-        "cudnn_conv": getattr(cudnn, "conv", None),
-        "cudnn_rnn": getattr(cudnn, "rnn", None),
-    }
-
-
 def tf32_flags() -> dict[str, bool]:
-    """Whether each backend may run fp32 math in TF32 right now (what a record states)."""
-    backends = _tf32_backends()
-    if all(hasattr(b, "fp32_precision") for b in backends.values()):
-        return {name: b.fp32_precision == "tf32" for name, b in backends.items()}
-    # torch < 2.9: one legacy flag for matmuls and one for every cuDNN op.
-    cudnn = bool(torch.backends.cudnn.allow_tf32)
-    return {
-        "matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-        "cudnn_conv": cudnn,
-        "cudnn_rnn": cudnn,
+    """Whether matmuls, cuDNN convolutions and cuDNN RNNs may run fp32 math in TF32 right now
+    (what a record states). Since torch 2.9 each has an ``fp32_precision`` ("tf32", "ieee", or
+    "none": follow the legacy ``allow_tf32`` flag)."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    backends = {
+        "matmul": (matmul, lambda: matmul.allow_tf32),
+        "cudnn_conv": (getattr(cudnn, "conv", None), lambda: cudnn.allow_tf32),
+        "cudnn_rnn": (getattr(cudnn, "rnn", None), lambda: cudnn.allow_tf32),
     }
+    out = {}
+    for name, (backend, legacy) in backends.items():
+        precision = getattr(backend, "fp32_precision", "none")
+        out[name] = bool(legacy()) if precision == "none" else precision == "tf32"
+    return out
 
 
 @contextlib.contextmanager
@@ -190,27 +183,19 @@ def tf32_enabled(enabled: bool) -> Iterator[None]:
     """TF32 on (``enabled``) or true fp32 for matmuls, cuDNN convolutions and cuDNN RNNs inside
     the block; the previous flags come back afterwards. The flags do nothing on the CPU.
 
-    Off must be set explicitly: since torch 2.9 cuDNN convolutions and RNNs default to TF32.
-    Only the ``fp32_precision`` API is used where it exists, since torch refuses to read flags
-    set through a mix of it and the legacy ``allow_tf32``.
+    Off must be set explicitly: cuDNN's ``allow_tf32`` defaults to on (torch >= 2.9 shows it as
+    ``fp32_precision == "tf32"`` for convolutions and RNNs). The legacy ``allow_tf32`` setters
+    are used, not the ``fp32_precision`` ones: torch's own ``cudnn.flags()`` context (used
+    inside torch and by plugins) reads the legacy flag, and refuses to once the new API has set
+    "ieee"; the legacy setters keep both views consistent.
     """
-    backends = _tf32_backends()
-    if all(hasattr(b, "fp32_precision") for b in backends.values()):
-        before = {name: b.fp32_precision for name, b in backends.items()}
-        for b in backends.values():
-            b.fp32_precision = "tf32" if enabled else "ieee"
-        try:
-            yield
-        finally:
-            for name, b in backends.items():
-                b.fp32_precision = before[name]
-        return
-    legacy = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (cuda.allow_tf32, cudnn.allow_tf32)
+    cuda.allow_tf32 = cudnn.allow_tf32 = enabled
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = legacy
+        cuda.allow_tf32, cudnn.allow_tf32 = before
 
 
 CUBLAS_WORKSPACE = ":4096:8"  # the setting cuBLAS needs for reproducible results
