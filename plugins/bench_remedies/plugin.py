@@ -3,6 +3,8 @@ side under the same estimators (docs/remedies.md cites each paper and reference 
 
 from __future__ import annotations
 
+from bench_text.plugin import REFERENCE_TEXT_BUDGET
+
 from bench import Budget, EvalSettings, Group, ObjectiveSpec, Param, Suite, hookimpl
 from bench_remedies import methods as m
 from bench_remedies import objectives as o
@@ -235,17 +237,8 @@ def register_suite_groups(register):
             eval=EvalSettings(iw_samples=5, batch_size=100),
         ),
     )
-    text_paper = Budget(
-        epochs=30,
-        batch_size=32,
-        optimizer="sgd",
-        lr=1.0,
-        grad_clip=5.0,
-        lr_decay=0.5,
-        lr_decay_after=15,
-        lr_decay_patience=1,
-        max_decays=5,
-    )
+    # The paper's text protocol, as the collapse suite's reference rows run it.
+    text_paper = REFERENCE_TEXT_BUDGET
     for name, dataset in (("lstm-ptb", "ptb"), ("lstm-yahoo", "yahoo-valid-train")):
         register(
             REMEDIES,
