@@ -31,3 +31,15 @@ def real_data_dir() -> Path | None:
     """The data folder CI points at, if it holds real files."""
     candidate = Path(os.environ.get("BENCH_DATA_DIR", SHARED_DATA))
     return candidate if (candidate / "mnist").is_dir() else None
+
+
+@pytest.fixture(autouse=True)
+def _keep_data_dir_env():
+    """`bench run --data-dir` exports BENCH_DATA_DIR for plugins; in-process CLI tests must not
+    leak it into later tests."""
+    before = os.environ.get("BENCH_DATA_DIR")
+    yield
+    if before is None:
+        os.environ.pop("BENCH_DATA_DIR", None)
+    else:
+        os.environ["BENCH_DATA_DIR"] = before

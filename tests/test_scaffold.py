@@ -145,6 +145,6 @@ def test_tutorial_runs_as_written(tmp_path):
     board = (tmp_path / "leaderboards" / "mymodels.md").read_text()
     for model in ("mymodels-vae", "mlp-vae"):
         for objective in ("elbo", "mymodels-beta"):
-            assert f"| mymodels-squares | {model} | {objective} | 1 |" in board
+            assert f"| mymodels-squares | {model} | {objective} | 1 † |" in board  # one seed: †
     records = sorted((tmp_path / "results" / "mymodels" / "custom").glob("*/record.json"))
     assert len(records) == 4 and all('"mymodels_bpd"' in r.read_text() for r in records)

@@ -153,7 +153,7 @@ def test_measure_takes_fewer_windows_rather_than_overrun_a_deadline():
 
 
 @pytest.mark.slow
-def test_budget_leaves_out_what_does_not_fit(fresh_plugins, workdir):
+def test_budget_leaves_out_what_does_not_fit(fresh_plugins, workdir, monkeypatch):
     from bench.throughput.budget import TimeBudget
 
     budget = TimeBudget(seconds=100.0)
@@ -164,6 +164,8 @@ def test_budget_leaves_out_what_does_not_fit(fresh_plugins, workdir):
     assert budget.call_estimate("m", "train", 100) == pytest.approx(0.4)
     assert budget.call_estimate("other", "train", 100) is None
 
+    # The command's clock starts with its process; here that is pytest's, minutes old.
+    monkeypatch.setattr("bench.throughput.command.process_age", lambda: 0.0)
     out = workdir / "tp.json"
     main(["throughput", *TINY, "--parts", "train,jobs", "--jobs", "2", "--budget-s", "200",
           "--out", str(out)])  # fmt: skip
