@@ -51,19 +51,65 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
 
-    def check(self, value: Any, where: str) -> None:
-        """Raise :class:`~bench.errors.ConfigError` if ``value`` is outside the validity
-        bounds (None always passes: it means "not set" for optional parameters)."""
+    def value_type(self) -> type | None:
+        """The type values must have: the default's; for a ``None`` default, the choices'
+        or an int when the search range is integral (``step=1``); None: any type."""
+        if self.default is not None:
+            return type(self.default)
+        if self.choices:
+            kinds = {type(c) for c in self.choices if c is not None}
+            return kinds.pop() if len(kinds) == 1 else None
+        if self.step is not None and float(self.step).is_integer():
+            ends = [v for v in (self.low, self.high) if v is not None]
+            if ends and all(isinstance(v, int) and not isinstance(v, bool) for v in ends):
+                return int
+        return None
+
+    def check(self, value: Any, where: str) -> Any:
+        """``value`` if it is valid, else a one-line :class:`~bench.errors.ConfigError`
+        starting with ``where``: its type must be :meth:`value_type` (an ``int`` parameter
+        refuses ``8.5`` and ``"eight"``, a ``bool`` one refuses ``1``; an int passes for a float
+        parameter and comes back a float), then the validity bounds and the choices. None
+        always passes: it means "not set" for optional parameters."""
         from bench.errors import ConfigError
 
-        if value is None or (self.minimum is None and self.maximum is None):
-            return
+        if value is None:
+            return None
+        kind = self.value_type()
+        if kind is not None:
+            value = _coerce(value, kind, where)
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(repr(c) for c in self.choices)
+            raise ConfigError(f"{where}: {value!r} is not one of {allowed}")
+        if self.minimum is None and self.maximum is None:
+            return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         if self.minimum is not None and value < self.minimum:
             raise ConfigError(f"{where}: must be >= {self.minimum:g}, got {value!r}")
         if self.maximum is not None and value > self.maximum:
             raise ConfigError(f"{where}: must be <= {self.maximum:g}, got {value!r}")
+        return value
+
+
+def _coerce(value: Any, kind: type, where: str) -> Any:
+    from bench.errors import ConfigError
+
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = number and isinstance(value, int)
+    elif kind is float:
+        ok = number
+        value = float(value) if ok else value
+    elif kind in (list, tuple):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    return value
 
 
 def int_param(
@@ -299,8 +345,9 @@ class ReporterSpec:
 def resolve_params(
     spec_params: Mapping[str, Param], given: Mapping[str, Any], what: str
 ) -> dict[str, Any]:
-    """Defaults overlaid with ``given``; an unknown key, or a value outside a parameter's
-    validity bounds, is a ConfigError naming it."""
+    """Defaults overlaid with ``given``; an unknown key, or a value of the wrong type or
+    outside a parameter's validity bounds or choices (:meth:`Param.check`), is a ConfigError
+    naming it."""
     from bench.errors import ConfigError
     from bench.registry import suggest
 
@@ -308,6 +355,5 @@ def resolve_params(
     for key, value in given.items():
         if key not in spec_params:
             raise ConfigError(f"{what}: unknown parameter {key!r}{suggest(key, spec_params)}")
-        spec_params[key].check(value, f"{what}: {key}")
-        out[key] = value
+        out[key] = spec_params[key].check(value, f"{what}: {key}")
     return out

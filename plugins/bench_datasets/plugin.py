@@ -45,6 +45,7 @@ def register_datasets(register):
                     100,
                     5000,
                     step=1,
+                    minimum=1,
                     help="validation images carved from the training drawers",
                 ),
                 "labels": Param(

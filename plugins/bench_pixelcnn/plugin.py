@@ -30,18 +30,22 @@ CPU = "pixelcnn-cpu"
 GRIDS_ENV = "BENCH_PIXELCNN_GRIDS"  # "0" turns the per-run grids off
 
 PARAMS = {
-    "latent_dim": Param(20, 2, 64, step=1, help="latent dimensions"),
-    "layers": Param(8, 1, 16, step=1, help="gated PixelCNN layers"),
-    "channels": Param(32, 8, 128, log=True, step=1, help="channels per layer"),
+    "latent_dim": Param(20, 2, 64, step=1, minimum=1, help="latent dimensions"),
+    "layers": Param(8, 1, 16, step=1, minimum=1, help="gated PixelCNN layers"),
+    "channels": Param(32, 8, 128, log=True, step=1, minimum=1, help="channels per layer"),
     "kernel": Param(3, choices=(3, 5, 7, 9), help="kernel size of every layer"),
     "kernels": Param(
         None,
         help="per-layer kernel sizes (overrides kernel; one per layer), "
         "e.g. [9,9,9,7,7,7,5,5,5,3,3,3] with layers=12 (the SA-VAE decoder)",
     ),
-    "z_channels": Param(1, 1, 8, step=1, help="channels of the HxW map z is projected to"),
-    "enc_channels": Param(64, 16, 128, log=True, step=1, help="encoder channels"),
-    "enc_blocks": Param(3, 1, 4, step=1, help="encoder residual blocks (each halves H, W)"),
+    "z_channels": Param(
+        1, 1, 8, step=1, minimum=1, help="channels of the HxW map z is projected to"
+    ),
+    "enc_channels": Param(64, 16, 128, log=True, step=1, minimum=1, help="encoder channels"),
+    "enc_blocks": Param(
+        3, 1, 4, step=1, minimum=1, help="encoder residual blocks (each halves H, W)"
+    ),
 }
 
 PAPER_EVAL = EvalSettings(iw_samples=500, batch_size=500)

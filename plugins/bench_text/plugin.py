@@ -19,26 +19,39 @@ from bench_text.metrics import PPL_CONVENTION, ppl, ppl_bound
 from bench_text.reference import ReferenceLSTMVAE
 
 TEXT_PARAMS = {
-    "max_len": Param(None, 1, 1000, step=1, help="drop examples with more words than this"),
-    "max_vocab": Param(
-        None, 100, 100000, step=1, help="keep the most frequent words (with specials)"
+    "max_len": Param(
+        None, 1, 1000, step=1, minimum=1, help="drop examples with more words than this"
     ),
-    "min_freq": Param(1, 1, 100, step=1, help="minimum training count for a word to get an id"),
+    "max_vocab": Param(
+        None,
+        100,
+        100000,
+        step=1,
+        minimum=5,
+        help="keep the most frequent words (with specials)",
+    ),
+    "min_freq": Param(
+        1, 1, 100, step=1, minimum=1, help="minimum training count for a word to get an id"
+    ),
 }
 YAHOO_PARAMS = {
     **TEXT_PARAMS,
-    "max_len": Param(200, 1, 1000, step=1, help=TEXT_PARAMS["max_len"].help),
+    "max_len": Param(200, 1, 1000, step=1, minimum=1, help=TEXT_PARAMS["max_len"].help),
 }
 
 # The paper code's defaults (Kim et al. 2018's text VAE, which the skip-VAE code builds on).
 LSTM_PARAMS = {
-    "latent_dim": Param(32, 2, 128, step=1, help="latent dimensions"),
-    "emb_dim": Param(512, 16, 1024, log=True, step=1, help="word embedding size"),
-    "hidden": Param(1024, 16, 2048, log=True, step=1, help="LSTM hidden units"),
-    "enc_layers": Param(1, 1, 3, step=1, help="encoder LSTM layers"),
-    "dec_layers": Param(1, 1, 3, step=1, help="decoder LSTM layers"),
-    "dec_dropout": Param(0.5, 0.0, 0.8, help="dropout on decoder inputs and outputs"),
-    "init_range": Param(0.1, 0.0, 0.5, help="uniform(-r, r) initialisation; 0 keeps torch's"),
+    "latent_dim": Param(32, 2, 128, step=1, minimum=1, help="latent dimensions"),
+    "emb_dim": Param(512, 16, 1024, log=True, step=1, minimum=1, help="word embedding size"),
+    "hidden": Param(1024, 16, 2048, log=True, step=1, minimum=1, help="LSTM hidden units"),
+    "enc_layers": Param(1, 1, 3, step=1, minimum=1, help="encoder LSTM layers"),
+    "dec_layers": Param(1, 1, 3, step=1, minimum=1, help="decoder LSTM layers"),
+    "dec_dropout": Param(
+        0.5, 0.0, 0.8, minimum=0.0, maximum=1.0, help="dropout on decoder inputs and outputs"
+    ),
+    "init_range": Param(
+        0.1, 0.0, 0.5, minimum=0.0, help="uniform(-r, r) initialisation; 0 keeps torch's"
+    ),
 }
 VAES = ("lstm-vae", "lstm-skip-vae")
 REFERENCE_VAES = ("lstm-vae-ref", "lstm-skip-vae-ref")
@@ -76,7 +89,9 @@ def register_datasets(register):
             sizes="9,000 / 1,000 / 10,000; vocab 16,494",
             params={
                 **YAHOO_PARAMS,
-                "holdout": Param(1000, 100, 5000, step=1, help="valid.txt docs held out"),
+                "holdout": Param(
+                    1000, 100, 5000, step=1, minimum=1, help="valid.txt docs held out"
+                ),
             },
         )
     )
@@ -88,10 +103,10 @@ def register_datasets(register):
             kind="text",
             sizes="600 / 150 / 150; vocab 60",
             params={
-                "train": Param(600, 50, 100000, step=1),
-                "valid": Param(150, 10, 10000, step=1),
-                "test": Param(150, 10, 10000, step=1),
-                "seed": Param(0),
+                "train": Param(600, 50, 100000, step=1, minimum=1),
+                "valid": Param(150, 10, 10000, step=1, minimum=1),
+                "test": Param(150, 10, 10000, step=1, minimum=1),
+                "seed": Param(0, minimum=0),
             },
         )
     )
