@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from bench.records import results_root
 from bench.runner import RunOptions, resolve_device, run_suite, select_cells, validate_cells
 from bench.runner.ray import ray_options, ray_placement
 from bench.selection import apply_overrides, filter_options
-from bench.suites import get_suite, remember_suite
+from bench.suites import Suite, get_suite, remember_suite
 
 console = Console(stderr=True, log_path=False)
 
@@ -40,6 +41,7 @@ def cli() -> None:
 @click.option("--resume", is_flag=True, help="continue a killed suite; finished runs are kept")
 @click.option("--overwrite", is_flag=True, help="discard earlier results of this suite and scale")
 @click.option("--quiet", is_flag=True, help="no progress bar or per-epoch lines")
+@click.option("--fail-fast", is_flag=True, help="stop at the first run that fails")
 @click.option(
     "--jobs",
     default=None,
@@ -100,6 +102,7 @@ def run(
     resume,
     overwrite,
     quiet,
+    fail_fast,
     jobs,
     amp,
     fp32_eval,
@@ -118,7 +121,11 @@ def run(
     cell_filter,
 ) -> None:
     """Train and evaluate every cell of a suite (or those -k and the filters select), then
-    write its leaderboard."""
+    write its leaderboard.
+
+    Exit code 0 when every run finished, 1 when any failed or diverged, 2 on bad input
+    (nothing trains), 130 when interrupted (`--resume` continues).
+    """
     import torch
 
     from bench.console import RunConsole, listing
@@ -167,24 +174,50 @@ def run(
         threads=threads,
         devices=device_list,
         ray=place,
+        fail_fast=fail_fast,
     )
+    board_dir = lb.leaderboard_dir(leaderboard_dir)
     show.header(suite.name, scale, cells, opts)
     remember_suite(suite, opts.results_dir)
-    with show:
-        scale, records = run_suite(suite, scale, opts, overwrite=overwrite, cells=cells)
+    try:
+        with show:
+            scale, records = run_suite(
+                suite,
+                scale,
+                opts,
+                overwrite=overwrite,
+                cells=cells,
+                outputs=[(board_dir, "leaderboard folder")],
+            )
+    except KeyboardInterrupt:
+        _board_of_finished_runs(opts.results_dir, suite, scale, board_dir)
+        raise
     # Cells trained in other processes (--jobs, --ray) did not tell the plots where they ran.
     plots.remember_results_dir(opts.results_dir)
     records_all = lb.load_records(opts.results_dir, suite.name, scale)
     board = lb.build(records_all, suite.name, scale, suite.columns)
-    paths = lb.write(board, lb.leaderboard_dir(leaderboard_dir))
-    show.summary(board, records)
-    failed = sum(r["status"] != "finished" for r in records)
+    paths = lb.write(board, board_dir)
+    show.summary(board, records)  # its last table names each run that did not finish
+    unfinished = [r for r in records if r["status"] != "finished"]
     click.echo(
-        f"{len(records)} runs ({failed} not finished) of {suite.name}/{scale} on "
+        f"{len(records)} runs ({len(unfinished)} not finished) of {suite.name}/{scale} on "
         f"{'Ray' if place else ', '.join(map(str, device_list or [opts.device]))}"
         f"{f' ({jobs} jobs)' if jobs > 1 else ''} in {time.time() - t0:.1f}s; "
         "leaderboard: " + next((p for p in paths if p.endswith(".md")), ", ".join(paths))
     )
+    if unfinished:
+        click.echo(f"exit code 1: {len(unfinished)} of {len(records)} runs did not finish")
+        sys.exit(1)
+
+
+def _board_of_finished_runs(results_dir: Path, suite: Suite, scale: str, out: Path) -> None:
+    """After Ctrl-C: the leaderboard of the runs that did finish, if any (best effort)."""
+    try:
+        records = lb.load_records(results_dir, suite.name, scale, warn=lambda msg: None)
+        if any(r["status"] == "finished" for r in records):
+            lb.write(lb.build(records, suite.name, scale, suite.columns), out)
+    except Exception:  # nothing more to save; the interrupt message follows
+        pass
 
 
 @cli.command(name="leaderboard")
@@ -300,21 +333,45 @@ def show_cmd(kind: str, name: str) -> None:
 
 @cli.command(name="plugins")
 def plugins_cmd() -> None:
-    """List loaded plugins, their distributions and the hooks they implement."""
+    """List plugins, their distributions, the hooks they implement and whether they work;
+    exit code 1 if any failed to load or to register its items."""
     table = Table()
-    for col in ("plugin", "distribution", "hooks"):
+    for col in ("plugin", "distribution", "hooks", "status"):
         table.add_column(col, overflow="fold")
-    for row in plugins.plugin_info():
-        table.add_row(row["name"], row["distribution"], ", ".join(row["hooks"]))
+    rows = plugins.plugin_info()
+    for row in rows:
+        status = row["status"]
+        shown = f"[red]{status}[/red]" if status.startswith("failed") else status
+        table.add_row(row["name"], row["distribution"], ", ".join(row["hooks"]), shown)
     Console(width=200).print(table)
+    failed = [r["name"] for r in rows if r["status"].startswith("failed")]
+    if failed:
+        click.echo(f"{len(failed)} plugin(s) failed: {', '.join(failed)}", err=True)
+        sys.exit(1)
+
+
+def interrupted_message(argv: list[str]) -> str:
+    """What continues an interrupted command: ``bench run`` again with ``--resume``."""
+    if argv[:1] == ["run"]:
+        args = [a for a in argv if a != "--overwrite"]
+        if "--resume" not in args:
+            args.append("--resume")
+        return f"interrupted: bench {shlex.join(args)} continues"
+    if argv[:1] == ["tune"]:
+        return f"interrupted: the same command (bench {shlex.join(argv)}) continues"
+    return "interrupted"
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         plugins.call_each("register_commands", cli=cli)
-        cli.main(args=argv, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        cli.main(args=args, standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C (and a stray EOFError) into Abort; tell them apart.
+        if isinstance(exc.__cause__, EOFError):
+            raise exc.__cause__ from None
+        click.echo(interrupted_message(args), err=True)
         sys.exit(130)
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
@@ -323,10 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo(
-            "interrupted; `bench run ... --resume` or the same `bench tune` command continues",
-            err=True,
-        )
+        click.echo(interrupted_message(args), err=True)
         sys.exit(130)
 
 

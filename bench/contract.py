@@ -79,3 +79,61 @@ def reparameterize(
     shape = (n_samples, *mu.shape)
     eps = torch.randn(shape, device=mu.device, dtype=mu.dtype, generator=generator)
     return mu + eps * torch.exp(0.5 * logvar)
+
+
+def _shape(t: Any) -> str:
+    return f"[{', '.join(str(n) for n in t.shape)}]" if isinstance(t, Tensor) else type(t).__name__
+
+
+def check_contract(model: LatentVariableModel, x: Any, where: str) -> None:
+    """Put one batch through ``encode`` and ``log_likelihood`` with K=2 and check the shapes
+    and that every value is finite; :class:`~bench.errors.ContractError` naming ``where``
+    (the model, its plugin and distribution) and the expected and actual shapes otherwise.
+
+    Runs in eval mode without gradients, with its own noise generator: the global random
+    state, and so every result, is the same with or without the check.
+    """
+    from bench.errors import ContractError
+
+    def fail(what: str) -> ContractError:
+        return ContractError(f"{where} breaks the model contract: {what}")
+
+    batch = len(x)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            try:
+                out = model.encode(x)
+            except Exception as exc:
+                raise fail(f"encode(x) raised {type(exc).__name__}: {exc}") from exc
+            if not (isinstance(out, tuple | list) and len(out) == 2):
+                raise fail(f"encode(x) returned {type(out).__name__}, expected (mu, logvar)")
+            mu, logvar = out
+            dims = getattr(model, "latent_dim", None)
+            if not isinstance(mu, Tensor) or mu.dim() != 2 or mu.shape[0] != batch:
+                raise fail(f"encode(x) gave mu {_shape(mu)}, expected [{batch}, D]")
+            expected = [batch, dims if isinstance(dims, int) else mu.shape[1]]
+            for name, t in (("mu", mu), ("logvar", logvar)):
+                if not isinstance(t, Tensor) or list(t.shape) != expected:
+                    shown = ", ".join(str(n) for n in expected)
+                    raise fail(f"encode(x) gave {name} {_shape(t)}, expected [{shown}]")
+                if not torch.isfinite(t).all():
+                    raise fail(f"encode(x) gave non-finite values in {name}")
+            gen = torch.Generator(device=mu.device).manual_seed(0)
+            eps = torch.randn((2, *mu.shape), generator=gen, device=mu.device, dtype=mu.dtype)
+            z = mu + eps * torch.exp(0.5 * logvar)
+            try:
+                ll = model.log_likelihood(x, z)
+            except Exception as exc:
+                raise fail(
+                    f"log_likelihood(x, z {_shape(z)}) raised {type(exc).__name__}: {exc}"
+                ) from exc
+            if not isinstance(ll, Tensor) or list(ll.shape) != [2, batch]:
+                raise fail(
+                    f"log_likelihood(x, z {_shape(z)}) returned {_shape(ll)}, expected [2, {batch}]"
+                )
+            if not torch.isfinite(ll).all():
+                raise fail(f"log_likelihood(x, z {_shape(z)}) returned non-finite values")
+    finally:
+        model.train(was_training)

@@ -40,8 +40,28 @@ def cache_dir() -> Path:
     return path
 
 
+def source_identity(path: Path) -> str:
+    """What keys a cache derived from ``path``: its resolved path, size and modification
+    time, so a cache is never used for another folder's file or a file replaced in place."""
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def offline() -> bool:
+    """``BENCH_OFFLINE=1``: loaders never try the network (missing data is an error at once)."""
     return os.environ.get(OFFLINE_ENV, "").lower() in {"1", "true", "yes"}
+
+
+def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """One quick TCP connection attempt: whether a download from ``host`` is worth trying
+    (without one, download libraries retry for tens of seconds)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 class Split(Protocol):

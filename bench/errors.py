@@ -1,6 +1,13 @@
 """Exceptions. Anything derived from BenchError is the user's to fix: the CLI prints one line
 and exits with code 2 instead of a traceback."""
 
+import sys
+
+
+def print_warning(msg: str) -> None:
+    """One warning line on stderr (shown even with ``--quiet``)."""
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
 
 class BenchError(Exception):
     """A user-facing error: bad input, missing data, unknown name."""
@@ -20,6 +27,14 @@ class PluginError(BenchError):
 
 class UnknownNameError(BenchError):
     """A registry lookup missed; the message carries did-you-mean suggestions."""
+
+
+class ContractError(BenchError):
+    """A model does not keep the model contract (shapes, finite values) on a real batch."""
+
+
+class FailFast(Exception):
+    """``--fail-fast``: a run failed, so the suite stops (the message is its run id)."""
 
 
 class StopRun(Exception):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,8 @@ from typing import Any
 import polars as pl
 
 from bench import plugins
-from bench.errors import BenchError, ConfigError
-from bench.records import RECORD_FILE
+from bench.errors import BenchError, ConfigError, print_warning
+from bench.records import RECORD_FILE, DamagedRecord, read_record
 from bench.registry import suggest
 from bench.suites import SETTING_PARTS, fingerprint, resolved_settings
 
@@ -102,11 +102,23 @@ class Leaderboard:
         return list(dict.fromkeys(self.table["dataset"].to_list()))
 
 
-def load_records(results_dir: Path, suite: str, scale: str) -> list[dict[str, Any]]:
+def load_records(
+    results_dir: Path, suite: str, scale: str, warn: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """Every run record of a suite and scale; a damaged record is skipped and named through
+    ``warn`` (default: a line on stderr). ``bench run --resume`` re-runs such runs."""
     folder = results_dir / suite / scale
     if not folder.is_dir():
         raise BenchError(f"no results for suite {suite!r} at scale {scale!r} in {folder}")
-    return [json.loads(p.read_text()) for p in sorted(folder.glob(f"*/{RECORD_FILE}"))]
+    records = []
+    for path in sorted(folder.glob(f"*/{RECORD_FILE}")):
+        try:
+            records.append(read_record(path))
+        except DamagedRecord as exc:
+            (warn or print_warning)(
+                f"skipped {exc}; `bench run ... --resume` trains that run again"
+            )
+    return records
 
 
 # ---- columns --------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ process has seen (runs that ended here, ``remember_results_dir``), ``BENCH_RESUL
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.hookspecs import hookimpl
 from bench.leaderboard import CEILING, OUT_OF, ROW_KEY, Column, Leaderboard, record_key, row_label
-from bench.records import RECORD_FILE, results_root
+from bench.records import RECORD_FILE, atomic_write, read_epoch_log, read_record, results_root
 from bench.specs import ReporterSpec
 
 if TYPE_CHECKING:
@@ -53,8 +52,8 @@ def remember_run_dirs(suite: str, scale: str, dirs: Iterable[Path]) -> None:
 
 def _read_record(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((run_dir / RECORD_FILE).read_text())
-    except (OSError, ValueError):
+        return read_record(run_dir / RECORD_FILE)
+    except (OSError, ValueError):  # missing or damaged (DamagedRecord is a ValueError)
         return None
 
 
@@ -316,8 +315,7 @@ def _draw_au(fig: Figure, board: Leaderboard) -> None:
 
 
 def _epoch_log(run_dir: Path) -> list[dict[str, Any]]:
-    lines = (run_dir / "epochs.jsonl").read_text().splitlines()
-    return [json.loads(ln) for ln in lines if ln.strip()]
+    return read_epoch_log(run_dir / "epochs.jsonl")
 
 
 def _epoch_ticks(ax: Axes, epochs: int) -> None:
@@ -388,12 +386,14 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[str]:
     paths = []
     for fmt in FORMATS:
         path = out_dir / f"{stem}.{fmt}"
-        tmp = out_dir / f".{stem}.{fmt}.tmp"
         # No dates and fixed ids: re-plotting the same board gives the same SVG bytes.
         metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-        with matplotlib.rc_context({"svg.hashsalt": "collapse-bench"}):
-            fig.savefig(tmp, format=fmt, dpi=120, metadata=metadata)
-        tmp.replace(path)
+
+        def save(tmp: Path, fmt: str = fmt, metadata: dict = metadata) -> None:
+            with matplotlib.rc_context({"svg.hashsalt": "collapse-bench"}):
+                fig.savefig(tmp, format=fmt, dpi=120, metadata=metadata)
+
+        atomic_write(path, save)
         paths.append(str(path))
         # The layout is settled by the first save; the other formats reuse it (half the time).
         fig.set_layout_engine("none")

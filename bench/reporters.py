@@ -15,7 +15,7 @@ import polars as pl
 
 from bench.hookspecs import hookimpl
 from bench.leaderboard import OUT_OF, Column, Leaderboard
-from bench.records import atomic_write_text
+from bench.records import atomic_write, atomic_write_text
 from bench.specs import ReporterSpec
 
 TEXT_COLUMNS_BEFORE = [("tuning", "Tuning budget")]
@@ -175,9 +175,7 @@ def _write_parquet(board: Leaderboard, out_dir: Path) -> list[str]:
     paths = _targets(board, out_dir, ".parquet")
     frame = _frame(board)
     for p in paths:
-        tmp = p.with_name(f".{p.name}.tmp")
-        frame.write_parquet(tmp)
-        tmp.replace(p)
+        atomic_write(p, frame.write_parquet)
     return [str(p) for p in paths]
 
 

@@ -282,14 +282,17 @@ class MetricValue:
 
     Attributes:
         value: a number (leaderboards average it over seeds), a list of numbers (recorded,
-            never a column), or None when the metric does not apply (shown blank).
+            never a column), or None when the metric does not apply (shown blank) or raised.
         settings: every setting the value depends on (K, N, thresholds, the estimator's
             name), JSON-serialisable; recorded beside the value and printed in leaderboard
             headers.
+        error: set by the runner when the metric raised: type, message, plugin and
+            distribution (the run goes on without it).
     """
 
-    value: float | list[float]
+    value: float | list[float] | None
     settings: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,73 @@ def resolved_settings(cell: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+# ---- checks ------------------------------------------------------------------------------
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _optional(rule: tuple[str, Any]) -> tuple[str, Any]:
+    text, ok = rule
+    return f"{text} or unset", lambda v: v is None or ok(v)
+
+
+_AT_LEAST_1 = (">= 1 (an integer)", lambda v: _int(v) and v >= 1)
+_POSITIVE = ("> 0 (a number)", lambda v: _num(v) and v > 0)
+# What each Budget and EvalSettings field may hold; checked before anything is created.
+BUDGET_RULES: dict[str, tuple[str, Any]] = {
+    "epochs": _AT_LEAST_1,
+    "batch_size": _AT_LEAST_1,
+    "optimizer": ('"adam" or "sgd"', lambda v: v in ("adam", "sgd")),
+    "lr": _POSITIVE,
+    "grad_clip": (">= 0 (0: off) or unset", lambda v: v is None or (_num(v) and v >= 0)),
+    "patience": _optional(_AT_LEAST_1),
+    "lr_decay": _optional(("in (0, 1]", lambda v: _num(v) and 0 < v <= 1)),
+    "lr_decay_after": (">= 0 (an integer)", lambda v: _int(v) and v >= 0),
+    "lr_decay_patience": _AT_LEAST_1,
+    "max_decays": (">= 0 (an integer)", lambda v: _int(v) and v >= 0),
+    "train_subset": _optional(_AT_LEAST_1),
+    "valid_subset": _optional(_AT_LEAST_1),
+    "test_subset": _optional(_AT_LEAST_1),
+}
+EVAL_RULES: dict[str, tuple[str, Any]] = {
+    "iw_samples": _AT_LEAST_1,
+    "au_threshold": (">= 0 (a number)", lambda v: _num(v) and v >= 0),
+    "mi_samples": _AT_LEAST_1,
+    "batch_size": _AT_LEAST_1,
+    "probe_train_size": _AT_LEAST_1,
+}
+
+
+def check_group(group: Group, where: str) -> None:
+    """A group's budget and eval values, and that its parameter tables name only items in
+    the group; one-line ConfigError naming the key."""
+    for section, obj, rules in (
+        ("budget", group.budget, BUDGET_RULES),
+        ("eval", group.eval, EVAL_RULES),
+    ):
+        for name, (text, ok) in rules.items():
+            value = getattr(obj, name)
+            if not ok(value):
+                raise ConfigError(f"{where}: {section}.{name}: must be {text}, got {value!r}")
+    for key, members, what in (
+        ("dataset_params", group.datasets, "datasets"),
+        ("model_params", group.models, "models"),
+        ("objective_params", group.objectives, "objectives"),
+    ):
+        for name in getattr(group, key):
+            if name not in members:
+                raise ConfigError(
+                    f"{where}: {key}.{name}: {name!r} is not in the group's {what} "
+                    f"({', '.join(members) or 'none'}){suggest(name, members)}"
+                )
+
+
 def expand(suite: str, scale: str, groups: list[Group]) -> list[Cell]:
     cells = []
     for g in groups:
@@ -266,9 +334,7 @@ def load_suite_file(path: Path) -> Suite:
         raise ConfigError(f"{path}: needs at least one [[group]] table")
     groups = [_build(Group, g, f"{path}: group[{i}]") for i, g in enumerate(groups_raw)]
     for i, g in enumerate(groups):
-        for budget_key in ("epochs", "batch_size"):
-            if getattr(g.budget, budget_key) < 1:
-                raise ConfigError(f"{path}: group[{i}].budget.{budget_key}: must be >= 1")
+        check_group(g, f"{path}: group[{i}]")
     columns = data.get("columns", [])
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise ConfigError(f"{path}: columns: expected a list of metric names")

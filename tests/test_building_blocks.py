@@ -142,7 +142,7 @@ def test_param_bounds_are_checked_when_parameters_resolve():
     assert resolve_params(params, {"latent_dim": 1, "free": -9}, "m")["latent_dim"] == 1
     with pytest.raises(ConfigError, match=r"model 'x': latent_dim: must be >= 1, got 0"):
         resolve_params(params, {"latent_dim": 0}, "model 'x'")
-    with pytest.raises(ConfigError, match="expected a number"):
+    with pytest.raises(ConfigError, match="expected float, got 'big'"):
         resolve_params(params, {"lam": "big"}, "o")
     assert resolve_params(params, {"lam": None}, "o")["lam"] is None
 

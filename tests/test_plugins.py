@@ -120,7 +120,7 @@ def test_broken_third_party_plugin_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "plugin 'broken' from broken-dist 0.1.0 failed to load" in lines[0]
+    assert "plugin 'broken' (broken-dist 0.1.0) failed to load" in lines[0]
     assert "ModuleNotFoundError" in lines[0]
     # ...and disabling it by name gets the harness working again.
     ok = run_bench(["ls", "models"], site, tmp_path, BENCH_DISABLE_PLUGINS="broken")

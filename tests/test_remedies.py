@@ -47,7 +47,8 @@ def suite_of(objectives, epochs=2, objective_params=None) -> Suite:
         tuple(objectives),
         metrics=("neg_elbo", "kl", "au"),
         model_params=TINY,
-        objective_params=objective_params or {},
+        # Parameters only for the group's own objectives (others are an error).
+        objective_params={k: v for k, v in (objective_params or {}).items() if k in objectives},
         budget=Budget(epochs=epochs, batch_size=100, train_subset=300),
         eval=EvalSettings(iw_samples=2, batch_size=300),
     )

@@ -34,7 +34,7 @@ from bench.runner.options import (
     tf32_enabled,
 )
 from bench.runner.step import DivergedError, FiniteCheck, TrainStep, eval_log_likelihood
-from bench.runner.suite import run_suite, select_cells, validate_cells
+from bench.runner.suite import kept_record, run_suite, select_cells, validate_cells
 
 __all__ = [
     "COMPILE_MODES",
@@ -53,6 +53,7 @@ __all__ = [
     "eval_log_likelihood",
     "evaluate",
     "load_data",
+    "kept_record",
     "make_optimizer",
     "metric_names",
     "resolve_device",

@@ -16,6 +16,7 @@ from bench.contract import LatentVariableModel
 from bench.data import DataSplits, Split, channels_last_split, data_dir, without_labels
 from bench.errors import ConfigError
 from bench.evaluation import EvalContext, mean_neg_elbo
+from bench.runner import failures
 from bench.runner.options import RunOptions
 from bench.specs import MetricValue, resolve_params
 from bench.suites import Cell
@@ -112,12 +113,14 @@ def evaluate(
     log_likelihood: Callable[[Any, Tensor], Tensor] | None = None,
     select: bool = False,
     progress: Callable[[str, int, int | None], None] | None = None,
+    on_error: Callable[[str, Exception], None] | None = None,
 ) -> dict[str, MetricValue]:
     """Compute metrics on ``split``; ``log_likelihood`` may replace the model's (autocast or
     compiled, see :func:`eval_log_likelihood`). ``select`` adds the selection score under
     ``SELECTION_METRIC`` when the names leave it out, from the posterior pass the metrics share
     (no extra pass over the split). ``progress(metric, done, total)`` hears which metric runs,
-    and its batches where the context reports them."""
+    and its batches where the context reports them. A metric that raises gets a value of None
+    and its error (``on_error(name, exc)`` sees the exception); the others still run."""
     regs = plugins.registries()
     model.eval()
     ctx = EvalContext(
@@ -137,8 +140,23 @@ def evaluate(
         if progress is not None:
             progress(name, 0, None)
             ctx.progress = lambda done, total, name=name: progress(name, done, total)
-        out[name] = spec.compute(ctx)
-    if select and SELECTION_METRIC not in out:
+        try:
+            out[name] = spec.compute(ctx)
+        except Exception as exc:
+            culprit, _ = failures.blame(exc)
+            if culprit is not None and culprit != spec.plugin:
+                raise  # another plugin's code (the model's) failed: the run fails, not the metric
+            if on_error is not None:
+                on_error(name, exc)
+            message = (str(exc).strip() or repr(exc)).splitlines()[0][:500]
+            error = {
+                "type": type(exc).__name__,
+                "message": message,
+                "plugin": spec.plugin,
+                "distribution": spec.distribution,
+            }
+            out[name] = MetricValue(None, {}, error)
+    if select and (SELECTION_METRIC not in out or out[SELECTION_METRIC].value is None):
         p = ctx.posterior
         out[SELECTION_METRIC] = MetricValue(
             mean_neg_elbo(p), {"z_samples": 1, "n": len(p.mu), "computed": "for selection"}

@@ -20,19 +20,24 @@ import torch
 from torch import Tensor
 
 from bench import plugins
-from bench.errors import StopRun
+from bench.errors import BenchError, PluginError, StopRun
 from bench.methods import Method, MethodStep, TrainingBudget, assemble, build_objective
 from bench.records import (
     RECORD_FILE,
     SCHEMA_VERSION,
     atomic_torch_save,
+    atomic_write_text,
     device_name,
     git_commit,
     machine_info,
     package_versions,
+    previous_path,
+    read_epoch_log,
+    set_aside,
     write_record,
 )
 from bench.runner import cell as parts
+from bench.runner import failures
 from bench.runner.compiled import compile_seconds, fresh_compile_cache
 from bench.runner.options import (
     RunOptions,
@@ -76,12 +81,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def truncate_log(path: Path, keep_epochs: int) -> None:
-    """Drop log lines past the checkpoint we resume from (they will be produced again)."""
+    """Drop log lines past the checkpoint we resume from (they will be produced again), and
+    a last line cut off by a kill."""
     if not path.exists():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["epoch"] < keep_epochs]
-    path.write_text("".join(ln + "\n" for ln in kept))
+    kept = [e for e in read_epoch_log(path) if e["epoch"] < keep_epochs]
+    atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in kept))
 
 
 def fresh_state() -> dict[str, Any]:
@@ -118,6 +123,7 @@ class CellTraining:
         self.task: Any = None
         self.compiling = compile_kwargs(opts.compile) is not None
         self.epoch_compile_s = 0.0
+        self.failed_metrics: set[str] = set()
 
     # ---- set-up and resume -------------------------------------------------------------------
 
@@ -177,12 +183,7 @@ class CellTraining:
 
     def resume(self) -> None:
         """Continue from this cell's checkpoint, or clear what an earlier attempt left."""
-        ckpt = None
-        if self.opts.resume and self.ckpt_path.exists():
-            # Onto the CPU: RNG states must be CPU tensors, and Adam's step counters stay on
-            # the host (on the GPU each would cost a sync per step); load_state_dict moves the
-            # weights and the optimizer's moments to the parameters' device.
-            ckpt = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = self.load_checkpoint() if self.opts.resume else None
         if ckpt is not None and ckpt.get("cell") == self.cell.as_dict():
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -195,6 +196,39 @@ class CellTraining:
             self.log_path.unlink(missing_ok=True)
             self.best_path.unlink(missing_ok=True)
         truncate_log(self.log_path, self.state["epoch"])
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The newest checkpoint that loads: ``checkpoint.pt``, else the one it replaced. A
+        damaged file is set aside as ``*.corrupt`` with one warning line; None (no checkpoint
+        that loads, or best-epoch weights that do not) means training from scratch."""
+        paths = [p for p in (self.ckpt_path, previous_path(self.ckpt_path)) if p.exists()]
+        for i, path in enumerate(paths):
+            try:
+                # Onto the CPU: RNG states must be CPU tensors, and Adam's step counters stay
+                # on the host (on the GPU each would cost a sync per step); load_state_dict
+                # moves the weights and the optimizer's moments to the parameters' device.
+                ckpt = torch.load(path, map_location="cpu", weights_only=False)
+                if not isinstance(ckpt, dict) or not {"model", "optimizer", "state"} <= set(ckpt):
+                    raise ValueError("not a checkpoint")
+            except Exception as exc:
+                then = "resuming from the previous one" if i + 1 < len(paths) else "from scratch"
+                self._damaged(path, exc, then)
+                continue
+            if ckpt["state"].get("best_epoch", -1) >= 0:
+                # The best epoch's weights are what the run evaluates at the end.
+                try:
+                    torch.load(self.best_path, map_location="cpu", weights_only=True)
+                except Exception as exc:
+                    self._damaged(self.best_path, exc, "training from scratch")
+                    return None
+            return ckpt
+        return None
+
+    def _damaged(self, path: Path, exc: Exception, then: str) -> None:
+        kept = f", kept as {set_aside(path).name}" if path.exists() else ""
+        self.opts.warn(
+            f"{self.cell.run_id}: {path.name} does not load ({type(exc).__name__}){kept}; {then}"
+        )
 
     # ---- epochs ------------------------------------------------------------------------------
 
@@ -297,6 +331,7 @@ class CellTraining:
             self.per_epoch,
             log_likelihood=self.eval_ll,
             select=True,
+            on_error=self.metric_failed,
         )
         score = float(val[parts.SELECTION_METRIC].value)
         self.entry: dict[str, Any] = {
@@ -382,6 +417,7 @@ class CellTraining:
                 "method": None if self.method is None else self.method.state_dict(),
             },
             self.ckpt_path,
+            keep_previous=True,
         )
 
     # ---- the record --------------------------------------------------------------------------
@@ -409,6 +445,7 @@ class CellTraining:
                     labelled=self.test.labels is not None,
                     log_likelihood=self.eval_ll,
                     progress=None if task is None else self._eval_progress(task),
+                    on_error=self.metric_failed,
                 )
             finally:
                 if task is not None:
@@ -417,8 +454,9 @@ class CellTraining:
         record = self.record(status, reason, metrics, eval_time)
         write_record(self.run_dir / RECORD_FILE, record)
         if status == "finished" and not self.opts.keep_checkpoints:
-            # best.pt holds the evaluated weights; the resume checkpoint is no longer needed.
+            # best.pt holds the evaluated weights; the resume checkpoints are no longer needed.
             self.ckpt_path.unlink(missing_ok=True)
+            previous_path(self.ckpt_path).unlink(missing_ok=True)
         plugins.call_each(
             "on_run_end", cell=self.cell, record=record, model=self.model, run_dir=self.run_dir
         )
@@ -436,6 +474,42 @@ class CellTraining:
             )
 
         return show
+
+    def metric_failed(self, name: str, exc: Exception) -> None:
+        """A metric raised: its traceback goes to ``error.log``, one warning per metric."""
+        failures.write_traceback(self.run_dir, exc, f"metric {name!r}")
+        if name not in self.failed_metrics:
+            self.failed_metrics.add(name)
+            self.opts.warn(
+                f"{self.cell.run_id}: metric {name!r} raised {type(exc).__name__}: {exc}; "
+                f"recorded without a value (traceback in {self.run_dir / failures.ERROR_LOG})"
+            )
+
+    def fail(self, exc: Exception) -> dict[str, Any]:
+        """The run raised: a record with status ``failed`` and the error, the traceback in
+        ``error.log``; the suite goes on."""
+        error = failures.describe(exc)
+        failures.write_traceback(self.run_dir, exc, f"run {self.cell.run_id}")
+        reason = failures.reason_text(error)
+        self.opts.warn(
+            f"{self.cell.run_id}: failed: {reason}; traceback in "
+            f"{self.run_dir / failures.ERROR_LOG}"
+        )
+        record = self.record("failed", reason, {}, 0.0)
+        record["error"] = error
+        write_record(self.run_dir / RECORD_FILE, record)
+        if hasattr(self, "model"):
+            try:
+                plugins.call_each(
+                    "on_run_end",
+                    cell=self.cell,
+                    record=record,
+                    model=self.model,
+                    run_dir=self.run_dir,
+                )
+            except Exception as hook_exc:  # the record stands; the hook's error is logged
+                failures.write_traceback(self.run_dir, hook_exc, "on_run_end after the failure")
+        return record
 
     def record(
         self, status: str, reason: str | None, metrics: dict[str, MetricValue], eval_time: float
@@ -457,6 +531,7 @@ class CellTraining:
                     "value": v.value,
                     "settings": v.settings,
                     "direction": regs.metrics.get(k).direction,
+                    **({"error": v.error} if v.error else {}),
                 }
                 for k, v in metrics.items()
             },
@@ -481,23 +556,36 @@ class CellTraining:
             "machine": machine_info(),
             "packages": package_versions(),
             "git_commit": git_commit(),
+            # A run that failed while setting up has no data yet.
             "split_sizes": {
-                "train": len(self.train),
-                "valid": len(self.valid),
-                "test": len(self.test),
+                k: len(getattr(self, k)) for k in ("train", "valid", "test") if hasattr(self, k)
             },
-            "data_notes": self.data.notes,
-            "method_state": None if self.method is None else self.method.state_dict(),
+            "data_notes": self.data.notes if hasattr(self, "data") else None,
+            "method_state": (
+                None if getattr(self, "method", None) is None else self.method.state_dict()
+            ),
         }
 
 
 def train_cell(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any]:
-    """Train one cell to completion (or failure) and return its record (also written)."""
+    """Train one cell to completion (or failure) and return its record (also written).
+
+    An exception from the cell's code (a plugin's model, objective, data loader or hook)
+    ends this cell with status ``failed`` (see :meth:`CellTraining.fail`); a user error
+    (:class:`~bench.errors.BenchError` other than a plugin's) and Ctrl-C stop the suite.
+    """
     if compile_kwargs(opts.compile) is not None:
         fresh_compile_cache()  # this cell's compilations start from an empty cache
     images = plugins.registries().datasets.get(cell.dataset).kind == "image"
     with device_flags(opts, fixed_shapes=images):
         run = CellTraining(cell, run_dir, opts)
-        run.set_up()
-        status, reason = run.run()
-        return run.finish(status, reason)
+        try:
+            run.set_up()
+            status, reason = run.run()
+            return run.finish(status, reason)
+        except BenchError as exc:
+            if not isinstance(exc, PluginError):
+                raise
+            return run.fail(exc)
+        except Exception as exc:
+            return run.fail(exc)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from bench.data import DataSplits
-from bench.errors import ConfigError
+from bench.errors import ConfigError, print_warning
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # The inductor mode that is the same as each CUDA-graph mode without the graphs.
@@ -72,6 +72,8 @@ class RunOptions:
     resume: bool = False
     progress: Any = None  # a rich Progress, or None
     log: Callable[[str], None] = lambda msg: None
+    warn: Callable[[str], None] = print_warning  # shown even with --quiet
+    fail_fast: bool = False  # run_suite: stop at the first run that does not finish
     data_cache: dict[tuple[str, str], DataSplits] = field(default_factory=dict)
     # Speed options, all off by default so results stay fp32 and bit-reproducible.
     amp: bool = False  # bf16 autocast in training (and evaluation, unless amp_eval is False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,14 @@ from typing import Any
 import torch
 
 from bench import plugins
-from bench.errors import ConfigError
+from bench.errors import ConfigError, FailFast
 from bench.estimators import DEVICE_SHARE_ENV
-from bench.runner.loop import train_cell
+from bench.runner.loop import CellTraining, train_cell
 from bench.runner.options import RunOptions, speed_options, use_device
 from bench.suites import Cell
 
 _WORKER_OPTS: RunOptions | None = None
+WATCH_INTERVAL_S = 0.5  # how often a worker checks that the parent process is still alive
 
 
 def _in_process_plugins(cells: list[Cell]) -> list[str]:
@@ -51,8 +54,26 @@ def _worker_threads(opts: RunOptions) -> int:
     return max(1, cores // opts.jobs)
 
 
+def _exit_with(parent_pid: int) -> None:
+    """End this worker when the ``bench`` process that started it is gone (``kill -9`` gives
+    it no chance to stop its workers)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_INTERVAL_S)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _worker_init(settings: dict[str, Any], queue: Any, started: Any) -> None:
     global _WORKER_OPTS
+    _exit_with(settings.pop("parent_pid"))
     torch.set_num_threads(settings.pop("threads"))
     with started.get_lock():  # the n-th worker takes the n-th device, round the list
         n = started.value
@@ -62,9 +83,13 @@ def _worker_init(settings: dict[str, Any], queue: Any, started: Any) -> None:
     # Evaluation sizes its memory by how many processes share the device.
     os.environ[DEVICE_SHARE_ENV] = str(settings.pop("device_share"))
     use_device(settings["device"])  # cuda:N: events and streams must not land on device 0
-    _WORKER_OPTS = RunOptions(log=queue.put, **settings)
+    _WORKER_OPTS = RunOptions(
+        log=lambda msg: queue.put(("log", msg)),
+        warn=lambda msg: queue.put(("warn", msg)),
+        **settings,
+    )
     if len(devices) > 1:
-        queue.put(f"worker {n + 1} trains on {settings['device']}")
+        _WORKER_OPTS.log(f"worker {n + 1} trains on {settings['device']}")
 
 
 def _worker_train(cell: Cell, run_dir: str) -> dict[str, Any]:
@@ -113,6 +138,7 @@ def run_parallel(
     results equal those of ``--jobs 1``.
     """
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     local = _in_process_plugins([c for _, c, _ in todo])
     if local:
@@ -131,6 +157,7 @@ def run_parallel(
         **speed_options(opts),
         "keep_checkpoints": opts.keep_checkpoints,
         "threads": _worker_threads(opts),
+        "parent_pid": os.getpid(),
     }
     n_workers = min(opts.jobs, len(todo))
     settings["device_share"] = math.ceil(n_workers / len(settings["devices"]))
@@ -142,11 +169,12 @@ def run_parallel(
     def drain() -> None:
         while True:
             try:
-                msg = queue.get_nowait()
+                kind, msg = queue.get_nowait()
             except Exception:  # queue.Empty; the name differs between queue implementations
                 return
-            opts.log(msg)
+            (opts.warn if kind == "warn" else opts.log)(msg)
 
+    run_dirs = {i: run_dir for i, _, run_dir in todo}
     pool = ProcessPoolExecutor(
         n_workers,
         mp_context=ctx,
@@ -165,10 +193,18 @@ def run_parallel(
             drain()
             for fut in done:
                 i, cell = futures[fut]
-                record = fut.result()  # a worker's exception is raised here, as with --jobs 1
+                try:
+                    # A cell's own failure comes back as a record; a user error is raised here
+                    # as with --jobs 1.
+                    record = fut.result()
+                except BrokenProcessPool as exc:
+                    # A worker died outright (killed, out of memory, a crash in native code).
+                    record = CellTraining(cell, run_dirs[i], opts).fail(exc)
                 opts.log(f"{cell.run_id}: {record['status']} in {record['wall_time_s']:.1f}s")
                 opts.on_cell("end", cell, record)
                 yield i, record
+                if opts.fail_fast and record["status"] == "failed":
+                    raise FailFast(cell.run_id)
     except BaseException:
         # Fail as fast as --jobs 1 would: stop the workers we started instead of waiting for
         # their current cells (their checkpoints let --resume continue them).

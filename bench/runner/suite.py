@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import plugins
-from bench.errors import BenchError, ConfigError
-from bench.records import RECORD_FILE, read_record
+from bench.errors import BenchError, ConfigError, FailFast
+from bench.locks import results_lock
+from bench.records import RECORD_FILE, DamagedRecord, read_record, set_aside
 from bench.runner.loop import train_cell
 from bench.runner.options import RunOptions, check_options
+from bench.runner.preflight import check_cells, check_writable
 from bench.specs import resolve_params
-from bench.suites import Cell, Suite, expand
+from bench.suites import Cell, Suite, check_group, expand
 
 
 def select_cells(suite: Suite, scale: str | None) -> tuple[str, list[Cell]]:
@@ -25,7 +28,20 @@ def select_cells(suite: Suite, scale: str | None) -> tuple[str, list[Cell]]:
     groups = suite.groups.get(scale, [])
     if not groups:
         raise ConfigError(f"suite {suite.name!r} has no cells at scale {scale!r}")
-    return scale, expand(suite.name, scale, groups)
+    for g in groups:
+        check_group(g, f"suite {suite.name!r} ({scale}), group {g.name!r}")
+    cells = expand(suite.name, scale, groups)
+    if not cells:
+        empty = [
+            f"group {g.name!r} has no {what}"
+            for g in groups
+            for what in ("datasets", "models", "objectives", "seeds")
+            if not getattr(g, what)
+        ]
+        raise ConfigError(
+            f"suite {suite.name!r} has no cells at scale {scale!r}: {'; '.join(empty)}"
+        )
+    return scale, cells
 
 
 def validate_cells(cells: Iterable[Cell]) -> None:
@@ -47,62 +63,131 @@ def validate_cells(cells: Iterable[Cell]) -> None:
         resolve_params(obj.params, c.objective_params, f"objective {c.objective!r}")
 
 
+def _holds_results(run_dir: Path) -> bool:
+    """A run folder that an earlier run wrote to (not one a failed start left empty)."""
+    return any((run_dir / name).exists() for name in (RECORD_FILE, "checkpoint.pt", "epochs.jsonl"))
+
+
+def kept_record(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any] | None:
+    """With --resume: the record to keep for ``cell``, or None to train it (again). A record
+    that does not parse is set aside as ``record.json.corrupt``; one whose run crashed
+    (it holds an ``error``) or whose configuration changed is trained again."""
+    record_path = run_dir / RECORD_FILE
+    if not record_path.exists():
+        return None
+    try:
+        previous = read_record(record_path)
+    except DamagedRecord as exc:
+        kept = set_aside(record_path)
+        opts.warn(f"{exc}; kept as {kept.name}, the run is trained again")
+        return None
+    if previous.get("cell") != json.loads(json.dumps(cell.as_dict())):
+        opts.log(f"{cell.run_id}: configuration changed since the last run; training again")
+    elif previous.get("error"):
+        opts.log(f"{cell.run_id}: failed last time ({previous.get('reason')}); training again")
+    else:
+        opts.log(f"{cell.run_id}: already {previous.get('status')}, skipped")
+        return previous
+    record_path.unlink()
+    return None
+
+
 def run_suite(
     suite: Suite,
     scale: str | None,
     opts: RunOptions,
     overwrite: bool = False,
     cells: list[Cell] | None = None,
+    outputs: Sequence[tuple[Path, str]] = (),
 ) -> tuple[str, list[dict[str, Any]]]:
     """Run every cell of a suite at a scale (or the given ``cells`` of it, filtered or
     overridden); returns the scale and the records produced.
 
-    With ``opts.jobs > 1`` up to that many cells train at once, each in its own process on
-    ``opts.device`` (see :mod:`bench.runner.parallel`); with ``opts.ray`` each cell is a Ray
-    task (see :mod:`bench.runner.ray`). Records come back in cell order either way.
+    Before anything is created, every name and value is checked; then the results folder
+    and ``outputs`` (``(folder, what)`` pairs the caller writes afterwards) must be
+    writable. The results folder is locked for the whole run (:mod:`bench.locks`); every
+    data set is loaded and every model checked against the contract before any training.
+    A cell that raises ends with status ``failed`` and the others go on, unless
+    ``opts.fail_fast``. With ``opts.jobs > 1`` up to that many cells train at once, each in
+    its own process on ``opts.device`` (see :mod:`bench.runner.parallel`); with ``opts.ray``
+    each cell is a Ray task (see :mod:`bench.runner.ray`). Records come back in cell order
+    either way.
     """
     if cells is None:
         scale, cells = select_cells(suite, scale)
     else:
         scale = scale or suite.default_scale
     validate_cells(cells)
+    check_options(opts)
     suite_dir = opts.results_dir / suite.name / scale
-    existing = [c for c in cells if (suite_dir / c.run_id).exists()]
+    check_writable(suite_dir, "results folder")
+    for folder, what in outputs:
+        check_writable(folder, what)
+    with contextlib.ExitStack() as stack:
+        # A folder in use is refused at once; a new one is created (and locked) only once the
+        # data and models have passed their checks, so a failed start leaves nothing behind.
+        locked = suite_dir.exists()
+        if locked:
+            stack.enter_context(results_lock(suite_dir))
+        todo, records = _plan(cells, suite, scale, suite_dir, opts, overwrite)
+        if opts.ray is None:  # on Ray the data may live on the workers only
+            check_cells([c for _, c, _ in todo], opts)
+        if not locked:
+            # Another run may have created the folder meanwhile: lock, then plan again.
+            stack.enter_context(results_lock(suite_dir))
+            todo, records = _plan(cells, suite, scale, suite_dir, opts, overwrite)
+        for i, cell in enumerate(cells):
+            if records[i] is not None:
+                opts.on_cell("skip", cell, records[i])
+        return scale, _train(todo, records, opts)
+
+
+def _plan(
+    cells: list[Cell], suite: Suite, scale: str, suite_dir: Path, opts: RunOptions, overwrite: bool
+) -> tuple[list[tuple[int, Cell, Path]], list[dict[str, Any] | None]]:
+    """The cells to train (index, cell, run folder) and the records kept from earlier runs."""
+    existing = [c for c in cells if _holds_results(suite_dir / c.run_id)]
     if existing and not (opts.resume or overwrite):
         raise BenchError(
             f"results for {suite.name}/{scale} already exist in {suite_dir}; pass --resume to "
             "continue them or --overwrite to start again"
         )
-    check_options(opts)
     records: list[dict[str, Any] | None] = [None] * len(cells)
     todo: list[tuple[int, Cell, Path]] = []
     for i, cell in enumerate(cells):
         run_dir = suite_dir / cell.run_id
-        record_path = run_dir / RECORD_FILE
-        if opts.resume and record_path.exists():
-            previous = read_record(record_path)
-            if previous.get("cell") == json.loads(json.dumps(cell.as_dict())):
-                opts.log(f"{cell.run_id}: already finished, skipped")
-                records[i] = previous
-                opts.on_cell("skip", cell, previous)
-                continue
-            opts.log(f"{cell.run_id}: configuration changed since the last run; training again")
-        if record_path.exists():
-            record_path.unlink()
+        kept = kept_record(cell, run_dir, opts) if opts.resume else None
+        if kept is not None:
+            records[i] = kept
+            continue
+        (run_dir / RECORD_FILE).unlink(missing_ok=True)
         todo.append((i, cell, run_dir))
-    if opts.ray is not None and todo:
-        from bench.runner.ray import run_on_ray
+    return todo, records
 
-        for i, record in run_on_ray(todo, opts):
-            records[i] = record
-    elif opts.jobs > 1 and len(todo) > 1:
-        from bench.runner.parallel import run_parallel
 
-        for i, record in run_parallel(todo, opts):
-            records[i] = record
-    else:
-        for i, cell, run_dir in todo:
-            opts.on_cell("start", cell, None)
-            records[i] = train_cell(cell, run_dir, opts)
-            opts.on_cell("end", cell, records[i])
-    return scale, [r for r in records if r is not None]
+def _train(
+    todo: list[tuple[int, Cell, Path]], records: list[dict[str, Any] | None], opts: RunOptions
+) -> list[dict[str, Any]]:
+    try:
+        if opts.ray is not None and todo:
+            from bench.runner.ray import run_on_ray
+
+            for i, record in run_on_ray(todo, opts):
+                records[i] = record
+        elif opts.jobs > 1 and len(todo) > 1:
+            from bench.runner.parallel import run_parallel
+
+            opts.data_cache.clear()  # the workers load their own copies
+            for i, record in run_parallel(todo, opts):
+                records[i] = record
+        else:
+            for i, cell, run_dir in todo:
+                opts.on_cell("start", cell, None)
+                records[i] = train_cell(cell, run_dir, opts)
+                opts.on_cell("end", cell, records[i])
+                if opts.fail_fast and records[i]["status"] == "failed":
+                    raise FailFast(cell.run_id)
+    except FailFast as stop:
+        left = sum(r is None for r in records)
+        opts.warn(f"--fail-fast: {stop} failed; {left} cell(s) not run")
+    return [r for r in records if r is not None]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
+from bench.locks import results_lock
 from bench.selection import CellFilter
 from bench.suites import Suite
 from bench.tune.space import cell_with, search_space
@@ -47,8 +48,10 @@ def tuned_leaderboard(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = _TunedRows(suite.name + TUNED_SUFFIX, scale, store, opts, multi_objective, log)
-    for target in targets:
-        rows.add(target)
+    # Re-training writes run folders as `bench run` does: one process at a time.
+    with results_lock(opts.results_dir / rows.suite / scale):
+        for target in targets:
+            rows.add(target)
     if not rows.records:
         raise BenchError(
             f"no tuned studies for {suite.name}/{scale} in {store.description}; run "
@@ -111,8 +114,8 @@ class _TunedRows:
         self, target: Target, t: FrozenTrial, seed: int, label: str, tuning: dict[str, Any]
     ) -> None:
         """Train trial ``t``'s configuration with ``seed`` (kept when already trained)."""
-        from bench.records import RECORD_FILE, read_record, write_record
-        from bench.runner import train_cell
+        from bench.records import RECORD_FILE, write_record
+        from bench.runner import kept_record, train_cell
 
         values = t.user_attrs.get("config") or {
             **{d.name: d.value for d in search_space(target, {}) if d.distribution is None},
@@ -126,13 +129,11 @@ class _TunedRows:
             seed=seed,
         )
         run_dir = self.opts.results_dir / self.suite / self.scale / cell.run_id
-        record_path = run_dir / RECORD_FILE
-        cell_json = json.loads(json.dumps(cell.as_dict()))
-        if record_path.exists() and read_record(record_path).get("cell") == cell_json:
-            record = read_record(record_path)
+        record = kept_record(cell, run_dir, self.opts)
+        if record is not None:
             self.log(f"{cell.run_id}: already trained, kept")
         else:
-            record_path.unlink(missing_ok=True)
+            (run_dir / RECORD_FILE).unlink(missing_ok=True)
             self.log(
                 f"{cell.run_id}: training trial {t.number} of {tuning['study']} with seed {seed}"
             )

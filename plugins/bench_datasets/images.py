@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
-import shutil
+import math
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.data import DataInfo, DataSplits, TensorSplit, cache_dir, offline
+from bench.data import DataInfo, DataSplits, TensorSplit, offline, reachable
 from bench.errors import DataError
 
 MNIST_FILES = (
@@ -42,46 +45,97 @@ def load_digits(data_dir: Path) -> DataSplits:
     )
 
 
-def _mnist_root(data_dir: Path) -> Path:
-    """A torchvision MNIST root holding ``MNIST/raw``; the shared layout (gzipped IDX files in
-    ``<data_dir>/mnist/``) is unpacked into the cache once since data dirs may be read-only."""
-    if (data_dir / "MNIST" / "raw" / MNIST_FILES[0]).exists():
-        return data_dir
-    gz_dir = data_dir / "mnist"
-    if all((gz_dir / f"{name}.gz").exists() for name in MNIST_FILES):
-        root = cache_dir() / "torchvision"
-        raw = root / "MNIST" / "raw"
-        raw.mkdir(parents=True, exist_ok=True)
-        for name in MNIST_FILES:
-            target = raw / name
-            if not target.exists():
-                tmp = raw / f".{name}.tmp"
-                with gzip.open(gz_dir / f"{name}.gz") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                tmp.replace(target)
-        return root
-    return data_dir
+# Each IDX file's dimensions; the header and the length are checked against them on reading.
+MNIST_SHAPES = {
+    "train-images-idx3-ubyte": (60000, 28, 28),
+    "train-labels-idx1-ubyte": (60000,),
+    "t10k-images-idx3-ubyte": (10000, 28, 28),
+    "t10k-labels-idx1-ubyte": (10000,),
+}
+MNIST_HOST = "ossci-datasets.s3.amazonaws.com"  # torchvision's first mirror
+
+
+def read_idx(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """An IDX file of unsigned bytes (gzipped if it ends in ``.gz``), checked for its magic
+    number, its dimensions and its length; a DataError naming the file otherwise."""
+
+    def bad(what: str) -> DataError:
+        return DataError(
+            f"{path}: {what}; copy the file again (MNIST needs {', '.join(MNIST_FILES)})"
+        )
+
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise bad(f"cannot be read, the file is damaged or truncated ({exc})") from None
+    ndim = len(shape)
+    # Magic number: two zero bytes, 0x08 (unsigned byte data), then the number of dimensions.
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or raw[3] != ndim:
+        raise bad(f"not an IDX file of {ndim}-D unsigned bytes (magic number {raw[:4].hex()})")
+    header = 4 + 4 * ndim
+    dims = struct.unpack(f">{ndim}I", raw[4:header]) if len(raw) >= header else ()
+    if dims != shape:
+        raise bad(f"holds an array of shape {dims}, expected {shape}")
+    expected = header + math.prod(shape)
+    if len(raw) != expected:
+        raise bad(f"holds {len(raw):,} bytes once unpacked, expected {expected:,} (truncated?)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _download_mnist(data_dir: Path) -> None:
+    """One attempt at torchvision's download into ``data_dir/MNIST/raw`` (when online)."""
+    from torchvision.datasets import MNIST
+
+    if offline() or not reachable(MNIST_HOST):
+        return
+    with contextlib.suppress(Exception):  # what is still missing is reported by the caller
+        MNIST(str(data_dir), train=True, download=True)
 
 
 def _read_mnist(data_dir: Path) -> tuple[torch.Tensor, ...]:
-    from torchvision.datasets import MNIST
-
-    root = _mnist_root(data_dir)
-    try:
-        train = MNIST(str(root), train=True, download=not offline())
-        test = MNIST(str(root), train=False, download=not offline())
-    except Exception as exc:
+    """MNIST from ``<data_dir>/mnist/*-ubyte.gz`` (the shared layout) or torchvision's
+    ``<data_dir>/MNIST/raw``, read straight from the files (no derived cache to go stale)."""
+    layouts = [(data_dir / "mnist", ".gz"), (data_dir / "MNIST" / "raw", "")]
+    found = None
+    for folder, suffix in layouts:
+        paths = {name: folder / f"{name}{suffix}" for name in MNIST_FILES}
+        present = [p for p in paths.values() if p.exists()]
+        if len(present) == len(paths):
+            found = paths
+            break
+        if present:
+            missing = [str(p) for p in paths.values() if not p.exists()]
+            raise DataError(f"MNIST is incomplete in {folder}: {', '.join(missing)} missing")
+    if found is None:
+        _download_mnist(data_dir)
+        raw = data_dir / "MNIST" / "raw"
+        if all((raw / name).exists() for name in MNIST_FILES):
+            found = {name: raw / name for name in MNIST_FILES}
+    if found is None:
+        how = "BENCH_OFFLINE is set" if offline() else "could not download it"
         raise DataError(
-            f"MNIST not found: looked for {data_dir / 'mnist'}/*-ubyte.gz and "
-            f"{data_dir / 'MNIST' / 'raw'}, and could not download it "
-            f"({type(exc).__name__}); put the four IDX files in {data_dir / 'mnist'} or point "
-            "--data-dir / BENCH_DATA_DIR at a folder that has them"
-        ) from None
+            f"MNIST not found in {data_dir}: looked for {data_dir / 'mnist'}/"
+            f"{{{','.join(MNIST_FILES)}}}.gz and {data_dir / 'MNIST' / 'raw'}, and {how}; put "
+            f"the four IDX files in {data_dir / 'mnist'} or point --data-dir / BENCH_DATA_DIR at "
+            "a folder that has them"
+        )
+    arrays = {name: read_idx(path, MNIST_SHAPES[name]) for name, path in found.items()}
+
+    def images(name: str) -> torch.Tensor:
+        return torch.from_numpy(arrays[name].copy()).float().div(255).unsqueeze(1)
+
+    def labels(name: str) -> torch.Tensor:
+        return torch.from_numpy(arrays[name].astype(np.int64))
+
     return (
-        train.data.float().div(255).unsqueeze(1),
-        train.targets.long(),
-        test.data.float().div(255).unsqueeze(1),
-        test.targets.long(),
+        images("train-images-idx3-ubyte"),
+        labels("train-labels-idx1-ubyte"),
+        images("t10k-images-idx3-ubyte"),
+        labels("t10k-labels-idx1-ubyte"),
     )
 
 

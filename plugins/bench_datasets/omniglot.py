@@ -15,14 +15,16 @@ once per machine.
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import DataInfo, DataSplits, cache_dir
+from bench.data import DataInfo, DataSplits, cache_dir, source_identity
 from bench.errors import ConfigError, DataError
+from bench.records import atomic_write
 
 SOURCE_FILES = ("images_background.npz", "images_evaluation.npz")
 SIZE = 28
@@ -49,10 +51,22 @@ def _sources(data_dir: Path) -> list[Path]:
 
 
 def _cache_path(sources: list[Path]) -> Path:
-    # Keyed by the source files' sizes so a different copy of the data is not served stale.
-    key = "-".join(f"{p.name}:{p.stat().st_size}" for p in sources)
+    # Keyed by each source file's identity (resolved path, size, modification time): another
+    # folder's copy, or a file replaced in place, never gets this cache.
+    key = "-".join(source_identity(p) for p in sources)
     digest = hashlib.sha256(f"{key}|{SIZE}|v{CACHE_VERSION}".encode()).hexdigest()[:12]
     return cache_dir() / f"omniglot{SIZE}-{digest}.npz"
+
+
+def _read_source(src: Path) -> np.ndarray:
+    try:
+        with np.load(src) as arch:
+            return arch["images"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(
+            f"{src}: cannot be read as a numpy archive with an 'images' array "
+            f"({type(exc).__name__}: {exc}); the file is damaged or truncated, copy it again"
+        ) from None
 
 
 def _resize(images: np.ndarray) -> np.ndarray:
@@ -71,12 +85,14 @@ def derived_arrays(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     sources = _sources(data_dir)
     path = _cache_path(sources)
     if path.exists():
-        with np.load(path) as cached:
-            return cached["images"], cached["labels"]
+        try:
+            with np.load(path) as cached:
+                return cached["images"], cached["labels"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            path.unlink(missing_ok=True)  # a damaged cache is rebuilt from the sources
     parts, labels, offset = [], [], 0
     for src in sources:
-        with np.load(src) as arch:
-            raw = arch["images"]
+        raw = _read_source(src)
         if raw.ndim != 4 or raw.shape[1] != DRAWERS:
             raise DataError(
                 f"{src}: expected images of shape (characters, 20, H, W), got {raw.shape}"
@@ -88,10 +104,13 @@ def derived_arrays(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         offset += n_chars
     images = np.concatenate(parts)
     ids = np.concatenate(labels)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, images=images, labels=ids)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: _save_npz(tmp, images, ids))
     return images, ids
+
+
+def _save_npz(tmp: Path, images: np.ndarray, ids: np.ndarray) -> None:
+    with open(tmp, "wb") as fh:  # a file object: numpy would append .npz to a path
+        np.savez_compressed(fh, images=images, labels=ids)
 
 
 def load_omniglot(data_dir: Path, n_valid: int = DEFAULT_VALID, labels: bool = False) -> DataSplits:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from bench.data import DataInfo, DataSplits, cache_dir, offline
-from bench.errors import ConfigError, DataError
+from bench.data import DataInfo, DataSplits, cache_dir, offline, reachable, source_identity
+from bench.errors import ConfigError, DataError, print_warning
 from bench.records import atomic_torch_save
 from bench_text.batching import TextSplit
 
@@ -30,6 +30,13 @@ UNK_MARKERS = ("<unk>", "_UNK")
 CACHE_VERSION = 1  # bump when tokenization changes so stale caches are not reused
 PTB_FILES = {"train": "ptb.train.txt", "valid": "ptb.valid.txt", "test": "ptb.test.txt"}
 PTB_HUB = "ptb-text-only/ptb_text_only"  # Mikolov's split on the HF hub, field "sentence"
+HUB_HOST = "huggingface.co"
+# sha256 of Mikolov's PTB files as widely redistributed; a copy that differs gets a warning.
+KNOWN_SHA256 = {
+    "ptb.train.txt": "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
+    "ptb.valid.txt": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
+    "ptb.test.txt": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
+}
 
 
 class Vocab:
@@ -100,14 +107,35 @@ def pack(encoded: Sequence[Sequence[int]], pad_id: int = 0) -> TextSplit:
 # ---- reading ------------------------------------------------------------------------------
 
 
+def check_text_file(path: Path) -> None:
+    """A text file must end with a newline (a file cut off while copying ends mid-line):
+    DataError naming the file. A known file (PTB) that differs from its published checksum
+    gets a warning: another preprocessing is allowed, but its numbers are not comparable."""
+    data = path.read_bytes()
+    known = KNOWN_SHA256.get(path.name)
+    if known is not None and hashlib.sha256(data).hexdigest() != known:
+        print_warning(
+            f"{path} differs from the published {path.name} (sha256; {len(data):,} bytes): "
+            "a damaged copy or another preprocessing; results are not comparable with "
+            "published PTB numbers"
+        )
+    if not data.endswith(b"\n"):
+        raise DataError(
+            f"{path}: does not end with a newline, so its last line is cut off: the file is "
+            "truncated, copy it again"
+        )
+
+
 def read_text_files(files: dict[str, Path]) -> dict[str, list[list[str]]]:
     """One tokenized example per non-empty line, via HF ``datasets``' ``text`` builder (works
-    offline on local files; its Arrow cache goes under our cache folder)."""
+    offline on local files; its Arrow cache goes under our cache folder). Each file is
+    checked first (:func:`check_text_file`)."""
     import datasets
 
     for split, path in files.items():
         if not path.is_file():
             raise DataError(f"{split} split not found: {path}")
+        check_text_file(path)
     datasets.disable_progress_bars()
     ds = datasets.load_dataset(
         "text",
@@ -123,6 +151,8 @@ def read_hub(name: str, field: str, splits: dict[str, str]) -> dict[str, list[li
 
     if offline():
         raise DataError(f"{name}: local files missing and BENCH_OFFLINE is set")
+    if not reachable(HUB_HOST):  # one quick attempt instead of the hub client's retries
+        raise DataError(f"{name}: the HF hub ({HUB_HOST}) is not reachable")
     datasets.disable_progress_bars()
     try:
         ds = datasets.load_dataset(name, cache_dir=str(cache_dir() / "hf"))
@@ -144,11 +174,8 @@ class Corpus:
     dropped: dict[str, int]  # examples over max_len, per split
 
 
-def _fingerprint(files: dict[str, Path]) -> list[list[str | int]]:
-    return [
-        [k, str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]
-        for k, p in sorted(files.items())
-    ]
+def _fingerprint(files: dict[str, Path]) -> list[list[str]]:
+    return [[k, source_identity(p)] for k, p in sorted(files.items())]
 
 
 def build_corpus(
@@ -177,9 +204,12 @@ def build_corpus(
     digest = hashlib.sha256(json.dumps(full_key, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_dir() / "text" / f"{key.get('name', 'corpus')}-{digest}.pt"
     if path.exists():
-        blob = torch.load(path, weights_only=True)
-        splits = {k: TextSplit(v["ids"], v["lengths"]) for k, v in blob["splits"].items()}
-        return Corpus(blob["vocab"], splits, blob["dropped"])
+        try:
+            blob = torch.load(path, weights_only=True)
+            splits = {k: TextSplit(v["ids"], v["lengths"]) for k, v in blob["splits"].items()}
+            return Corpus(blob["vocab"], splits, blob["dropped"])
+        except Exception:  # a damaged cache is rebuilt from the sources
+            path.unlink(missing_ok=True)
 
     words = read()
     dropped = {}
@@ -242,9 +272,18 @@ def load_ptb(
         key = {"name": "ptb", "hub": PTB_HUB}
 
         def read() -> dict[str, list[list[str]]]:
-            return read_hub(
-                PTB_HUB, "sentence", {"train": "train", "valid": "validation", "test": "test"}
-            )
+            try:
+                return read_hub(
+                    PTB_HUB, "sentence", {"train": "train", "valid": "validation", "test": "test"}
+                )
+            except DataError as exc:
+                missing = [p.name for p in files.values() if not p.is_file()]
+                partly = f" ({', '.join(missing)} missing)" if len(missing) < len(files) else ""
+                raise DataError(
+                    f"PTB not found in {folder}: expected {', '.join(PTB_FILES.values())}"
+                    f"{partly}, and {exc}; put the files there or point --data-dir / "
+                    "BENCH_DATA_DIR at a folder that has them"
+                ) from None
 
     corpus = build_corpus(key, read, "train", max_len, max_vocab, min_freq)
     s = corpus.splits

@@ -1,0 +1,488 @@
+"""Fault injection: what `bench` does when things go wrong, tried with real processes.
+
+Concurrent runs on one results folder, `kill -9` and a stale lock, damaged records,
+checkpoints and epoch logs, truncated data, a plugin (a real installed distribution, found
+through its entry point) whose model or metric raises or breaks the contract, plugins that
+fail to load, Ctrl-C, and `--jobs 2` workers when their parent is killed. Bad values and
+folders are checked in-process (the CLI's exit codes without a process each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bench import plugins
+from tests.conftest import real_data_dir
+from tests.test_cli import run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = real_data_dir()  # read once: other tests may point BENCH_DATA_DIR elsewhere
+# A model with the contract's shapes, and faults switched on by BENCH_FAULT (comma-separated):
+# model-raises (in training only), metric-raises, bad-shape ([K*B] instead of [K, B]), hold
+# (after its second epoch, a run waits until it is killed or interrupted, so that it is
+# still going when the test acts on it, however loaded the machine).
+FAULTY_PLUGIN = """
+import os, time
+import torch
+from torch import nn
+from bench import LatentVariableModel, MetricSpec, MetricValue, ModelSpec, hookimpl
+
+def faults():
+    return set(os.environ.get("BENCH_FAULT", "").split(","))
+
+class TinyVAE(LatentVariableModel):
+    def __init__(self, features):
+        super().__init__()
+        self.latent_dim = 2
+        self.enc = nn.Linear(features, 4)
+        self.dec = nn.Linear(2, features)
+
+    def encode(self, x):
+        return self.enc(x.flatten(1)).chunk(2, dim=-1)
+
+    def log_likelihood(self, x, z):
+        if "model-raises" in faults() and self.training:
+            raise RuntimeError("decoder exploded")
+        logits = self.dec(z)
+        target = x.flatten(1).expand_as(logits)
+        out = -nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        out = out.sum(-1)
+        return out.reshape(-1) if "bad-shape" in faults() else out
+
+@hookimpl
+def register_models(register):
+    register(ModelSpec("tiny-vae", lambda info: TinyVAE(64), "a test model"))
+
+@hookimpl
+def register_metrics(register):
+    def compute(ctx):
+        if "metric-raises" in faults():
+            raise ZeroDivisionError("metric divided by zero")
+        return MetricValue(1.0)
+    register(MetricSpec("faulty-metric", compute, "min"))
+
+@hookimpl
+def on_epoch_end(cell, epoch, metrics):
+    while "hold" in faults() and epoch >= 1:
+        time.sleep(0.1)
+"""
+
+
+def install(site: Path, name: str, source: str) -> None:
+    """A real distribution on ``site``: a module and its dist-info with a ``bench`` entry point."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{name}.py").write_text(textwrap.dedent(source))
+    info = site / f"{name.replace('_', '-')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[bench]\n{name} = {name}\n")
+
+
+def suite_toml(
+    name: str,
+    models: str = '"tiny-vae"',
+    seeds: str = "[0]",
+    epochs: int = 2,
+    metrics: str = '["neg_elbo"]',
+    datasets: str = '["digits"]',
+    extra: str = "",
+    budget: str = "",
+    iw_samples: int = 2,
+) -> str:
+    """A suite file; ``budget`` lines go into its table, ``extra`` at the end."""
+    return textwrap.dedent(
+        f"""
+        name = "{name}"
+        [[group]]
+        name = "g"
+        datasets = {datasets}
+        models = [{models}]
+        objectives = ["elbo"]
+        seeds = {seeds}
+        metrics = {metrics}
+        [group.budget]
+        epochs = {epochs}
+        batch_size = 100
+        train_subset = 200
+        valid_subset = 100
+        test_subset = 100
+        {budget}
+        [group.eval]
+        iw_samples = {iw_samples}
+        batch_size = 100
+        """
+    ) + textwrap.dedent(extra)
+
+
+@pytest.fixture
+def env(workdir, fresh_plugins, monkeypatch):
+    """Environment of a `bench` process: the faulty plugin installed, caches in tmp. The
+    plugin is on this process's path too, for the steps that run in-process (`in_process`)."""
+    site = workdir / "site"
+    install(site, "bench_faulty", FAULTY_PLUGIN)
+    monkeypatch.syspath_prepend(str(site))
+    out = dict(os.environ)
+    out["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO), out.get("PYTHONPATH", "")])
+    out["BENCH_CACHE_DIR"] = str(workdir / "cache")
+    out.pop("BENCH_FAULT", None)
+    return out
+
+
+def in_process(capsys, monkeypatch, *args: str, fault: str = "") -> tuple[int, str, str]:
+    """``bench args`` in this process (cheaper than a process where one is not the point)."""
+    monkeypatch.setenv("BENCH_FAULT", fault)
+    plugins.reset()
+    return run_cli(capsys, *args)
+
+
+def bench(*args: str, env: dict, fault: str = "", **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", *args],
+        env={**env, "BENCH_FAULT": fault},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+# Generous: on a shared 2-core machine a process that needs 3 s of CPU can take a minute.
+TIMEOUT_S = 600
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=TIMEOUT_S)
+    return proc.returncode, out, err
+
+
+def wait_for(check, what: str, proc: subprocess.Popen | None = None) -> None:
+    end = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < end:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"exited ({proc.returncode}) before {what}: {proc.stderr.read()}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def epochs_of(run_dir: Path) -> list[int]:
+    lines = (run_dir / "epochs.jsonl").read_text().splitlines()
+    return [json.loads(line)["epoch"] for line in lines]
+
+
+def held_run(workdir: Path, env: dict, name: str) -> tuple[subprocess.Popen, Path]:
+    """A one-cell `bench run` that has written a checkpoint and then waits to be killed."""
+    (workdir / f"{name}.toml").write_text(suite_toml(name, epochs=4))
+    proc = bench("run", "--suite", f"{name}.toml", "--quiet", env=env, fault="hold")
+    run_dir = workdir / f"results/{name}/custom/g__digits__tiny-vae__elbo__s0"
+    wait_for(lambda: (run_dir / "checkpoint.pt").exists(), "a checkpoint", proc)
+    return proc, run_dir
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# ---- concurrent runs, kill -9, the stale lock --------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_one_exits_2_and_a_killed_holders_lock_is_taken_over(
+    workdir, env, capsys, monkeypatch
+):
+    (workdir / "s.toml").write_text(suite_toml("s", epochs=4))
+    args = ("run", "--suite", "s.toml", "--resume", "--quiet")
+    both = [bench(*args, env=env, fault="hold") for _ in range(2)]  # a fresh folder, as in CI
+    wait_for(lambda: any(p.poll() is not None for p in both), "one of the two to stop")
+    loser = next(p for p in both if p.poll() is not None)
+    holder = next(p for p in both if p is not loser)
+    code, _, err = finish(loser)
+    line = one_line(err)
+    assert code == 2
+    assert f"pid {holder.pid} on " in line and "results/s/custom is in use" in line
+
+    run_dir = workdir / "results/s/custom/g__digits__tiny-vae__elbo__s0"
+    wait_for(lambda: (run_dir / "checkpoint.pt").exists(), "a checkpoint", holder)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    code, out, err = in_process(capsys, monkeypatch, *args)
+    assert code == 0, err
+    assert epochs_of(run_dir) == [0, 1, 2, 3]  # each epoch once, though it was killed
+    assert "1 runs (0 not finished)" in out
+
+
+# ---- damaged files -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_damaged_record_checkpoint_and_epoch_log_never_stop_the_suite(
+    workdir, env, capsys, monkeypatch
+):
+    (workdir / "d.toml").write_text(suite_toml("d", seeds="[0, 1]", epochs=3))
+    args = ("run", "--suite", "d.toml", "--quiet", "--keep-checkpoints")
+    code, _, err = in_process(capsys, monkeypatch, *args)
+    assert code == 0, err
+    folder = workdir / "results/d/custom"
+    one, two = folder / "g__digits__tiny-vae__elbo__s0", folder / "g__digits__tiny-vae__elbo__s1"
+    (one / "record.json").write_text((one / "record.json").read_text()[:100])
+    code, out, err = in_process(capsys, monkeypatch, "leaderboard", "--suite", "d.toml")
+    assert code == 0, err
+    assert "skipped" in err and str(Path("results/d/custom") / one.name / "record.json") in err
+
+    (two / "record.json").unlink()  # killed after its last checkpoint, mid-way through a line
+    (two / "checkpoint.pt").write_bytes(b"garbage")
+    with (two / "epochs.jsonl").open("a") as fh:
+        fh.write('{"epoch": 3, "st')
+
+    code, out, err = finish(bench("run", "--suite", "d.toml", "--resume", "--quiet", env=env))
+    assert code == 0, err
+    assert (one / "record.json.corrupt").exists() and (two / "checkpoint.pt.corrupt").exists()
+    assert "checkpoint.pt does not load" in err and "resuming from the previous one" in err
+    for run_dir in (one, two):
+        assert json.loads((run_dir / "record.json").read_text())["status"] == "finished"
+        assert epochs_of(run_dir) == [0, 1, 2]
+    assert "2 runs (0 not finished)" in out
+
+
+# ---- bad data ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(DATA is None, reason="needs the MNIST files")
+def test_truncated_mnist_exits_2_naming_the_file(workdir, env):
+    data = workdir / "data" / "mnist"
+    shutil.copytree(DATA / "mnist", data)
+    target = data / "train-images-idx3-ubyte.gz"
+    target.write_bytes(target.read_bytes()[:100_000])
+    (workdir / "m.toml").write_text(suite_toml("m", datasets='["mnist"]'))
+    args = ("run", "--suite", "m.toml", "--data-dir", str(workdir / "data"))
+    code, _, err = finish(bench(*args, env=env))
+    assert code == 2
+    assert str(target) in one_line(err) and "truncated" in err
+    assert not list((workdir / "results/m/custom").glob("g__*"))  # nothing blocks a rerun
+    assert not list(workdir.rglob("*.tmp"))
+
+
+# ---- failing plugins -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_raising_plugin_fails_its_run_only(workdir, env, capsys, monkeypatch, jobs):
+    (workdir / "p.toml").write_text(
+        suite_toml(
+            "p",
+            models='"tiny-vae", "mlp-vae"',
+            epochs=1,
+            metrics='["neg_elbo", "faulty-metric"]',
+            extra="""
+            [group.model_params.mlp-vae]
+            hidden = 8
+            latent_dim = 2
+            """,
+        )
+    )
+    args = ("run", "--suite", "p.toml", "--quiet", "--jobs", jobs)
+    fault = "model-raises,metric-raises"
+    if jobs == "1":
+        code, out, err = in_process(capsys, monkeypatch, *args, fault=fault)
+    else:  # the workers load the plugin from its distribution
+        code, out, err = finish(bench(*args, env=env, fault=fault))
+    assert code == 1, err
+    folder = workdir / "results/p/custom"
+    failed = json.loads((folder / "g__digits__tiny-vae__elbo__s0/record.json").read_text())
+    assert failed["status"] == "failed"
+    assert failed["error"]["type"] == "RuntimeError"
+    assert failed["error"]["message"] == "decoder exploded"
+    assert failed["error"]["plugin"] == "bench_faulty"
+    assert failed["error"]["distribution"] == "bench_faulty 0.1"
+    log = (folder / "g__digits__tiny-vae__elbo__s0/error.log").read_text()
+    assert "Traceback" in log and "decoder exploded" in log
+    kept = json.loads((folder / "g__digits__mlp-vae__elbo__s0/record.json").read_text())
+    assert kept["status"] == "finished"
+    assert kept["metrics"]["faulty-metric"]["value"] is None
+    assert kept["metrics"]["faulty-metric"]["error"]["type"] == "ZeroDivisionError"
+    assert kept["metrics"]["neg_elbo"]["value"] is not None
+    assert "runs that did not finish" in out
+    row = next(line for line in out.splitlines() if "g__digits__tiny-vae__elbo__s0" in line)
+    assert "failed" in row and "RuntimeError: decoder exploded" in row
+    assert "exit code 1" in out
+
+
+# ---- interrupts ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_continue_and_exits_130(workdir, env):
+    proc, _ = held_run(workdir, env, "c")
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc)
+    assert code == 130
+    assert err.strip().splitlines()[-1] == (
+        "interrupted: bench run --suite c.toml --quiet --resume continues"
+    )
+
+
+def _marked(mark: str) -> list[int]:
+    """Processes whose environment holds ``mark`` (the run and everything it started)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if mark.encode() in (entry / "environ").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds processes through /proc")
+def test_jobs_workers_die_with_their_parent(workdir, env):
+    (workdir / "j.toml").write_text(suite_toml("j", seeds="[0, 1]", epochs=4))
+    mark = f"BENCH_TEST_MARK={uuid.uuid4().hex}"
+    key, value = mark.split("=")
+    args = ("run", "--suite", "j.toml", "--quiet", "--jobs", "2")
+    proc = bench(*args, env={**env, key: value}, fault="hold")
+    folder = workdir / "results/j/custom"
+    try:
+        wait_for(lambda: len(list(folder.glob("*/epochs.jsonl"))) == 2, "both workers", proc)
+        assert len(_marked(mark)) > 2  # the run, its workers (and the fork server)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        wait_for(lambda: not _marked(mark), "the workers to exit")
+    finally:
+        for pid in _marked(mark):
+            os.kill(pid, signal.SIGKILL)
+
+
+# ---- in-process: bad values, folders, plugins that fail to load ---------------------------
+
+
+BAD_VALUES = [
+    ({"extra": "[group.model_params.mlp-vae]\nlatent_dim = 0"}, "latent_dim: must be >= 1, got 0"),
+    ({"extra": '[group.model_params.mlp-vae]\nlatent_dim = "eight"'}, "expected int, got 'eight'"),
+    ({"extra": "[group.model_params.mlp-vae]\nlatent_dim = 8.5"}, "expected int, got 8.5"),
+    ({"extra": "[group.objective_params.kl-anneal]\nbeta0 = 0.5"}, "'kl-anneal' is not in"),
+    ({"budget": "lr = -1"}, "budget.lr: must be > 0 (a number), got -1"),
+    ({"iw_samples": 0}, "eval.iw_samples: must be >= 1 (an integer), got 0"),
+]
+
+
+@pytest.mark.parametrize(("where", "needle"), BAD_VALUES)
+def test_bad_values_exit_2_before_anything_is_created(
+    capsys, fresh_plugins, workdir, where, needle
+):
+    (workdir / "v.toml").write_text(suite_toml("v", models='"mlp-vae"', epochs=1, **where))
+    code, _, err = run_cli(capsys, "run", "--suite", "v.toml")
+    assert code == 2
+    assert needle in one_line(err)
+    assert not (workdir / "results").exists()
+
+
+def test_empty_product_says_the_suite_has_no_cells(capsys, fresh_plugins, workdir):
+    (workdir / "e.toml").write_text(suite_toml("e", models='"mlp-vae"', seeds="[]"))
+    code, _, err = run_cli(capsys, "run", "--suite", "e.toml")
+    assert code == 2
+    assert "has no cells" in one_line(err) and "group 'g' has no seeds" in err
+
+
+@pytest.mark.parametrize("flag", ["--results-dir", "--leaderboard-dir"])
+def test_unwritable_output_folder_exits_2_naming_it(capsys, fresh_plugins, workdir, flag):
+    (workdir / "f.toml").write_text(suite_toml("f", models='"mlp-vae"', epochs=1))
+    (workdir / "a-file").write_text("")
+    code, _, err = run_cli(capsys, "run", "--suite", "f.toml", flag, "a-file/out")
+    assert code == 2
+    assert "a-file/out" in one_line(err) and "cannot be written" in err
+    assert not list(workdir.glob("results/f/custom/g__*"))  # checked before any training
+
+
+def test_missing_ptb_names_the_folder_and_blocks_no_rerun(capsys, fresh_plugins, workdir):
+    (workdir / "t.toml").write_text(suite_toml("t", models='"lstm-vae"', datasets='["ptb"]'))
+    args = ("run", "--suite", "t.toml", "--data-dir", str(workdir / "nodata"))
+    for _ in range(2):  # the second run is not blocked by anything the first left
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2
+        line = one_line(err)
+        assert str(workdir / "nodata" / "ptb") in line and "ptb.train.txt" in line
+
+
+def test_contract_mismatch_exits_2_with_the_shapes(capsys, workdir, env, monkeypatch):
+    (workdir / "k.toml").write_text(suite_toml("k"))
+    code, _, err = in_process(capsys, monkeypatch, "run", "--suite", "k.toml", fault="bad-shape")
+    assert code == 2
+    line = one_line(err)
+    assert "model 'tiny-vae' (plugin 'bench_faulty', bench_faulty 0.1)" in line
+    assert "log_likelihood(x, z [2, 32, 2]) returned [64], expected [2, 32]" in line
+    assert not list(workdir.glob("results/k/custom/g__*"))
+
+
+def test_fail_fast_stops_at_the_first_failure(capsys, workdir, env, monkeypatch):
+    (workdir / "ff.toml").write_text(suite_toml("ff", seeds="[0, 1]", epochs=1))
+    args = ("run", "--suite", "ff.toml", "--quiet", "--fail-fast")
+    code, out, err = in_process(capsys, monkeypatch, *args, fault="model-raises")
+    assert code == 1
+    assert "--fail-fast" in err and "1 cell(s) not run" in err
+    assert len(list(workdir.glob("results/ff/custom/*/record.json"))) == 1
+
+
+def test_diverged_run_exits_1(capsys, fresh_plugins, workdir):
+    budget = 'optimizer = "sgd"\nlr = 1e12\ngrad_clip = 0.0'
+    (workdir / "dv.toml").write_text(suite_toml("dv", models='"mlp-vae"', epochs=1, budget=budget))
+    code, out, _ = run_cli(capsys, "run", "--suite", "dv.toml", "--quiet")
+    assert code == 1
+    assert "runs that did not finish" in out and "diverged" in out
+
+
+LOAD_ERRORS = {
+    "misspelled": (
+        "from bench import hookimpl\n@hookimpl\ndef register_model(register):\n    pass\n",
+        "implements unknown hook 'register_model' (did you mean 'register_models'",
+    ),
+    "wrongarg": (
+        "from bench import hookimpl\n@hookimpl\ndef register_models(reg):\n    pass\n",
+        "hook register_models(reg) takes 'reg', which register_models does not pass",
+    ),
+    "notcallable": (
+        "from bench import ModelSpec, hookimpl\n@hookimpl\ndef register_models(register):\n"
+        "    register(ModelSpec('m', 5))\n",
+        "registered model 'm' whose build is not callable",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(LOAD_ERRORS))
+def test_plugin_load_errors(capsys, fresh_plugins, workdir, monkeypatch, kind):
+    source, needle = LOAD_ERRORS[kind]
+    name = f"bench_{kind}"
+    install(workdir / "site", name, source)
+    monkeypatch.syspath_prepend(str(workdir / "site"))
+    code, _, err = run_cli(capsys, "ls", "models")
+    assert code == 2
+    line = one_line(err)
+    assert f"plugin '{name}' ({name} 0.1)" in line and needle in line
+    plugins.reset()
+    code, out, err = run_cli(capsys, "plugins")
+    assert code == 1
+    assert "failed" in out and f"{name}" in err
+
+
+def test_unknown_disabled_plugin_is_warned_about(capsys, fresh_plugins, monkeypatch):
+    monkeypatch.setenv("BENCH_DISABLE_PLUGINS", "no-such-plugin")
+    code, _, err = run_cli(capsys, "ls", "suites")
+    assert code == 0
+    assert "unknown plugin(s) 'no-such-plugin'" in err
