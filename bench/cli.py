@@ -18,6 +18,7 @@ from bench.data import DATA_DIR_ENV
 from bench.errors import BenchError
 from bench.records import results_root
 from bench.runner import RunOptions, resolve_device, run_suite, select_cells, validate_cells
+from bench.runner.preflight import check_writable
 from bench.runner.ray import ray_options, ray_placement
 from bench.selection import apply_overrides, filter_options
 from bench.suites import Suite, get_suite, remember_suite
@@ -177,6 +178,10 @@ def run(
         fail_fast=fail_fast,
     )
     board_dir = lb.leaderboard_dir(leaderboard_dir)
+    outputs = [(opts.results_dir / suite.name / scale, "results folder")]
+    outputs.append((board_dir, "leaderboard folder"))
+    for folder, what in outputs:  # before remember_suite writes into the results folder
+        check_writable(folder, what)
     show.header(suite.name, scale, cells, opts)
     remember_suite(suite, opts.results_dir)
     try:
@@ -187,7 +192,7 @@ def run(
                 opts,
                 overwrite=overwrite,
                 cells=cells,
-                outputs=[(board_dir, "leaderboard folder")],
+                outputs=outputs[1:],
             )
     except KeyboardInterrupt:
         _board_of_finished_runs(opts.results_dir, suite, scale, board_dir)
