@@ -415,7 +415,13 @@ def test_cuda_n_becomes_the_current_device(two_fake_gpus, monkeypatch):
     monkeypatch.setenv(DEVICE_SHARE_ENV, "1")
     import multiprocessing
 
-    settings = {"results_dir": ".", "devices": ["cuda:1"], "threads": 1, "device_share": 3}
+    settings = {
+        "results_dir": ".",
+        "devices": ["cuda:1"],
+        "threads": 1,
+        "device_share": 3,
+        "parent_pid": os.getpid(),
+    }
     queue = type("Q", (), {"put": print})()
     parallel_mod._worker_init(settings, queue, multiprocessing.Value("i", 0))
     assert two_fake_gpus[-1] == torch.device("cuda:1")
