@@ -202,7 +202,9 @@ BUDGET_RULES: dict[str, tuple[str, Any]] = {
     "lr_decay": _optional(("in (0, 1]", lambda v: _num(v) and 0 < v <= 1)),
     "lr_decay_after": (">= 0 (an integer)", lambda v: _int(v) and v >= 0),
     "lr_decay_patience": _AT_LEAST_1,
-    "max_decays": (">= 0 (an integer)", lambda v: _int(v) and v >= 0),
+    "max_decays": _optional((">= 0 (an integer)", lambda v: _int(v) and v >= 0)),
+    "lr_decay_sticky": ("true or false", lambda v: isinstance(v, bool)),
+    "min_lr": _optional((">= 0 (a number)", lambda v: _num(v) and v >= 0)),
     "train_subset": _optional(_AT_LEAST_1),
     "valid_subset": _optional(_AT_LEAST_1),
     "test_subset": _optional(_AT_LEAST_1),
@@ -213,6 +215,7 @@ EVAL_RULES: dict[str, tuple[str, Any]] = {
     "mi_samples": _AT_LEAST_1,
     "batch_size": _AT_LEAST_1,
     "probe_train_size": _AT_LEAST_1,
+    "mi_train_size": (">= 0 (an integer; 0: off)", lambda v: _int(v) and v >= 0),
 }
 
 

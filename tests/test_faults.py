@@ -9,6 +9,7 @@ folders are checked in-process (the CLI's exit codes without a process each).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -381,6 +382,17 @@ BAD_VALUES = [
     ({"budget": "lr = -1"}, "budget.lr: must be > 0 (a number), got -1"),
     ({"iw_samples": 0}, "eval.iw_samples: must be >= 1 (an integer), got 0"),
 ]
+
+
+def test_every_budget_and_eval_field_has_a_rule():
+    from bench.suites import BUDGET_RULES, EVAL_RULES, Budget, EvalSettings
+
+    for cls, rules in ((Budget, BUDGET_RULES), (EvalSettings, EVAL_RULES)):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert fields == set(rules), (cls.__name__, fields ^ set(rules))
+        defaults = cls()
+        for name, (text, ok) in rules.items():
+            assert ok(getattr(defaults, name)), (cls.__name__, name, text)
 
 
 @pytest.mark.parametrize(("where", "needle"), BAD_VALUES)

@@ -24,11 +24,13 @@ import torch
 from polars.testing import assert_frame_equal
 
 from bench import leaderboard as lb
+from bench import plugins
 from bench.cli import main
 from bench.errors import ConfigError
 from bench.records import RECORD_FILE
 from bench.runner import RayPlacement, RunOptions, run_suite, select_cells
 from bench.suites import get_suite
+from tests.test_faults import FAULTY_PLUGIN, install
 
 EPOCHS = 5
 SUITE_TOML = f"""
@@ -56,13 +58,32 @@ CELLS = 4
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def faulty_site(tmp_path_factory) -> Path:
+    """An installed distribution with a model that raises when ``BENCH_FAULT`` says so (the
+    driver forwards ``BENCH_*`` settings to the tasks)."""
+    site = tmp_path_factory.mktemp("site")
+    install(site, "bench_faulty", FAULTY_PLUGIN)
+    return site
+
+
+@pytest.fixture(scope="module")
+def cluster(faulty_site):
     pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
-    c.wait_for_nodes()
+    # The nodes' workers find the faulty plugin's distribution; this process only when a test
+    # puts it on its path.
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(faulty_site), before) if p)
+    try:
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+        workers = [c.add_node(num_cpus=1) for _ in range(2)]
+        c.wait_for_nodes()
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
     yield c, workers
     c.shutdown()
 
@@ -265,6 +286,62 @@ def test_a_killed_driver_continues_with_resume(cluster, fresh_plugins, suite_fil
     skipped = {m.split(":")[0] for m in logged if m.endswith(": already finished, skipped")}
     assert skipped >= done  # and any cell the driver ended in its last moments
     assert any(m.startswith(f"{run}: resuming at epoch") for m in logged for run in started)
+
+
+@pytest.mark.slow
+def test_a_raising_plugin_fails_its_cell_only(
+    cluster, faulty_site, fresh_plugins, workdir, monkeypatch
+):
+    """A plugin model that raises inside a Ray task: that cell gets a ``failed`` record naming
+    the plugin and its distribution, with the task's traceback in ``error.log``; the other
+    cell finishes; ``--fail-fast`` stops the suite at the failure."""
+    c, _ = cluster
+    monkeypatch.syspath_prepend(str(faulty_site))
+    monkeypatch.setenv("BENCH_FAULT", "model-raises")
+    plugins.reset()
+    (workdir / "p.toml").write_text(
+        SUITE_TOML.replace('"mlp-vae", "mlp-skip-vae"', '"tiny-vae", "mlp-vae"')
+        .replace('"elbo", "free-bits"', '"elbo"')
+        .replace("[group.model_params.mlp-skip-vae]\nhidden = 16\nlatent_dim = 4\n", "")
+        .replace(f"epochs = {EPOCHS}", "epochs = 1")
+    )
+    warned: list[str] = []
+    opts = RunOptions(
+        results_dir=workdir / "r",
+        device=torch.device("cpu"),
+        warn=warned.append,
+        ray=RayPlacement(c.address),
+    )
+    _, records = run_suite(get_suite(str(workdir / "p.toml")), None, opts)
+    status = {r["cell"]["model"]: r for r in records}
+    assert status["mlp-vae"]["status"] == "finished"
+    failed = status["tiny-vae"]
+    assert failed["status"] == "failed"
+    assert failed["error"]["message"] == "decoder exploded"
+    assert (failed["error"]["plugin"], failed["error"]["distribution"]) == (
+        "bench_faulty",
+        "bench_faulty 0.1",
+    )
+    run_dir = workdir / "r" / "tiny" / "custom" / failed["run_id"]
+    assert "decoder exploded" in (run_dir / "error.log").read_text()
+    assert json.loads((run_dir / RECORD_FILE).read_text())["status"] == "failed"
+    assert any("tiny-vae" in w and "decoder exploded" in w for w in warned)
+
+    (workdir / "p.toml").write_text(
+        (workdir / "p.toml")
+        .read_text()
+        .replace('objectives = ["elbo"]', 'objectives = ["elbo"]\nseeds = [0, 1, 2]')
+    )
+    stopped = RunOptions(
+        results_dir=workdir / "ff",
+        device=torch.device("cpu"),
+        warn=warned.append,
+        ray=RayPlacement(c.address),
+        fail_fast=True,
+    )
+    _, records = run_suite(get_suite(str(workdir / "p.toml")), None, stopped)
+    assert len(records) < 6 and any(r["status"] == "failed" for r in records)
+    assert any(w.startswith("--fail-fast: ") and "not run" in w for w in warned)
 
 
 @pytest.mark.slow

@@ -485,11 +485,12 @@ class CellTraining:
                 f"recorded without a value (traceback in {self.run_dir / failures.ERROR_LOG})"
             )
 
-    def fail(self, exc: Exception) -> dict[str, Any]:
-        """The run raised: a record with status ``failed`` and the error, the traceback in
+    def fail(self, exc: Exception, logged: BaseException | None = None) -> dict[str, Any]:
+        """The run raised: a record with status ``failed`` and the error, the traceback (of
+        ``logged`` when given: a remote error that carries the task's traceback) in
         ``error.log``; the suite goes on."""
         error = failures.describe(exc)
-        failures.write_traceback(self.run_dir, exc, f"run {self.cell.run_id}")
+        failures.write_traceback(self.run_dir, logged or exc, f"run {self.cell.run_id}")
         reason = failures.reason_text(error)
         self.opts.warn(
             f"{self.cell.run_id}: failed: {reason}; traceback in "

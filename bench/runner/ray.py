@@ -32,9 +32,9 @@ from typing import Any
 import click
 import torch
 
-from bench.errors import BenchError, ConfigError
+from bench.errors import BenchError, ConfigError, FailFast, print_warning
 from bench.records import RECORD_FILE, atomic_write_bytes, atomic_write_text, write_record
-from bench.runner.loop import CHECKPOINT_FILE, train_cell
+from bench.runner.loop import CHECKPOINT_FILE, CellTraining, train_cell
 from bench.runner.options import RayPlacement, RunOptions, speed_options
 from bench.runner.parallel import _in_process_plugins
 from bench.suites import Cell
@@ -186,7 +186,8 @@ def train_task(
         device=device,
         data_dir=settings["data_dir"],
         resume=True,  # the work folder holds only this run's checkpoints
-        log=lambda msg: log.put(msg) if log is not None else None,
+        log=lambda msg: log.put(("log", msg)) if log is not None else None,
+        warn=lambda msg: log.put(("warn", msg)) if log is not None else print_warning(msg),
         data_cache=_DATA_CACHE,
         keep_checkpoints=settings["keep_checkpoints"],
         **settings["speed"],
@@ -297,8 +298,8 @@ def _drive(
 
     def drain() -> None:
         with contextlib.suppress(Exception):  # the queue is gone once the suite is over
-            for msg in queue.get_nowait_batch(queue.qsize()):
-                opts.log(msg)
+            for kind, msg in queue.get_nowait_batch(queue.qsize()):
+                (opts.warn if kind == "warn" else opts.log)(msg)
 
     cluster = ray.cluster_resources()
     opts.log(
@@ -321,15 +322,14 @@ def _drive(
             drain()
             for ref in done:
                 i, cell, run_dir = refs[ref]
-                result = _result(ray, ref, cell)
-                store(result, run_dir, ray_dir / cell.run_id, opts.log)
-                record = result["record"]
+                record, host = _finished(ray, ref, cell, run_dir, ray_dir, opts)
                 opts.log(
-                    f"{cell.run_id}: {record['status']} on {result['host']} "
-                    f"in {record['wall_time_s']:.1f}s"
+                    f"{cell.run_id}: {record['status']} on {host} in {record['wall_time_s']:.1f}s"
                 )
                 opts.on_cell("end", cell, record)
                 yield i, record
+                if opts.fail_fast and record["status"] == "failed":
+                    raise FailFast(cell.run_id)
     except BaseException:
         for ref in pending:  # fail fast; the work folders keep their checkpoints for --resume
             with contextlib.suppress(Exception):
@@ -345,17 +345,30 @@ def _drive(
                 folder.rmdir()
 
 
-def _result(ray: Any, ref: Any, cell: Cell) -> dict[str, Any]:
-    """A task's result; a task's own exception is raised as in ``--jobs 1``."""
+class CellLost(RuntimeError):
+    """Ray could not keep a cell's task alive (its node or worker died every time)."""
+
+
+def _finished(
+    ray: Any, ref: Any, cell: Cell, run_dir: Path, ray_dir: Path, opts: RunOptions
+) -> tuple[dict[str, Any], str]:
+    """The record of a task that ended, and where it ran. The cell's own failures come back
+    as records (``train_cell`` catches them); an error outside it, or a cell Ray lost, gets a
+    ``failed`` record written here, so the suite goes on as with ``--jobs``. A user error
+    (:class:`BenchError`) stops the suite as in ``--jobs 1``."""
     try:
-        return get(ray, ref)
-    except ray.exceptions.RayTaskError:
+        result = get(ray, ref)
+    except BenchError:
         raise
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(exc.cause, Exception) else exc
+        return CellTraining(cell, run_dir, opts).fail(cause, logged=exc), "?"
     except ray.exceptions.RayError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BenchError(
-            f"{cell.run_id}: Ray lost the cell after {NODE_RETRIES} retries ({first})"
-        ) from exc
+        lost = CellLost(f"Ray lost the cell after {NODE_RETRIES} retries ({first})")
+        return CellTraining(cell, run_dir, opts).fail(lost, logged=exc), "?"
+    store(result, run_dir, ray_dir / cell.run_id, opts.log)
+    return result["record"], result["host"]
 
 
 def get(ray: Any, ref: Any) -> Any:
