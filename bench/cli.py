@@ -21,7 +21,7 @@ from bench.runner import RunOptions, resolve_device, run_suite, select_cells, va
 from bench.runner.preflight import check_writable
 from bench.runner.ray import ray_options, ray_placement
 from bench.selection import apply_overrides, filter_options
-from bench.suites import Suite, get_suite, remember_suite
+from bench.suites import Suite, get_suite
 
 console = Console(stderr=True, log_path=False)
 
@@ -180,10 +180,9 @@ def run(
     board_dir = lb.leaderboard_dir(leaderboard_dir)
     outputs = [(opts.results_dir / suite.name / scale, "results folder")]
     outputs.append((board_dir, "leaderboard folder"))
-    for folder, what in outputs:  # before remember_suite writes into the results folder
+    for folder, what in outputs:  # before the header: a bad folder is one line, nothing else
         check_writable(folder, what)
     show.header(suite.name, scale, cells, opts)
-    remember_suite(suite, opts.results_dir)
     try:
         with show:
             scale, records = run_suite(

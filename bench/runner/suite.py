@@ -16,7 +16,7 @@ from bench.runner.loop import train_cell
 from bench.runner.options import RunOptions, check_options
 from bench.runner.preflight import check_cells, check_writable
 from bench.specs import resolve_params
-from bench.suites import Cell, Suite, check_group, expand
+from bench.suites import Cell, Suite, check_group, expand, remember_suite
 
 
 def select_cells(suite: Suite, scale: str | None) -> tuple[str, list[Cell]]:
@@ -136,6 +136,8 @@ def run_suite(
             # Another run may have created the folder meanwhile: lock, then plan again.
             stack.enter_context(results_lock(suite_dir))
             todo, records = _plan(cells, suite, scale, suite_dir, opts, overwrite)
+        # Only a start that passed its checks notes the suite (for `bench leaderboard --suite`).
+        remember_suite(suite, opts.results_dir)
         for i, cell in enumerate(cells):
             if records[i] is not None:
                 opts.on_cell("skip", cell, records[i])
