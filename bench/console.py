@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -150,8 +151,11 @@ class RunConsole:
         if event == "end" and record is not None:
             self.durations.append(float(record.get("wall_time_s", 0.0)))
             eta = self.eta()
+            # Cells trained elsewhere (--ray) say where.
+            host = (record.get("machine") or {}).get("hostname")
+            where = f" on {host}" if host and host != platform.node() else ""
             self.log(
-                f"run {self.done} of {self.total}: {cell.run_id} {record['status']} in "
+                f"run {self.done} of {self.total}: {cell.run_id} {record['status']}{where} in "
                 f"{_duration(self.durations[-1])}" + (f"; ETA {_duration(eta)}" if eta else "")
             )
         self._update(

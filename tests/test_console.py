@@ -35,11 +35,13 @@ def test_plain_lines_header_eta_and_summary(fresh_plugins, workdir):
     long = "epoch 0: " + ", ".join(f"val metric_{i} {i}.000" for i in range(12))
     show.log(long)
     show.on_cell("end", cells[0], {"status": "finished", "wall_time_s": 100.0})
-    show.on_cell("end", cells[1], {"status": "finished", "wall_time_s": 50.0})
+    elsewhere = {"status": "finished", "wall_time_s": 50.0, "machine": {"hostname": "node-7"}}
+    show.on_cell("end", cells[1], elsewhere)
     lines = err.getvalue().splitlines()
     assert "bench run s/x: 3 cells on cpu" in lines[0] and "data " in lines[0]
     assert lines[1].endswith(long)  # whole, unwrapped, no source location
     assert "run 1 of 3: g__digits__mlp-vae__elbo__s0 finished in 1m40s; ETA 3m20s" in lines[2]
+    assert "run 2 of 3: g__digits__mlp-skip-vae__elbo__s0 finished on node-7 in 50s" in lines[3]
     assert show.eta() == pytest.approx(75.0)
     assert not any(".py:" in ln for ln in lines)
     records = [record(), record(model="mlp-skip-vae"), record(seed=1, status="failed")]

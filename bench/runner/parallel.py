@@ -200,7 +200,6 @@ def run_parallel(
                 except BrokenProcessPool as exc:
                     # A worker died outright (killed, out of memory, a crash in native code).
                     record = CellTraining(cell, run_dirs[i], opts).fail(exc)
-                opts.log(f"{cell.run_id}: {record['status']} in {record['wall_time_s']:.1f}s")
                 opts.on_cell("end", cell, record)
                 yield i, record
                 if opts.fail_fast and record["status"] == "failed":

@@ -322,10 +322,7 @@ def _drive(
             drain()
             for ref in done:
                 i, cell, run_dir = refs[ref]
-                record, host = _finished(ray, ref, cell, run_dir, ray_dir, opts)
-                opts.log(
-                    f"{cell.run_id}: {record['status']} on {host} in {record['wall_time_s']:.1f}s"
-                )
+                record = _finished(ray, ref, cell, run_dir, ray_dir, opts)
                 opts.on_cell("end", cell, record)
                 yield i, record
                 if opts.fail_fast and record["status"] == "failed":
@@ -351,8 +348,8 @@ class CellLost(RuntimeError):
 
 def _finished(
     ray: Any, ref: Any, cell: Cell, run_dir: Path, ray_dir: Path, opts: RunOptions
-) -> tuple[dict[str, Any], str]:
-    """The record of a task that ended, and where it ran. The cell's own failures come back
+) -> dict[str, Any]:
+    """The record of a task that ended. The cell's own failures come back
     as records (``train_cell`` catches them); an error outside it, or a cell Ray lost, gets a
     ``failed`` record written here, so the suite goes on as with ``--jobs``. A user error
     (:class:`BenchError`) stops the suite as in ``--jobs 1``."""
@@ -362,13 +359,13 @@ def _finished(
         raise
     except ray.exceptions.RayTaskError as exc:
         cause = exc.cause if isinstance(exc.cause, Exception) else exc
-        return CellTraining(cell, run_dir, opts).fail(cause, logged=exc), "?"
+        return CellTraining(cell, run_dir, opts).fail(cause, logged=exc)
     except ray.exceptions.RayError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         lost = CellLost(f"Ray lost the cell after {NODE_RETRIES} retries ({first})")
-        return CellTraining(cell, run_dir, opts).fail(lost, logged=exc), "?"
+        return CellTraining(cell, run_dir, opts).fail(lost, logged=exc)
     store(result, run_dir, ray_dir / cell.run_id, opts.log)
-    return result["record"], result["host"]
+    return result["record"]
 
 
 def get(ray: Any, ref: Any) -> Any:
