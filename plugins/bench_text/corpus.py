@@ -239,6 +239,13 @@ def text_info(vocab: list[str], **extra) -> DataInfo:
     )
 
 
+def _splits(corpus: Corpus, title: str, max_len: int | None) -> DataSplits:
+    """A corpus's train / valid / test splits (no labels), with its notes under ``title``."""
+    s = corpus.splits
+    notes = _notes(title, corpus, max_len)
+    return DataSplits(text_info(corpus.vocab), s["train"], s["valid"], s["test"], None, notes)
+
+
 def _notes(base: str, corpus: Corpus, max_len: int | None) -> str:
     sizes = ", ".join(f"{k} {len(s):,}" for k, s in corpus.splits.items())
     text = f"{base}; vocabulary {len(corpus.vocab):,} (with <pad> <s> </s> <unk>); {sizes}"
@@ -286,15 +293,7 @@ def load_ptb(
                 ) from None
 
     corpus = build_corpus(key, read, "train", max_len, max_vocab, min_freq)
-    s = corpus.splits
-    return DataSplits(
-        text_info(corpus.vocab),
-        s["train"],
-        s["valid"],
-        s["test"],
-        None,
-        _notes("PTB (Mikolov split)", corpus, max_len),
-    )
+    return _splits(corpus, "PTB (Mikolov split)", max_len)
 
 
 def _yahoo_file(folder: Path, split: str) -> Path:
@@ -329,15 +328,7 @@ def load_yahoo(
         max_vocab,
         min_freq,
     )
-    s = corpus.splits
-    return DataSplits(
-        text_info(corpus.vocab),
-        s["train"],
-        s["valid"],
-        s["test"],
-        None,
-        _notes("Yahoo (Yang et al. 2017)", corpus, max_len),
-    )
+    return _splits(corpus, "Yahoo (Yang et al. 2017)", max_len)
 
 
 def load_yahoo_valid_train(
@@ -369,14 +360,12 @@ def load_yahoo_valid_train(
         max_vocab,
         min_freq,
     )
-    s = corpus.splits
-    notes = _notes(
+    return _splits(
+        corpus,
         f"Yahoo: trained on valid.txt minus its last {holdout} documents, validated on those, "
         "tested on test.txt (the 100k training file is not used)",
-        corpus,
         max_len,
     )
-    return DataSplits(text_info(corpus.vocab), s["train"], s["valid"], s["test"], None, notes)
 
 
 # ---- a synthetic corpus for smoke runs and tests ------------------------------------------
