@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,12 +35,35 @@ class LockedError(BenchError):
     """Another process holds the results folder."""
 
 
-def _holder_text(folder: Path) -> str:
+HOLDER_WAIT_S = 2.0  # how long a refused process waits for the holder to name itself
+
+
+def _holder(folder: Path) -> dict | None:
+    """The holder's details, if written and (on this host) by a process that is alive: a
+    holder killed with ``kill -9`` leaves its file behind until the next one rewrites it."""
     try:
         info = json.loads(lock_paths(folder)[1].read_text())
-        return f"pid {info['pid']} on {info['host']}, started {info['started']}: {info['command']}"
+        pid, host = int(info["pid"]), str(info["host"])
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's
+    return info
+
+
+def _holder_text(folder: Path) -> str:
+    # The holder writes its details just after it takes the lock: give it a moment.
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    while (info := _holder(folder)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if info is None:
         return "a process that has not written its details yet"
+    return f"pid {info['pid']} on {info['host']}, started {info['started']}: {info['command']}"
 
 
 @contextlib.contextmanager

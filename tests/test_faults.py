@@ -498,3 +498,28 @@ def test_unknown_disabled_plugin_is_warned_about(capsys, fresh_plugins, monkeypa
     code, _, err = run_cli(capsys, "ls", "suites")
     assert code == 0
     assert "unknown plugin(s) 'no-such-plugin'" in err
+
+
+def test_a_dead_holders_details_are_not_named(workdir, monkeypatch):
+    """The lock is free of the dead (the OS released it), but the file naming the holder stays
+    until the next holder rewrites it: a refused process never names a dead pid."""
+    from bench import locks
+
+    monkeypatch.setattr(locks, "HOLDER_WAIT_S", 0.2)
+    folder = workdir / "results" / "s" / "custom"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with locks.results_lock(folder):
+        holder = locks.lock_paths(folder)[1]
+        alive = json.loads(holder.read_text())
+        with (
+            pytest.raises(locks.LockedError, match=f"pid {os.getpid()} on "),
+            locks.results_lock(folder),
+        ):
+            pass
+        holder.write_text(json.dumps({**alive, "pid": dead.pid}))
+        with (
+            pytest.raises(locks.LockedError, match="has not written its details yet"),
+            locks.results_lock(folder),
+        ):
+            pass
