@@ -147,6 +147,12 @@ def in_process(capsys, monkeypatch, *args: str, fault: str = "") -> tuple[int, s
     return run_cli(capsys, *args)
 
 
+def _default_sigint() -> None:
+    # A process started in the background of a script inherits SIGINT ignored, and Python
+    # then never turns it into KeyboardInterrupt: give `bench` a terminal's default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def bench(*args: str, env: dict, fault: str = "", **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "bench.cli", *args],
@@ -154,6 +160,7 @@ def bench(*args: str, env: dict, fault: str = "", **kw) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
         **kw,
     )
 
