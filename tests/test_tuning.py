@@ -273,8 +273,9 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
     pytest.fail(f"timed out waiting for {what}")
 
 
-def running_mid_trial(storage, name: str):
-    """A RUNNING trial that already reported an epoch, once another trial has finished."""
+def running_mid_trial(storage, name: str, at_most: int | None = None):
+    """A RUNNING trial that already reported an epoch (and at most ``at_most``, so that it
+    still has epochs to train when it is acted on), once another trial has finished."""
     loaded: list[optuna.Study] = []
 
     def check():
@@ -292,6 +293,7 @@ def running_mid_trial(storage, name: str):
                 for t in trials
                 if t.state == TrialState.RUNNING
                 and t.intermediate_values
+                and (at_most is None or len(t.intermediate_values) <= at_most)
                 and "worker" in t.user_attrs
             ),
             None,
@@ -304,7 +306,8 @@ def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, mo
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("BENCH_TUNE_STORAGE", raising=False)
     path = workdir / "kill.toml"
-    path.write_text(suite_toml("kill", epochs=10))
+    epochs = 40  # a trial caught in its first half is still training when it is killed
+    path.write_text(suite_toml("kill", epochs=epochs))
     args = [
         "tune",
         "--suite",
@@ -327,7 +330,7 @@ def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, mo
     storage = open_storage(None, workdir / "results").storage
     try:
         victim = wait_for(
-            running_mid_trial(storage, name),
+            running_mid_trial(storage, name, at_most=epochs // 2),
             120,
             "a trial in progress",
             proc,
@@ -356,7 +359,7 @@ def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, mo
     assert all(trials[n].value == v for n, v in before.items())
     log = Path(retry.user_attrs["run_dir"], "epochs.jsonl").read_text().splitlines()
     assert Path(retry.user_attrs["run_dir"]).name == f"trial-{victim.number:05d}"
-    assert [int(ln.split('"epoch": ')[1].split(",")[0]) for ln in log] == list(range(10))
+    assert [int(ln.split('"epoch": ')[1].split(",")[0]) for ln in log] == list(range(epochs))
 
 
 # ---- user errors ------------------------------------------------------------------------------
@@ -389,7 +392,10 @@ def test_postgres_workers_finish_exact_trials_and_retry_a_killed_one(
     url = os.environ[POSTGRES_ENV]
     suite = f"pg{uuid.uuid4().hex[:8]}"  # a fresh study in a database that may hold others
     path = workdir / "pg.toml"
-    path.write_text(suite_toml(suite, epochs=10))
+    # Enough epochs that a trial caught in its first half is still training when it is killed
+    # (a trial is a fraction of a second on an idle machine).
+    epochs = 40
+    path.write_text(suite_toml(suite, epochs=epochs))
     name = f"{suite}/custom/digits/mlp-vae/free-bits"
     n_trials = 3
     env = {**os.environ, "BENCH_TUNE_STORAGE": url, "OMP_NUM_THREADS": "1"}
@@ -423,7 +429,7 @@ def test_postgres_workers_finish_exact_trials_and_retry_a_killed_one(
     store = open_storage(url, workdir / "results")
     try:
         victim = wait_for(
-            running_mid_trial(store.storage, name),
+            running_mid_trial(store.storage, name, at_most=epochs // 2),
             120,
             "a trial in progress",
             proc,
