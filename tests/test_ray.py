@@ -26,7 +26,7 @@ from polars.testing import assert_frame_equal
 from bench import leaderboard as lb
 from bench import plugins
 from bench.cli import main
-from bench.errors import ConfigError
+from bench.errors import ConfigError, ContractError
 from bench.records import RECORD_FILE
 from bench.runner import RayPlacement, RunOptions, run_suite, select_cells
 from bench.suites import get_suite
@@ -342,6 +342,13 @@ def test_a_raising_plugin_fails_its_cell_only(
     _, records = run_suite(get_suite(str(workdir / "p.toml")), None, stopped)
     assert len(records) < 6 and any(r["status"] == "failed" for r in records)
     assert any(w.startswith("--fail-fast: ") and "not run" in w for w in warned)
+
+    # A contract breach is bad input on Ray too: the task checks before training, and the
+    # suite stops with the one line the preflight gives without Ray.
+    monkeypatch.setenv("BENCH_FAULT", "bad-shape")
+    opts.results_dir = workdir / "shape"
+    with pytest.raises(ContractError, match=r"returned \[64\], expected \[2, 32\]"):
+        run_suite(get_suite(str(workdir / "p.toml")), None, opts)
 
 
 @pytest.mark.slow

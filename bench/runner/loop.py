@@ -46,6 +46,7 @@ from bench.runner.options import (
     device_flags,
     synchronize,
 )
+from bench.runner.preflight import check_cell_model
 from bench.runner.step import (
     NAN_CHECK_EVERY,
     DivergedError,
@@ -137,6 +138,8 @@ class CellTraining:
         self.test = parts.subset(self.data.test, b.test_subset)
         parts.seed_everything(cell.seed)
         self.model = parts.build_model(cell, self.data, self.device)
+        if opts.check_contract:
+            self.check_contract()
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.steps_per_epoch = math.ceil(len(self.train) / b.batch_size)
@@ -167,6 +170,15 @@ class CellTraining:
         self.eval_ll = eval_log_likelihood(self.model, self.device, opts.eval_amp, opts.compile)
         cudagraphs = getattr(self.train_step, "cudagraphs", False)
         self.train_batches = parts.training_batches(self.train, cudagraphs)
+
+    def check_contract(self) -> None:
+        """One batch through ``encode`` and ``log_likelihood`` (see :mod:`~bench.runner.preflight`)
+        with the random state put back, so the run's results do not depend on the check."""
+        state = rng_state()
+        try:
+            check_cell_model(self.cell, self.model, self.train)
+        finally:
+            set_rng_state(state)
 
     def default_step(self, model: Any, optimizer: Any, objective: Any) -> TrainStep:
         opts = self.opts

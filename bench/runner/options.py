@@ -86,6 +86,8 @@ class RunOptions:
     threads: int | None = None  # torch intra-op threads per --jobs worker (None: cores / jobs)
     devices: tuple[torch.device, ...] = ()  # --jobs workers take these in turn (else ``device``)
     ray: RayPlacement | None = None  # run the cells as Ray tasks (see bench.runner.ray)
+    # set_up puts one batch through the model contract (where no preflight ran: Ray tasks)
+    check_contract: bool = False
     keep_checkpoints: bool = False  # keep checkpoint.pt of finished runs (best.pt always stays)
     # on_cell(event, cell, record): "start" and "end" of a cell's training, "skip" for one
     # already finished; the console's suite bar listens.

@@ -9,12 +9,13 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from bench import plugins
 from bench.contract import check_contract
-from bench.data import DataSplits, data_dir
+from bench.data import DataSplits, Split, data_dir
 from bench.errors import BenchError, ContractError, DataError
 from bench.runner import cell as parts
 from bench.runner.options import RunOptions
@@ -59,10 +60,21 @@ def load_checked(cell: Cell, opts: RunOptions) -> DataSplits:
         ) from exc
 
 
+def _model_text(cell: Cell) -> str:
+    spec = plugins.registries().models.get(cell.model)
+    return f"model {cell.model!r} ({_origin(spec)}) on {cell.dataset!r}"
+
+
+def check_cell_model(cell: Cell, model: Any, train: Split) -> None:
+    """The model contract on one training batch; a ContractError naming the model, its plugin
+    and distribution, and the data set."""
+    x, _ = next(iter(train.batches(min(cell.budget.batch_size, CONTRACT_BATCH))))
+    check_contract(model, x, _model_text(cell))
+
+
 def check_cells(cells: Iterable[Cell], opts: RunOptions) -> None:
     """Load each data set and put one batch through each distinct model configuration."""
     seen: set[tuple[str, ...]] = set()
-    regs = plugins.registries()
     for cell in cells:
         key = (
             cell.dataset,
@@ -74,17 +86,14 @@ def check_cells(cells: Iterable[Cell], opts: RunOptions) -> None:
             continue
         seen.add(key)
         data = load_checked(cell, opts)
-        spec = regs.models.get(cell.model)
-        where = f"model {cell.model!r} ({_origin(spec)}) on {cell.dataset!r}"
+        where = _model_text(cell)
         try:
             model = parts.build_model(cell, data, opts.device)
         except BenchError:
             raise
         except Exception as exc:
             raise ContractError(f"{where}: building it raised {type(exc).__name__}: {exc}") from exc
-        size = min(cell.budget.batch_size, CONTRACT_BATCH)
-        x, _ = next(iter(data.train.batches(size)))
-        check_contract(model, x, where)
+        check_cell_model(cell, model, data.train)
         del model
     if opts.device.type == "cuda":
         torch.cuda.empty_cache()

@@ -190,6 +190,7 @@ def train_task(
         warn=lambda msg: log.put(("warn", msg)) if log is not None else print_warning(msg),
         data_cache=_DATA_CACHE,
         keep_checkpoints=settings["keep_checkpoints"],
+        check_contract=True,  # the driver ran no preflight: the data may be on the nodes only
         **settings["speed"],
     )
     try:
