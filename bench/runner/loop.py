@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -60,25 +58,6 @@ from bench.suites import Cell, fingerprint, resolved_settings
 
 PROGRESS_UPDATES_PER_EPOCH = 50  # a progress-bar update costs a lock and a redraw request
 CHECKPOINT_FILE = "checkpoint.pt"  # what a resumed run continues from
-
-
-def rng_state() -> dict[str, Any]:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def truncate_log(path: Path, keep_epochs: int) -> None:
@@ -139,7 +118,7 @@ class CellTraining:
         parts.seed_everything(cell.seed)
         self.model = parts.build_model(cell, self.data, self.device)
         if opts.check_contract:
-            self.check_contract()
+            check_cell_model(cell, self.model, self.train)
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.steps_per_epoch = math.ceil(len(self.train) / b.batch_size)
@@ -171,15 +150,6 @@ class CellTraining:
         cudagraphs = getattr(self.train_step, "cudagraphs", False)
         self.train_batches = parts.training_batches(self.train, cudagraphs)
 
-    def check_contract(self) -> None:
-        """One batch through ``encode`` and ``log_likelihood`` (see :mod:`~bench.runner.preflight`)
-        with the random state put back, so the run's results do not depend on the check."""
-        state = rng_state()
-        try:
-            check_cell_model(self.cell, self.model, self.train)
-        finally:
-            set_rng_state(state)
-
     def default_step(self, model: Any, optimizer: Any, objective: Any) -> TrainStep:
         opts = self.opts
         return TrainStep(
@@ -202,7 +172,7 @@ class CellTraining:
             if self.method is not None:
                 self.method.load_state_dict(ckpt["method"])
             self.state.update(ckpt["state"])
-            set_rng_state(ckpt["rng"])
+            parts.set_rng_state(ckpt["rng"])
             self.opts.log(f"{self.cell.run_id}: resuming at epoch {self.state['epoch']}")
         else:
             self.log_path.unlink(missing_ok=True)
@@ -424,7 +394,7 @@ class CellTraining:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "state": self.state,
-                "rng": rng_state(),
+                "rng": parts.rng_state(),
                 "cell": self.cell.as_dict(),
                 "method": None if self.method is None else self.method.state_dict(),
             },

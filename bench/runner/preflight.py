@@ -68,8 +68,12 @@ def _model_text(cell: Cell) -> str:
 def check_cell_model(cell: Cell, model: Any, train: Split) -> None:
     """The model contract on one training batch; a ContractError naming the model, its plugin
     and distribution, and the data set."""
-    x, _ = next(iter(train.batches(min(cell.budget.batch_size, CONTRACT_BATCH))))
-    check_contract(model, x, _model_text(cell))
+    state = parts.rng_state()  # drawing the batch must not change the run that follows
+    try:
+        x, _ = next(iter(train.batches(min(cell.budget.batch_size, CONTRACT_BATCH))))
+        check_contract(model, x, _model_text(cell))
+    finally:
+        parts.set_rng_state(state)
 
 
 def check_cells(cells: Iterable[Cell], opts: RunOptions) -> None:
