@@ -185,14 +185,7 @@ def run(
     show.header(suite.name, scale, cells, opts)
     try:
         with show:
-            scale, records = run_suite(
-                suite,
-                scale,
-                opts,
-                overwrite=overwrite,
-                cells=cells,
-                outputs=outputs[1:],
-            )
+            scale, records = run_suite(suite, scale, opts, overwrite=overwrite, cells=cells)
     except KeyboardInterrupt:
         _board_of_finished_runs(opts.results_dir, suite, scale, board_dir)
         raise

@@ -167,10 +167,9 @@ def evaluate(
                 raise  # another plugin's code (the model's) failed: the run fails, not the metric
             if on_error is not None:
                 on_error(name, exc)
-            message = (str(exc).strip() or repr(exc)).splitlines()[0][:500]
             error = {
                 "type": type(exc).__name__,
-                "message": message,
+                "message": failures.first_line(exc),
                 "plugin": spec.plugin,
                 "distribution": spec.distribution,
             }

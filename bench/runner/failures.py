@@ -63,13 +63,18 @@ def blame(exc: BaseException) -> tuple[str | None, str | None]:
     return None, None
 
 
+def first_line(exc: BaseException) -> str:
+    """The message recorded for ``exc``: its first line (its repr when it has none), cut at
+    500 characters."""
+    return (str(exc).strip() or repr(exc)).splitlines()[0][:500]
+
+
 def describe(exc: BaseException) -> dict[str, Any]:
     """The ``error`` entry of a failed run's record."""
     plugin, dist = blame(exc)
-    message = str(exc).strip() or repr(exc)
     return {
         "type": type(exc).__name__,
-        "message": message.splitlines()[0][:500] if message else "",
+        "message": first_line(exc),
         "plugin": plugin,
         "distribution": dist,
         "log": ERROR_LOG,

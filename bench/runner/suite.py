@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -98,15 +98,14 @@ def run_suite(
     opts: RunOptions,
     overwrite: bool = False,
     cells: list[Cell] | None = None,
-    outputs: Sequence[tuple[Path, str]] = (),
 ) -> tuple[str, list[dict[str, Any]]]:
     """Run every cell of a suite at a scale (or the given ``cells`` of it, filtered or
     overridden); returns the scale and the records produced.
 
     Before anything is created, every name and value is checked; then the results folder
-    and ``outputs`` (``(folder, what)`` pairs the caller writes afterwards) must be
-    writable. The results folder is locked for the whole run (:mod:`bench.locks`); every
-    data set is loaded and every model checked against the contract before any training.
+    must be writable (a caller that writes elsewhere afterwards checks that folder first).
+    The results folder is locked for the whole run (:mod:`bench.locks`); every data set is
+    loaded and every model checked against the contract before any training.
     A cell that raises ends with status ``failed`` and the others go on, unless
     ``opts.fail_fast``. With ``opts.jobs > 1`` up to that many cells train at once, each in
     its own process on ``opts.device`` (see :mod:`bench.runner.parallel`); with ``opts.ray``
@@ -121,8 +120,6 @@ def run_suite(
     check_options(opts)
     suite_dir = opts.results_dir / suite.name / scale
     check_writable(suite_dir, "results folder")
-    for folder, what in outputs:
-        check_writable(folder, what)
     with contextlib.ExitStack() as stack:
         # A folder in use is refused at once; a new one is created (and locked) only once the
         # data and models have passed their checks, so a failed start leaves nothing behind.
