@@ -121,20 +121,22 @@ def plan(
     entries = {e["model"]: e for e in report["models"]}
     batches = {w.model: train_batch_sizes(w, s) for w, _ in loaded}
 
-    def train(w: Workload, data: Any, amp: bool, compiled: bool, n: int) -> Part:
-        row = partial(train_row, w, data, s, amp, compiled, n)
+    def measured(kind: str, w: Workload, data: Any, amp: bool, compiled: bool, n: int) -> Part:
+        """A train or eval row at batch ``n``; train rows name their batch (it varies)."""
+        row = partial(train_row if kind == "train" else eval_row, w, data, s, amp, compiled, n)
+        batch = f" batch {n}" if kind == "train" else ""
         return (
-            f"{w.model} train {config_label(amp, compiled)} batch {n}",
-            partial(row_estimate, w, "train", n, compiled, s),
+            f"{w.model} {kind} {config_label(amp, compiled)}{batch}",
+            partial(row_estimate, w, kind, n, compiled, s),
             partial(_append, entries[w.model]["results"], row),
         )
 
     if "train" in parts:
         for w, data in loaded:
-            yield train(w, data, *s.configs[0], batches[w.model][0])
+            yield measured("train", w, data, *s.configs[0], batches[w.model][0])
         for w, data in loaded:
             for amp, compiled in s.configs[1:]:
-                yield train(w, data, amp, compiled, batches[w.model][0])
+                yield measured("train", w, data, amp, compiled, batches[w.model][0])
     if "overhead" in parts and loaded:
         w, data = _overhead_workload(loaded, report["models"], overhead_model)
 
@@ -161,7 +163,7 @@ def plan(
         for w, data in loaded:
             for n in batches[w.model][1:]:
                 for amp, compiled in s.configs:
-                    yield train(w, data, amp, compiled, n)
+                    yield measured("train", w, data, amp, compiled, n)
     if "jobs" in parts and s.jobs > 1:
 
         def jobs() -> None:
@@ -172,12 +174,7 @@ def plan(
         for w, data in loaded:
             n = eval_batch_size(w, s)
             for amp, compiled in s.configs:
-                row = partial(eval_row, w, data, s, amp, compiled, n)
-                yield (
-                    f"{w.model} eval {config_label(amp, compiled)}",
-                    partial(row_estimate, w, "eval", n, compiled, s),
-                    partial(_append, entries[w.model]["results"], row),
-                )
+                yield measured("eval", w, data, amp, compiled, n)
     if "data" in parts:
         for w, data in loaded:
 
