@@ -7,30 +7,42 @@ what its registry takes, a hook that raises) becomes a :class:`PluginError` nami
 and its distribution, so a broken third-party package never shows up as a bare traceback from
 the core. A plugin that fails to load is left out and remembered: :func:`registries` refuses
 to run with it (so ``bench run`` exits 2), while ``bench plugins`` lists it as failed.
+
+All of this state lives in one :class:`PluginHost`. The module-level functions
+(:func:`registries`, :func:`register_plugin`, :func:`call_each`, ...) act on the *current*
+host: the process-wide one, unless code runs inside :func:`using_host` or
+:func:`with_plugins`, which put another host in place for the block only (a context variable:
+other threads and asyncio tasks keep theirs), e.g. a tuning trial's reporter or a test's extra
+plugin::
+
+    with plugins.with_plugins({"my-reporter": reporter}):
+        train_cell(cell, run_dir, opts)  # its hooks see the reporter; nothing else does
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib import metadata
 from typing import Any
 
 import pluggy
 
 from bench import hookspecs
+from bench.catalog import REGISTRATION_HOOKS, Registries, build_registries, call_impl
 from bench.errors import PluginError, StopRun
-from bench.registry import Registry
-from bench.specs import DatasetSpec, MetricSpec, ModelSpec, ObjectiveSpec, ReporterSpec
-from bench.suites import Group, Suite
+from bench.registry import suggest
 
 ENTRY_POINT_GROUP = "bench"
 DISABLE_ENV = "BENCH_DISABLE_PLUGINS"
 BUILTIN_DISTRIBUTION = "collapse-bench (built-in)"
+IN_PROCESS_DISTRIBUTION = "registered in-process"
 BUILTIN_PLUGINS = (
     "bench.reporters",
     "bench.plots",
@@ -39,33 +51,337 @@ BUILTIN_PLUGINS = (
     "bench.scaffold",
 )
 
-_pm: pluggy.PluginManager | None = None
-_registries: Registries | None = None
-_dists: dict[str, str] = {}
-_failures: dict[str, str] = {}  # plugin name -> why it was left out
+__all__ = [
+    "BUILTIN_DISTRIBUTION",
+    "BUILTIN_PLUGINS",
+    "DISABLE_ENV",
+    "ENTRY_POINT_GROUP",
+    "IN_PROCESS_DISTRIBUTION",
+    "PluginHost",
+    "Registries",
+    "call_each",
+    "current_host",
+    "disabled_plugins",
+    "distribution_of",
+    "get_plugin_manager",
+    "load_failures",
+    "plugin_info",
+    "register_plugin",
+    "registration_errors",
+    "registries",
+    "reset",
+    "unregister_plugin",
+    "using_host",
+    "with_plugins",
+]
 
 
 def disabled_plugins() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
+def _new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+class PluginHost:
+    """One set of plugins: the pluggy manager, each plugin's distribution, the plugins that
+    failed to load, and the registries built from them (cached until a plugin is added or
+    removed). Plugins load on first use.
+
+    A new host loads the built-in plugins and the ``bench`` entry points itself;
+    :meth:`extended` makes one from an existing host plus some plugins, without touching it.
+    Put a host in place with :func:`using_host`.
+    """
+
+    def __init__(self) -> None:
+        self._manager: pluggy.PluginManager | None = None
+        self._registries: Registries | None = None
+        self._dists: dict[str, str] = {}  # plugin name -> "distribution version"
+        self._failures: dict[str, str] = {}  # plugin name -> why it was left out
+
+    # ---- loading --------------------------------------------------------------------------
+
+    def get_plugin_manager(self) -> pluggy.PluginManager:
+        if self._manager is None:
+            pm = _new_manager()
+            self._load_plugins(pm)
+            pm.check_pending()
+            self._manager = pm
+        return self._manager
+
+    def _load_plugins(self, pm: pluggy.PluginManager) -> None:
+        blocked = disabled_plugins()
+        known: set[str] = set()
+        for module_name in BUILTIN_PLUGINS:
+            name = module_name.rsplit(".", 1)[-1]
+            known.add(name)
+            if name in blocked:
+                continue
+            pm.register(importlib.import_module(module_name), name=name)
+            self._dists[name] = BUILTIN_DISTRIBUTION
+        seen: set[str] = set()
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            # The same distribution can be visible twice (editable installs); load once.
+            if ep.name in seen:
+                continue
+            seen.add(ep.name)
+            known.add(ep.name)
+            self._load_entry_point(pm, ep, blocked)
+        unknown = sorted(blocked - known)
+        if unknown and multiprocessing.parent_process() is None:  # once, not per --jobs worker
+            print(
+                f"warning: {DISABLE_ENV} names unknown plugin(s) "
+                f"{', '.join(map(repr, unknown))}; plugins: {', '.join(sorted(known))}",
+                file=sys.stderr,
+            )
+
+    def _load_entry_point(
+        self, pm: pluggy.PluginManager, ep: metadata.EntryPoint, blocked: set[str]
+    ) -> None:
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown distribution"
+        self._dists[ep.name] = dist
+        if ep.name in blocked:
+            pm.set_blocked(ep.name)
+            return
+        where = f"plugin {ep.name!r} ({dist})"
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # any import-time failure is the plugin's, not ours
+            self._failures[ep.name] = (
+                f"{where} failed to load ({ep.value}): {type(exc).__name__}: {exc}"
+            )
+            return
+        problems = _hook_problems(pm, plugin)
+        if problems:
+            self._failures[ep.name] = f"{where}: {'; '.join(problems)}"
+            return
+        try:
+            pm.register(plugin, name=ep.name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            self._failures[ep.name] = f"{where}: {' '.join(str(exc).split())}"
+
+    def load_failures(self) -> dict[str, str]:
+        """Plugins left out because they failed to load: name -> one-line reason."""
+        self.get_plugin_manager()
+        return dict(self._failures)
+
+    def reset(self) -> None:
+        """Forget the loaded plugins; the next use loads them again."""
+        self._manager = None
+        self._registries = None
+        self._dists = {}
+        self._failures = {}
+
+    # ---- adding and removing plugins ------------------------------------------------------
+
+    def register_plugin(
+        self, plugin: object, name: str, distribution: str = IN_PROCESS_DISTRIBUTION
+    ) -> None:
+        """Add a plugin at run time (tests, notebooks); clears the cached registries."""
+        pm = self.get_plugin_manager()
+        problems = _hook_problems(pm, plugin)
+        if problems:
+            raise PluginError(f"plugin {name!r} ({distribution}): {'; '.join(problems)}")
+        pm.register(plugin, name=name)
+        self._dists[name] = distribution
+        self._registries = None
+
+    def unregister_plugin(self, name: str) -> None:
+        pm = self.get_plugin_manager()
+        plugin = pm.get_plugin(name)
+        if plugin is not None:
+            pm.unregister(plugin)
+        self._registries = None
+
+    def extended(
+        self, extra: Mapping[str, object], distribution: str = IN_PROCESS_DISTRIBUTION
+    ) -> PluginHost:
+        """A new host with this host's plugins plus ``extra`` (name -> plugin), registered as
+        :meth:`register_plugin` does; this host is left as it is. When no extra plugin
+        implements a registration hook, the new host shares this host's registries instead
+        of building them again (a tuning trial's reporter costs nothing)."""
+        child = PluginHost()
+        pm = _new_manager()
+        for name, plugin in self.get_plugin_manager().list_name_plugin():
+            if plugin is None:  # blocked: BENCH_DISABLE_PLUGINS
+                pm.set_blocked(name)
+            else:
+                pm.register(plugin, name=name)
+        child._manager = pm
+        child._dists = dict(self._dists)
+        child._failures = dict(self._failures)
+        for name, plugin in extra.items():
+            child.register_plugin(plugin, name, distribution)
+        registering = {
+            caller.name for plugin in extra.values() for caller in pm.get_hookcallers(plugin) or []
+        }
+        if not registering & REGISTRATION_HOOKS:
+            child._registries = self._registries
+        return child
+
+    # ---- what the plugins provide ---------------------------------------------------------
+
+    def distribution_of(self, plugin_name: str) -> str:
+        return self._dists.get(plugin_name, "unknown distribution")
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call every implementation of a hook, naming the plugin if one raises."""
+        caller = getattr(self.get_plugin_manager().hook, hook_name)
+        return [
+            call_impl(impl, hook_name, kwargs, (StopRun, PluginError), self.distribution_of)
+            for impl in reversed(caller.get_hookimpls())
+        ]
+
+    def registries(self) -> Registries:
+        """Every registered item, collected once per host. A PluginError if a plugin failed
+        to load or a registration hook raised."""
+        if self._registries is None:
+            self._raise_load_failures()
+            self._registries = build_registries(self.get_plugin_manager(), self.distribution_of)
+        return self._registries
+
+    def _raise_load_failures(self) -> None:
+        failures = self.load_failures()
+        if failures:
+            name, reason = next(iter(failures.items()))
+            more = f" (and {len(failures) - 1} more plugin(s); see `bench plugins`)"
+            raise PluginError(
+                f"{reason}; fix it or set {DISABLE_ENV}={name}"
+                + (more if len(failures) > 1 else "")
+            )
+
+    def registration_errors(self) -> dict[str, str]:
+        """Plugins whose registration hooks raise: name -> the error (``bench plugins``)."""
+        errors: dict[str, str] = {}
+        build_registries(self.get_plugin_manager(), self.distribution_of, errors)
+        return errors
+
+    def plugin_info(self) -> list[dict[str, Any]]:
+        """Every plugin with its distribution, the hooks it implements and its ``status``:
+        "ok", "disabled", or "failed: <why>" (it failed to load, or a registration hook
+        raised)."""
+        pm = self.get_plugin_manager()
+        broken = {**self.registration_errors(), **self._failures}
+        rows = []
+        for name, plugin in pm.list_name_plugin():
+            if plugin is None:
+                continue
+            hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+            rows.append({"name": name, "distribution": self.distribution_of(name), "hooks": hooks})
+        rows += [
+            {"name": n, "distribution": self.distribution_of(n), "hooks": []}
+            for n in self._failures
+        ]
+        for row in rows:
+            row["status"] = f"failed: {broken[row['name']]}" if row["name"] in broken else "ok"
+        for name in sorted(disabled_plugins()):
+            rows.append(
+                {"name": name, "distribution": "(disabled)", "hooks": [], "status": "disabled"}
+            )
+        return sorted(rows, key=lambda r: r["name"])
+
+
+# The one slot for the current host. Its default is the process-wide host: one shared, mutable
+# object on purpose (B039), since every thread must see the same plugins unless a block has put
+# another host in place; a value set() in one thread would not reach the others.
+_CURRENT: ContextVar[PluginHost] = ContextVar(
+    "bench_plugin_host",
+    default=PluginHost(),  # noqa: B039
+)
+
+
+def current_host() -> PluginHost:
+    """The host the module-level functions act on: the process-wide one, or the one
+    :func:`using_host` put in place."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def using_host(host: PluginHost) -> Iterator[PluginHost]:
+    """Run a block with ``host`` as the current host; the previous one is back afterwards,
+    untouched. Only this thread (or asyncio task) sees the change: threads started inside
+    the block and worker processes (``--jobs``, Ray) use the process-wide host."""
+    token = _CURRENT.set(host)
+    try:
+        yield host
+    finally:
+        _CURRENT.reset(token)
+
+
+@contextmanager
+def with_plugins(
+    extra: Mapping[str, object], distribution: str = IN_PROCESS_DISTRIBUTION
+) -> Iterator[PluginHost]:
+    """Run a block with the current host's plugins plus ``extra`` (name -> plugin), e.g. a
+    tuning trial's reporter or a test's plugin, leaving the current host as it was:
+    ``using_host(current_host().extended(extra, distribution))``."""
+    with using_host(current_host().extended(extra, distribution)) as host:
+        yield host
+
+
+# ---- the current host's methods as functions (the API plugins, tests and tools use) -------
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
-    global _pm
-    if _pm is None:
-        pm = pluggy.PluginManager(hookspecs.PROJECT)
-        pm.add_hookspecs(hookspecs)
-        _load_plugins(pm)
-        pm.check_pending()
-        _pm = pm
-    return _pm
+    return current_host().get_plugin_manager()
+
+
+def load_failures() -> dict[str, str]:
+    """Plugins left out because they failed to load: name -> one-line reason."""
+    return current_host().load_failures()
+
+
+def register_plugin(plugin: object, name: str, distribution: str = IN_PROCESS_DISTRIBUTION) -> None:
+    """Add a plugin at run time (tests, notebooks); clears the cached registries. It stays
+    until :func:`unregister_plugin`; :func:`with_plugins` adds one for a block only."""
+    current_host().register_plugin(plugin, name, distribution)
+
+
+def unregister_plugin(name: str) -> None:
+    current_host().unregister_plugin(name)
+
+
+def distribution_of(plugin_name: str) -> str:
+    return current_host().distribution_of(plugin_name)
+
+
+def plugin_info() -> list[dict[str, Any]]:
+    """Every plugin with its distribution, the hooks it implements and its ``status``: "ok",
+    "disabled", or "failed: <why>" (it failed to load, or a registration hook raised)."""
+    return current_host().plugin_info()
+
+
+def call_each(hook_name: str, **kwargs: Any) -> list[Any]:
+    """Call every implementation of a hook, naming the plugin if one raises."""
+    return current_host().call_each(hook_name, **kwargs)
+
+
+def registries() -> Registries:
+    """Every registered item, collected once per host. A PluginError if a plugin failed
+    to load or a registration hook raised."""
+    return current_host().registries()
+
+
+def registration_errors() -> dict[str, str]:
+    """Plugins whose registration hooks raise: name -> the error (``bench plugins``)."""
+    return current_host().registration_errors()
+
+
+def reset() -> None:
+    """Forget loaded plugins (tests): the current host loads them again on next use."""
+    current_host().reset()
+
+
+# ---- checks -------------------------------------------------------------------------------
 
 
 def _hook_problems(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     """What is wrong with a plugin's hook implementations, checked before registering it:
     unknown hook names (with a suggestion), arguments the hook does not pass, and hook
     markers on something that is not a function."""
-    from bench.registry import suggest
-
     problems = []
     known = [n for n in dir(hookspecs) if getattr(getattr(hookspecs, n), "bench_spec", None)]
     for attr in dir(plugin):
@@ -94,270 +410,3 @@ def _hook_problems(pm: pluggy.PluginManager, plugin: object) -> list[str]:
                 f"which {attr} does not pass (it passes {', '.join(spec_args)})"
             )
     return problems
-
-
-def _load_plugins(pm: pluggy.PluginManager) -> None:
-    import importlib
-
-    blocked = disabled_plugins()
-    known: set[str] = set()
-    for module_name in BUILTIN_PLUGINS:
-        name = module_name.rsplit(".", 1)[-1]
-        known.add(name)
-        if name in blocked:
-            continue
-        pm.register(importlib.import_module(module_name), name=name)
-        _dists[name] = BUILTIN_DISTRIBUTION
-    seen: set[str] = set()
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        # The same distribution can be visible twice (editable installs); load once.
-        if ep.name in seen:
-            continue
-        seen.add(ep.name)
-        known.add(ep.name)
-        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown distribution"
-        _dists[ep.name] = dist
-        if ep.name in blocked:
-            pm.set_blocked(ep.name)
-            continue
-        where = f"plugin {ep.name!r} ({dist})"
-        try:
-            plugin = ep.load()
-        except Exception as exc:  # any import-time failure is the plugin's, not ours
-            _failures[ep.name] = f"{where} failed to load ({ep.value}): {type(exc).__name__}: {exc}"
-            continue
-        problems = _hook_problems(pm, plugin)
-        if problems:
-            _failures[ep.name] = f"{where}: {'; '.join(problems)}"
-            continue
-        try:
-            pm.register(plugin, name=ep.name)
-        except (ValueError, pluggy.PluginValidationError) as exc:
-            _failures[ep.name] = f"{where}: {' '.join(str(exc).split())}"
-    unknown = sorted(blocked - known)
-    if unknown and multiprocessing.parent_process() is None:  # once, not once per --jobs worker
-        print(
-            f"warning: {DISABLE_ENV} names unknown plugin(s) {', '.join(map(repr, unknown))}; "
-            f"plugins: {', '.join(sorted(known))}",
-            file=sys.stderr,
-        )
-
-
-def load_failures() -> dict[str, str]:
-    """Plugins left out because they failed to load: name -> one-line reason."""
-    get_plugin_manager()
-    return dict(_failures)
-
-
-def _raise_load_failures() -> None:
-    failures = load_failures()
-    if failures:
-        name, reason = next(iter(failures.items()))
-        more = f" (and {len(failures) - 1} more plugin(s); see `bench plugins`)"
-        raise PluginError(
-            f"{reason}; fix it or set {DISABLE_ENV}={name}" + (more if len(failures) > 1 else "")
-        )
-
-
-def register_plugin(plugin: object, name: str, distribution: str = "registered in-process") -> None:
-    """Add a plugin at run time (tests, notebooks); clears the cached registries."""
-    global _registries
-    pm = get_plugin_manager()
-    problems = _hook_problems(pm, plugin)
-    if problems:
-        raise PluginError(f"plugin {name!r} ({distribution}): {'; '.join(problems)}")
-    pm.register(plugin, name=name)
-    _dists[name] = distribution
-    _registries = None
-
-
-def unregister_plugin(name: str) -> None:
-    global _registries
-    pm = get_plugin_manager()
-    plugin = pm.get_plugin(name)
-    if plugin is not None:
-        pm.unregister(plugin)
-    _registries = None
-
-
-def distribution_of(plugin_name: str) -> str:
-    return _dists.get(plugin_name, "unknown distribution")
-
-
-def plugin_info() -> list[dict[str, Any]]:
-    """Every plugin with its distribution, the hooks it implements and its ``status``: "ok",
-    "disabled", or "failed: <why>" (it failed to load, or a registration hook raised)."""
-    pm = get_plugin_manager()
-    broken = {**registration_errors(), **_failures}
-    rows = []
-    for name, plugin in pm.list_name_plugin():
-        if plugin is None:
-            continue
-        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        rows.append({"name": name, "distribution": distribution_of(name), "hooks": hooks})
-    rows += [{"name": n, "distribution": distribution_of(n), "hooks": []} for n in _failures]
-    for row in rows:
-        row["status"] = f"failed: {broken[row['name']]}" if row["name"] in broken else "ok"
-    for name in sorted(disabled_plugins()):
-        rows.append({"name": name, "distribution": "(disabled)", "hooks": [], "status": "disabled"})
-    return sorted(rows, key=lambda r: r["name"])
-
-
-def _call_impl(
-    impl: Any, hook_name: str, kwargs: dict[str, Any], passthrough: tuple[type, ...]
-) -> Any:
-    """Call one hook implementation; any exception not in ``passthrough`` becomes a
-    PluginError naming the plugin and its distribution."""
-    try:
-        return impl.function(**{k: kwargs[k] for k in impl.argnames})
-    except passthrough:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            f"plugin {impl.plugin_name!r} ({distribution_of(impl.plugin_name)}) raised in "
-            f"{hook_name}: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def call_each(hook_name: str, **kwargs: Any) -> list[Any]:
-    """Call every implementation of a hook, naming the plugin if one raises."""
-    caller = getattr(get_plugin_manager().hook, hook_name)
-    return [
-        _call_impl(impl, hook_name, kwargs, (StopRun, PluginError))
-        for impl in reversed(caller.get_hookimpls())
-    ]
-
-
-@dataclass
-class Registries:
-    datasets: Registry[DatasetSpec] = field(default_factory=lambda: Registry("dataset"))
-    models: Registry[ModelSpec] = field(default_factory=lambda: Registry("model"))
-    objectives: Registry[ObjectiveSpec] = field(default_factory=lambda: Registry("objective"))
-    metrics: Registry[MetricSpec] = field(default_factory=lambda: Registry("metric"))
-    suites: Registry[Suite] = field(default_factory=lambda: Registry("suite"))
-    reporters: Registry[ReporterSpec] = field(default_factory=lambda: Registry("reporter"))
-
-
-_ITEM_HOOKS: dict[str, str] = {
-    "datasets": "register_datasets",
-    "models": "register_models",
-    "objectives": "register_objectives",
-    "metrics": "register_metrics",
-    "suites": "register_suites",
-    "reporters": "register_reporters",
-}
-
-
-# What each registry takes, and the fields of it that must be callable.
-_ITEM_TYPES: dict[str, tuple[type, tuple[str, ...]]] = {
-    "datasets": (DatasetSpec, ("load",)),
-    "models": (ModelSpec, ("build",)),
-    "objectives": (ObjectiveSpec, ("build",)),
-    "metrics": (MetricSpec, ("compute",)),
-    "suites": (Suite, ()),
-    "reporters": (ReporterSpec, ("write",)),
-}
-
-
-def _check_item(item: Any, attr: str, where: str) -> None:
-    from bench.specs import Param
-
-    cls, functions = _ITEM_TYPES[attr]
-    if not isinstance(item, cls):
-        raise PluginError(f"{where} registered {item!r} as {attr}; expected a {cls.__name__}")
-    for name in functions:
-        if not callable(getattr(item, name)):
-            raise PluginError(
-                f"{where} registered {attr[:-1]} {item.name!r} whose {name} is not callable "
-                f"({type(getattr(item, name)).__name__})"
-            )
-    for key, param in getattr(item, "params", {}).items():
-        if not isinstance(param, Param):
-            raise PluginError(
-                f"{where} registered {attr[:-1]} {item.name!r} whose parameter {key!r} is a "
-                f"{type(param).__name__}, not a bench.Param"
-            )
-
-
-def _collect(
-    hook_name: str,
-    make_register: Callable[[str, str], Callable[..., None]],
-    errors: dict[str, str] | None = None,
-) -> None:
-    """Call every implementation of a registration hook; with ``errors``, a plugin that
-    raises is noted there instead of stopping the others."""
-    for impl in reversed(getattr(get_plugin_manager().hook, hook_name).get_hookimpls()):
-        register = make_register(impl.plugin_name, distribution_of(impl.plugin_name))
-        try:
-            _call_impl(impl, hook_name, {"register": register}, (PluginError,))
-        except PluginError as exc:
-            if errors is None:
-                raise
-            errors.setdefault(impl.plugin_name, str(exc))
-
-
-def _build_registries(errors: dict[str, str] | None = None) -> Registries:
-    regs = Registries()
-    for attr, hook_name in _ITEM_HOOKS.items():
-        registry: Registry[Any] = getattr(regs, attr)
-
-        def make(
-            plugin: str, dist: str, registry: Registry[Any] = registry, attr: str = attr
-        ) -> Callable:
-            def register(item: Any) -> None:
-                _check_item(item, attr, f"plugin {plugin!r} ({dist})")
-                if isinstance(item, Suite):
-                    # Groups are appended per process; never mutate the plugin's own dict.
-                    item = replace(item, groups={k: list(v) for k, v in item.groups.items()})
-                registry.add(item, plugin, dist)
-
-            return register
-
-        _collect(hook_name, make, errors)
-
-    def make_group_register(plugin: str, dist: str) -> Callable[[str, str, Group], None]:
-        def register(suite_name: str, scale: str, group: Group) -> None:
-            suite = regs.suites.get(suite_name)
-            if scale not in suite.scales:
-                raise PluginError(
-                    f"plugin {plugin!r} ({dist}) adds group {group.name!r} to scale {scale!r} "
-                    f"of suite {suite_name!r}, which has scales {', '.join(suite.scales)}"
-                )
-            groups = suite.groups.setdefault(scale, [])
-            if any(g.name == group.name for g in groups):
-                raise PluginError(
-                    f"group {group.name!r} of suite {suite_name!r} ({scale}) is registered "
-                    f"twice; second time by plugin {plugin!r} ({dist})"
-                )
-            groups.append(replace(group, plugin=plugin, distribution=dist))
-
-        return register
-
-    _collect("register_suite_groups", make_group_register, errors)
-    return regs
-
-
-def registries() -> Registries:
-    """Every registered item, collected once per process. A PluginError if a plugin failed
-    to load or a registration hook raised."""
-    global _registries
-    if _registries is None:
-        _raise_load_failures()
-        _registries = _build_registries()
-    return _registries
-
-
-def registration_errors() -> dict[str, str]:
-    """Plugins whose registration hooks raise: name -> the error (``bench plugins``)."""
-    errors: dict[str, str] = {}
-    _build_registries(errors)
-    return errors
-
-
-def reset() -> None:
-    """Forget loaded plugins (tests)."""
-    global _pm, _registries
-    _pm = None
-    _registries = None
-    _dists.clear()
-    _failures.clear()

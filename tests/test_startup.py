@@ -1,0 +1,102 @@
+"""The runner's seam: plugin state in one host object that a block can replace, no import
+circles, and a command line that answers ``--help``, ``ls`` and ``show`` without torch."""
+
+from __future__ import annotations
+
+import threading
+
+from bench import DatasetSpec, ModelSpec, hookimpl, plugins
+from bench.plugins import PluginHost, current_host, using_host, with_plugins
+
+
+class ExtraModel:
+    @hookimpl
+    def register_models(self, register):
+        register(ModelSpec("extra-model", build=lambda info: None, description="extra"))
+
+
+class EpochListener:
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    @hookimpl
+    def on_epoch_end(self, cell, epoch, metrics):
+        self.epochs.append(epoch)
+
+
+# ---- the plugin host -----------------------------------------------------------------------
+
+
+def test_a_host_with_an_extra_plugin_is_seen_inside_the_block_only(fresh_plugins):
+    before = plugins.registries()
+    process_host = current_host()
+    with with_plugins({"extra": ExtraModel()}, "extra-dist 1.0") as host:
+        assert current_host() is host is not process_host
+        model = plugins.registries().models.get("extra-model")
+        assert (model.plugin, model.distribution) == ("extra", "extra-dist 1.0")
+        assert "mlp-vae" in plugins.registries().models  # the parent's plugins are there too
+        assert "extra" in {row["name"] for row in plugins.plugin_info()}
+    assert current_host() is process_host
+    assert plugins.registries() is before  # not rebuilt: the process-wide host never changed
+    assert "extra-model" not in plugins.registries().models
+    assert plugins.get_plugin_manager().get_plugin("extra") is None
+
+
+def test_a_listener_shares_the_registries_and_hears_hooks_inside_the_block_only(fresh_plugins):
+    """A tuning trial's reporter: no registration hook, so no registries rebuilt."""
+    before = plugins.registries()
+    listener = EpochListener()
+    with with_plugins({"trial-reporter": listener}):
+        assert plugins.registries() is before
+        plugins.call_each("on_epoch_end", cell=None, epoch=3, metrics={})
+    plugins.call_each("on_epoch_end", cell=None, epoch=4, metrics={})
+    assert listener.epochs == [3]
+    assert plugins.registries() is before
+
+
+def test_changes_to_an_override_host_stay_in_it(fresh_plugins):
+    before = plugins.registries()
+    with using_host(PluginHost()) as host:
+        plugins.register_plugin(ExtraModel(), "extra")
+        assert "extra-model" in host.registries().models
+        plugins.reset()  # resets the override host, not the process-wide one
+        assert "extra-model" not in plugins.registries().models
+    assert plugins.registries() is before
+
+
+def test_hosts_nest_and_restore(fresh_plugins):
+    outer, inner = PluginHost(), PluginHost()
+    with using_host(outer):
+        with using_host(inner):
+            assert current_host() is inner
+        assert current_host() is outer
+
+
+def test_other_threads_keep_the_process_wide_host(fresh_plugins):
+    process_host = current_host()
+    seen: list[PluginHost] = []
+    with with_plugins({"extra": ExtraModel()}):
+        thread = threading.Thread(target=lambda: seen.append(current_host()))
+        thread.start()
+        thread.join()
+    assert seen == [process_host]
+
+
+def test_an_extended_host_leaves_its_parent_alone(fresh_plugins):
+    parent = PluginHost()
+    child = parent.extended({"extra": ExtraModel()})
+    child.register_plugin(_data_plugin(), "more-data")
+    assert "extra-model" in child.registries().models
+    assert "more-data" in child.registries().datasets
+    assert "extra-model" not in parent.registries().models
+    assert "more-data" not in parent.registries().datasets
+    assert parent.get_plugin_manager().get_plugin("extra") is None
+
+
+def _data_plugin() -> object:
+    class MoreData:
+        @hookimpl
+        def register_datasets(self, register):
+            register(DatasetSpec("more-data", load=lambda data_dir: None))
+
+    return MoreData()
