@@ -87,16 +87,16 @@ def _shape(t: Any) -> str:
 
 def check_contract(model: LatentVariableModel, x: Any, where: str) -> None:
     """Put one batch through ``encode`` and ``log_likelihood`` with K=2 and check the shapes
-    and that every value is finite; :class:`~bench.errors.ContractError` naming ``where``
+    and that every value is finite; :class:`~bench.errors.ModelContractError` naming ``where``
     (the model, its plugin and distribution) and the expected and actual shapes otherwise.
 
     Runs in eval mode without gradients, with its own noise generator: the global random
     state, and so every result, is the same with or without the check.
     """
-    from bench.errors import ContractError
+    from bench.errors import ModelContractError
 
-    def fail(what: str) -> ContractError:
-        return ContractError(f"{where} breaks the model contract: {what}")
+    def fail(what: str) -> ModelContractError:
+        return ModelContractError(f"{where} breaks the model contract: {what}")
 
     batch = len(x)
     was_training = model.training

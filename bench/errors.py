@@ -2,6 +2,9 @@
 and exits with code 2 instead of a traceback."""
 
 import sys
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
 
 
 def print_warning(msg: str) -> None:
@@ -29,8 +32,17 @@ class UnknownNameError(BenchError):
     """A registry lookup missed; the message carries did-you-mean suggestions."""
 
 
-class ContractError(BenchError):
-    """A model does not keep the model contract (shapes, finite values) on a real batch."""
+class ModelContractError(BenchError):
+    """The runner's preflight put a real batch through a model and it broke the model contract
+    (shapes, finite values): the run stops before training with one line.
+
+    Formerly ``bench.errors.ContractError``, a deprecated alias that still imports. Plugin
+    authors' tests raise :class:`bench.testing.ContractCheckError` instead."""
+
+
+class DivergedError(Exception):
+    """The training loss became NaN or infinite: the run is recorded as ``diverged`` and the
+    suite goes on."""
 
 
 class FailFast(Exception):
@@ -47,3 +59,24 @@ class StopRun(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+def deprecated_aliases(
+    module: str, renamed: Mapping[str, str], namespace: Mapping[str, Any]
+) -> Callable[[str], Any]:
+    """A module ``__getattr__`` under which each old name in ``renamed`` (old -> new) still
+    imports as the object now named new, with a DeprecationWarning naming the replacement."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in renamed:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        new = renamed[name]
+        warnings.warn(
+            f"{module}.{name} is deprecated; use {module}.{new}", DeprecationWarning, stacklevel=2
+        )
+        return namespace[new]
+
+    return __getattr__
+
+
+__getattr__ = deprecated_aliases(__name__, {"ContractError": "ModelContractError"}, globals())

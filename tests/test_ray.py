@@ -26,7 +26,7 @@ from polars.testing import assert_frame_equal
 from bench import leaderboard as lb
 from bench import plugins
 from bench.cli import main
-from bench.errors import ConfigError, ContractError
+from bench.errors import ConfigError, ModelContractError
 from bench.records import RECORD_FILE
 from bench.runner import RayPlacement, RunOptions, run_suite, select_cells
 from bench.suites import get_suite
@@ -347,7 +347,7 @@ def test_a_raising_plugin_fails_its_cell_only(
     # suite stops with the one line the preflight gives without Ray.
     monkeypatch.setenv("BENCH_FAULT", "bad-shape")
     opts.results_dir = workdir / "shape"
-    with pytest.raises(ContractError, match=r"returned \[64\], expected \[2, 32\]"):
+    with pytest.raises(ModelContractError, match=r"returned \[64\], expected \[2, 32\]"):
         run_suite(get_suite(str(workdir / "p.toml")), None, opts)
 
 

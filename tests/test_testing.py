@@ -13,7 +13,7 @@ from bench.data import DataSplits, TensorSplit
 from bench.runner import build_model
 from bench.suites import Budget, Cell, EvalSettings
 from bench.testing import (
-    ContractError,
+    ContractCheckError,
     check_dataset,
     check_metric,
     check_model,
@@ -73,7 +73,7 @@ def test_first_party_mlp_models_pass(bench_image_data, bench_image_batch, skip):
 def test_check_model_reports_each_violation(bench_image_data, bench_image_batch, cls, needles):
     torch.manual_seed(0)
     model = cls(bench_image_data.info.shape, 3, 16, 1, 2, True)
-    with pytest.raises(ContractError) as err:
+    with pytest.raises(ContractCheckError) as err:
         check_model(model, bench_image_batch)
     for needle in needles:
         assert needle in str(err.value)
@@ -88,7 +88,7 @@ def test_every_violation_is_listed_at_once(bench_image_data, bench_image_batch):
             return torch.zeros(3)
 
     torch.manual_seed(0)
-    with pytest.raises(ContractError) as err:
+    with pytest.raises(ContractCheckError) as err:
         check_model(TwoFaults(bench_image_data.info.shape, 3, 16, 1, 2, True), bench_image_batch)
     assert len(err.value.violations) == 3  # prior [K, B], prior [B], decode_mean
     assert "breaks the contract in 3 ways" in str(err.value)
@@ -133,7 +133,7 @@ class NoDecoder(Objective):
     ],
 )
 def test_check_objective_reports_each_violation(objective, needles):
-    with pytest.raises(ContractError) as err:
+    with pytest.raises(ContractCheckError) as err:
         check_objective(objective)
     for needle in needles:
         assert needle in str(err.value)
@@ -157,7 +157,7 @@ def test_registered_metrics_pass_on_a_model(bench_registries, bench_image_data):
 )
 def test_check_metric_reports_each_violation(bench_image_data, compute, needles):
     spec = MetricSpec("bad", compute, "min")
-    with pytest.raises(ContractError) as err:
+    with pytest.raises(ContractCheckError) as err:
         check_metric(spec, mlp(bench_image_data), bench_image_data.test)
     for needle in needles:
         assert needle in str(err.value)
@@ -173,14 +173,14 @@ def test_check_dataset_reports_each_violation(bench_image_data):
     shaped = TensorSplit(d.train.x[:, :, :4], d.train.labels)
     resampled = TensorSplit(d.test.x.clamp(0.2, 0.8), d.test.labels, dynamic_binarization=True)
     broken = DataSplits(d.info, shaped, d.valid, resampled, num_classes=2)
-    with pytest.raises(ContractError) as err:
+    with pytest.raises(ContractCheckError) as err:
         check_dataset(broken)
     text = str(err.value)
     assert "train.batches(7, shuffle=False) x: expected shape [7, 1, 8, 8], got shape" in text
     assert "test.batches() twice: expected the same batches" in text
     assert "train.labels: expected values in [0, 2)" in text
     spec = DatasetSpec("wrong-kind", lambda data_dir: d, kind="text")
-    with pytest.raises(ContractError, match="info.kind: expected the spec's kind 'text'"):
+    with pytest.raises(ContractCheckError, match="info.kind: expected the spec's kind 'text'"):
         check_dataset(spec)
 
 

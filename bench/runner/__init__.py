@@ -11,6 +11,7 @@
 - ``ray``: ``--ray``, cells as Ray tasks on a cluster (imported only then: Ray is optional).
 """
 
+from bench.errors import DivergedError
 from bench.runner.cell import (
     build_model,
     evaluate,
@@ -33,7 +34,7 @@ from bench.runner.options import (
     synchronize,
     tf32_enabled,
 )
-from bench.runner.step import DivergedError, FiniteCheck, TrainStep, eval_log_likelihood
+from bench.runner.step import FiniteCheck, TrainStep, eval_log_likelihood
 from bench.runner.suite import kept_record, run_suite, select_cells, validate_cells
 
 __all__ = [

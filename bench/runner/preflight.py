@@ -16,7 +16,7 @@ import torch
 from bench import plugins
 from bench.contract import check_contract
 from bench.data import DataSplits, Split, data_dir
-from bench.errors import BenchError, ContractError, DataError
+from bench.errors import BenchError, DataError, ModelContractError
 from bench.runner import cell as parts
 from bench.runner.options import RunOptions
 from bench.suites import Cell
@@ -66,7 +66,7 @@ def _model_text(cell: Cell) -> str:
 
 
 def check_cell_model(cell: Cell, model: Any, train: Split) -> None:
-    """The model contract on one training batch; a ContractError naming the model, its plugin
+    """The model contract on one training batch; a ModelContractError naming the model, its plugin
     and distribution, and the data set."""
     state = parts.rng_state()  # drawing the batch must not change the run that follows
     try:
@@ -96,7 +96,9 @@ def check_cells(cells: Iterable[Cell], opts: RunOptions) -> None:
         except BenchError:
             raise
         except Exception as exc:
-            raise ContractError(f"{where}: building it raised {type(exc).__name__}: {exc}") from exc
+            raise ModelContractError(
+                f"{where}: building it raised {type(exc).__name__}: {exc}"
+            ) from exc
         check_cell_model(cell, model, data.train)
         del model
     if opts.device.type == "cuda":

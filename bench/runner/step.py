@@ -10,15 +10,12 @@ import torch
 from torch import Tensor
 
 from bench.contract import LatentVariableModel, reparameterize
+from bench.errors import DivergedError as DivergedError  # re-exported: it was defined here
 from bench.estimators import gaussian_kl_per_dim
 from bench.runner.compiled import compile_fn, mark_batch_dynamic
 from bench.runner.options import autocast, compile_kwargs, uses_cudagraphs, without_cudagraphs
 
 NAN_CHECK_EVERY = 100  # steps between divergence checks (read a step late: no host sync)
-
-
-class DivergedError(Exception):
-    """The training loss became NaN or infinite."""
 
 
 def eval_log_likelihood(

@@ -9,13 +9,15 @@ the fixtures below are available in any test suite without an import::
         check_model(build_my_model(bench_image_data.info), bench_image_batch)
 
 Checks: :func:`check_model`, :func:`check_objective`, :func:`check_metric`,
-:func:`check_dataset`; each raises :class:`ContractError` listing every violation.
+:func:`check_dataset`; each raises :class:`ContractCheckError` listing every violation
+(``ContractError``, its old name, still imports with a DeprecationWarning).
 Fixtures: ``bench_image_data``, ``bench_text_data``, ``bench_image_batch``,
 ``bench_text_batch``, ``bench_registries``.
 """
 
+from bench.errors import deprecated_aliases
 from bench.testing.checks import (
-    ContractError,
+    ContractCheckError,
     HostReads,
     Violation,
     check_dataset,
@@ -35,7 +37,7 @@ from bench.testing.fixtures import (
 )
 
 __all__ = [
-    "ContractError",
+    "ContractCheckError",
     "HostReads",
     "Violation",
     "bench_image_batch",
@@ -51,3 +53,6 @@ __all__ = [
     "tiny_image_data",
     "tiny_text_data",
 ]
+
+# The old name still imports, with a DeprecationWarning naming the new one.
+__getattr__ = deprecated_aliases(__name__, {"ContractError": "ContractCheckError"}, globals())

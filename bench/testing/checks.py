@@ -1,6 +1,6 @@
 """Contract checks for plugin items. Each runs the item the way the harness does, collects every
 violation (what was called, what was expected, what came back) and raises one
-:class:`ContractError` listing them all, so a plugin author fixes everything in one round."""
+:class:`ContractCheckError` listing them all, so a plugin author fixes everything in one round."""
 
 from __future__ import annotations
 
@@ -36,8 +36,12 @@ class Violation:
         return f"{self.where}: expected {self.expected}, got {self.actual}"
 
 
-class ContractError(AssertionError):
-    """Raised by the ``check_*`` functions; ``violations`` lists every broken rule."""
+class ContractCheckError(AssertionError):
+    """A plugin item failed one of the ``check_*`` functions (an AssertionError, so pytest
+    reports it as a failed test); ``violations`` lists every broken rule.
+
+    Formerly ``bench.testing.ContractError``, a deprecated alias that still imports. The
+    runner's own check before training raises :class:`bench.errors.ModelContractError`."""
 
     def __init__(self, subject: str, violations: Sequence[Violation]) -> None:
         self.violations = list(violations)
@@ -70,7 +74,7 @@ class _Report:
 
     def raise_if_any(self, subject: str) -> None:
         if self.violations:
-            raise ContractError(subject, self.violations)
+            raise ContractCheckError(subject, self.violations)
 
 
 class HostReads(TorchDispatchMode):
@@ -169,7 +173,7 @@ def check_model(
         seed: seeds the posterior samples.
 
     Raises:
-        ContractError: listing every violation.
+        ContractCheckError: listing every violation.
     """
     report = _Report()
     name = type(model).__name__
@@ -319,7 +323,7 @@ def check_objective(
         seed: seeds the random inputs.
 
     Raises:
-        ContractError: listing every violation.
+        ContractCheckError: listing every violation.
     """
     report = _Report()
     g = torch.Generator().manual_seed(seed)
@@ -392,7 +396,7 @@ def check_metric(
         The metric's value.
 
     Raises:
-        ContractError: listing every violation.
+        ContractCheckError: listing every violation.
     """
     report = _Report()
     if spec.direction not in ("min", "max"):
@@ -479,7 +483,7 @@ def check_dataset(
         The splits.
 
     Raises:
-        ContractError: listing every violation.
+        ContractCheckError: listing every violation.
     """
     report = _Report()
     subject = "data set"

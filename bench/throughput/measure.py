@@ -203,21 +203,6 @@ def eval_batch_size(w: Workload, s: Settings) -> int:
     return s.eval_batch or min(w.eval_batch_size, s.eval_batch_cap or w.eval_batch_size)
 
 
-def train_rates(w: Workload, data: Any, s: Settings) -> list[dict[str, Any]]:
-    """Every training row of a workload: each batch size, each configuration."""
-    return [
-        train_row(w, data, s, amp, compiled, n)
-        for n in train_batch_sizes(w, s)
-        for amp, compiled in s.configs
-    ]
-
-
-def eval_rates(w: Workload, data: Any, s: Settings) -> list[dict[str, Any]]:
-    """Every evaluation row of a workload, one per configuration."""
-    n = eval_batch_size(w, s)
-    return [eval_row(w, data, s, amp, compiled, n) for amp, compiled in s.configs]
-
-
 def data_pipeline_rate(w: Workload, data: Any, s: Settings) -> dict[str, Any]:
     """examples/s of the training data pipeline alone: a shuffled epoch of batches with
     binarization, as the runner draws them (on the data's device, no training)."""
