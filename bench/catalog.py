@@ -16,7 +16,7 @@ import pluggy
 from bench.errors import PluginError
 from bench.registry import Registry
 from bench.specs import DatasetSpec, MetricSpec, ModelSpec, ObjectiveSpec, Param, ReporterSpec
-from bench.suites import Group, Suite
+from bench.suite_types import Group, Suite
 
 # plugin name -> "name (distribution)" text for messages; the host knows the distributions.
 DistributionOf = Callable[[str], str]

@@ -12,84 +12,37 @@ import itertools
 import json
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ConfigError
+from bench import plugins
+from bench.errors import ConfigError, UnknownNameError
 from bench.registry import suggest
+from bench.suite_types import Budget, EvalSettings, Group, Suite
 
-
-@dataclass(frozen=True)
-class Budget:
-    """How a cell is trained."""
-
-    epochs: int = 10
-    batch_size: int = 50
-    optimizer: str = "adam"  # "adam" or "sgd"
-    lr: float = 1e-3
-    grad_clip: float | None = 5.0
-    patience: int | None = None  # early stopping on validation -ELBO, in epochs
-    lr_decay: float | None = None  # multiply lr by this when validation stops improving
-    lr_decay_after: int = 0  # ...but only after this many epochs
-    lr_decay_patience: int = 1
-    max_decays: int | None = 5  # None: no limit; the sticky schedule has none (min_lr ends it)
-    # Sticky decay (the skip-VAE reference's text schedule): the first epoch that triggers a
-    # decay switches it on for good, and lr is multiplied by lr_decay after every later epoch.
-    lr_decay_sticky: bool = False
-    min_lr: float | None = None  # stop training once lr falls below this
-    train_subset: int | None = None  # first N training examples
-    valid_subset: int | None = None
-    test_subset: int | None = None
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """Estimator settings, recorded beside every figure they produce."""
-
-    iw_samples: int = 500
-    au_threshold: float = 0.01
-    mi_samples: int = 1
-    batch_size: int = 500
-    probe_train_size: int = 10000
-    # MI over this many training examples as well (metric ``mi_train``; 0: off). The test-set
-    # MI cannot exceed log N; a larger N lifts that ceiling at O(N^2 D) cost.
-    mi_train_size: int = 0
-
-
-@dataclass(frozen=True)
-class Group:
-    """A block of cells: the product of its datasets, models, objectives and seeds."""
-
-    name: str
-    datasets: tuple[str, ...]
-    models: tuple[str, ...]
-    objectives: tuple[str, ...]
-    seeds: tuple[int, ...] = (0,)
-    metrics: tuple[str, ...] = ()  # empty: every registered metric
-    dataset_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    objective_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    budget: Budget = Budget()
-    eval: EvalSettings = EvalSettings()
-    plugin: str = ""
-    distribution: str = ""
-
-
-@dataclass(frozen=True)
-class Suite:
-    """A named benchmark with scales; ``default_scale`` runs when ``--scale`` is not given."""
-
-    name: str
-    description: str = ""
-    scales: tuple[str, ...] = ("smoke", "quick", "paper")
-    default_scale: str = "quick"
-    groups: dict[str, list[Group]] = field(default_factory=dict)
-    # Leaderboard columns in order (metric names, see docs/plugins.md); empty: the default.
-    columns: tuple[str, ...] = ()
-    source: str = ""  # the TOML file a suite was read from
-    plugin: str = ""
-    distribution: str = ""
+# Budget, EvalSettings, Group and Suite are defined below the plugin manager (which registers
+# suites and groups) and documented here, with everything that works on them.
+__all__ = [
+    "BUDGET_RULES",
+    "EVAL_RULES",
+    "SETTING_PARTS",
+    "SUITE_FILE",
+    "Budget",
+    "Cell",
+    "EvalSettings",
+    "Group",
+    "Suite",
+    "check_field_type",
+    "check_group",
+    "expand",
+    "fingerprint",
+    "get_suite",
+    "load_suite_file",
+    "read_toml",
+    "remember_suite",
+    "resolved_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -153,8 +106,6 @@ def resolved_settings(cell: dict[str, Any]) -> dict[str, dict[str, Any]]:
     ``cell`` is :meth:`Cell.as_dict` or a record's ``cell``; a part whose plugin is not loaded
     keeps the values the cell gives.
     """
-    from bench import plugins
-
     regs = plugins.registries()
     out: dict[str, dict[str, Any]] = {}
     for part, registry in (
@@ -361,9 +312,6 @@ def get_suite(name: str, results_dir: Path | None = None) -> Suite:
     ``results_dir``, also a suite that ran there from a file (see :func:`remember_suite`)."""
     if name.endswith(".toml"):
         return load_suite_file(Path(name))
-    from bench import plugins  # plugins imports this module
-    from bench.errors import UnknownNameError
-
     try:
         return plugins.registries().suites.get(name)
     except UnknownNameError:

@@ -3,10 +3,14 @@ circles, and a command line that answers ``--help``, ``ls`` and ``show`` without
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+from pathlib import Path
 
 from bench import DatasetSpec, ModelSpec, hookimpl, plugins
 from bench.plugins import PluginHost, current_host, using_host, with_plugins
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ExtraModel:
@@ -100,3 +104,23 @@ def _data_plugin() -> object:
             register(DatasetSpec("more-data", load=lambda data_dir: None))
 
     return MoreData()
+
+
+# ---- import circles ------------------------------------------------------------------------
+
+
+def _architecture():
+    spec = importlib.util.spec_from_file_location(
+        "architecture", ROOT / "scripts" / "architecture.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_import_circles_at_load_time_nor_through_imports_inside_functions():
+    arch = _architecture()
+    graph = arch.import_graph(nested=True)
+    assert "bench.plugins" in graph["bench.suites"]  # the graph is real: it sees imports
+    assert arch.circles(arch.import_graph(nested=False)) == []
+    assert arch.circles(graph) == []

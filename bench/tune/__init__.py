@@ -10,6 +10,7 @@ plugin's. Modules, in the order a trial meets them:
 - ``trials``: the plugin that reports each epoch to Optuna and prunes; counting trial outcomes.
 - ``worker``: claims, runs and tells trials until a study holds ``--n-trials`` of them.
 - ``leaderboard``: re-trains the best trials over the suite's seeds (``bench leaderboard --tuned``).
+- ``plan``: the command's arguments, what they resolve to, and running the studies here.
 - ``command``: the ``bench tune`` command and its ``--workers N`` processes.
 - ``ray``: ``--ray``, the workers as Ray tasks on a cluster (imported only then).
 """

@@ -16,27 +16,35 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from bench import plugins
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.runner.ray import ray_options, ray_placement
-from bench.selection import CellFilter, filter_options
-from bench.tune.space import check_space, load_space_file, search_space, study_budget
-from bench.tune.storage import STORAGE_ENV, OpenedStorage, open_storage
-from bench.tune.targets import Target, select_targets
+from bench.selection import filter_options
+from bench.tune.plan import Log, Plan, TuneArgs, check_args, run_here
+from bench.tune.space import search_space, study_budget
+from bench.tune.storage import STORAGE_ENV
 from bench.tune.trials import chosen_trials, counts, counts_text, params_text, study_counts
-from bench.tune.worker import TuneSettings, Worker
 
-if TYPE_CHECKING:
-    import torch
-
-Log = Callable[[str], None]
+# TuneArgs, Plan, check_args and run_here live in bench.tune.plan (the Ray tasks run them too);
+# they are named here as well, where the command that uses them is.
+__all__ = [
+    "Log",
+    "Plan",
+    "TuneArgs",
+    "check_args",
+    "register_commands",
+    "report",
+    "run_here",
+    "run_tune",
+    "run_workers",
+    "spawn_workers",
+    "tune_command",
+    "worker_argv",
+]
 
 
 # ---- options --------------------------------------------------------------------------------
@@ -101,39 +109,6 @@ OPTIONS = (
 )
 
 
-@dataclass(frozen=True)
-class TuneArgs:
-    """The command's options as given (one field per option, same names)."""
-
-    suite_name: str
-    scale: str | None
-    cell_filter: CellFilter  # -k, --dataset, --model, --objective, --seed: the rows to tune
-    n_trials: int
-    multi_objective: bool
-    storage: str | None
-    workers: int
-    sampler: str
-    pruner: str
-    sampler_seed: int | None
-    space_file: str | None
-    heartbeat: int
-    grace: int | None
-    device: str
-    data_dir: str | None
-    results_dir: str | None
-    threads: int | None
-    quiet: bool
-    worker_index: int | None
-    ray_address: str | None = None
-    gpus_per_cell: float | None = None
-    cpus_per_cell: float = 1.0
-
-    @property
-    def child(self) -> bool:
-        """Started by ``--workers N``: the parent reports."""
-        return self.worker_index is not None
-
-
 def tune_command() -> click.Command:
     def tune(**options: Any) -> None:
         """Tune a suite's rows with Optuna: one study per (dataset, model, objective)."""
@@ -148,40 +123,6 @@ def tune_command() -> click.Command:
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     cli.add_command(tune_command())
-
-
-# ---- checking the arguments -----------------------------------------------------------------
-
-
-@dataclass
-class Plan:
-    """What the arguments resolve to; every user error is found before any trial runs."""
-
-    scale: str
-    targets: list[Target]
-    space: dict[str, Any]
-    results_dir: Path
-    device: torch.device
-    store: OpenedStorage
-
-
-def check_args(a: TuneArgs) -> Plan:
-    from bench.records import results_root
-    from bench.runner import resolve_device
-    from bench.suites import get_suite
-
-    suite = get_suite(a.suite_name)
-    scale, targets = select_targets(suite, a.scale, a.cell_filter)
-    space = load_space_file(Path(a.space_file)) if a.space_file else {}
-    check_space(space, targets, a.space_file or "--space")
-    results_dir = results_root(a.results_dir)
-    if a.multi_objective:
-        regs = plugins.registries()
-        for m in ("nll", "mi"):
-            regs.metrics.get(m)
-    device = resolve_device(a.device)
-    store = open_storage(a.storage, results_dir, a.heartbeat, a.grace)  # fails fast on a bad URL
-    return Plan(scale, targets, space, results_dir, device, store)
 
 
 # ---- running --------------------------------------------------------------------------------
@@ -223,34 +164,6 @@ def _stop_on_sigterm() -> None:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         click.get_current_context().call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
-
-
-def run_here(a: TuneArgs, plan: Plan, log: Log) -> None:
-    """This process works on each study in turn until it holds its trials."""
-    import torch
-
-    from bench.runner import RunOptions
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    settings = TuneSettings(
-        n_trials=a.n_trials,
-        multi_objective=a.multi_objective,
-        sampler=a.sampler,
-        pruner=a.pruner,
-        sampler_seed=a.sampler_seed,
-        worker_index=a.worker_index or 0,
-        poll_s=min(2.0, a.heartbeat / 2),
-        space=plan.space,
-    )
-    opts = RunOptions(
-        results_dir=plan.results_dir,
-        device=plan.device,
-        data_dir=Path(a.data_dir) if a.data_dir else None,
-        log=lambda msg: None,
-    )
-    for target in plan.targets:
-        Worker(target, settings, plan.store, opts, plan.results_dir, log).run()
 
 
 def run_workers(a: TuneArgs, plan: Plan, log: Log) -> None:

@@ -16,7 +16,6 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bench.errors import ConfigError
 from bench.runner.ray import (
@@ -27,16 +26,12 @@ from bench.runner.ray import (
     ray_placement,
     resources,
 )
+from bench.tune.plan import Log, Plan, TuneArgs, check_args, run_here
 from bench.tune.storage import STORAGE_ENV
-
-if TYPE_CHECKING:
-    from bench.tune.command import Log, Plan, TuneArgs
 
 
 def tune_task(args: TuneArgs, index: int) -> None:
     """One worker on this node: trials of each study in turn until every study holds its own."""
-    from bench.tune.command import check_args, run_here
-
     a = dataclasses.replace(args, worker_index=index)
 
     def log(msg: str) -> None:  # Ray shows a task's stderr on the driver
