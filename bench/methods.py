@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,11 +45,41 @@ class TrainingBudget:
 def build_objective(
     spec: ObjectiveSpec, budget: TrainingBudget, params: Mapping[str, Any]
 ) -> Objective | Method:
-    """Call ``spec.build`` with the budget. Builders written before the budget existed (first
-    parameter named ``steps_per_epoch``) still receive the integer."""
-    first = next(iter(inspect.signature(spec.build).parameters), None)
-    head: Any = budget.steps_per_epoch if first == "steps_per_epoch" else budget
-    return spec.build(head, **params)
+    """Call ``spec.build(budget, **params)``.
+
+    Builders written before the budget existed (first parameter named ``steps_per_epoch``)
+    still receive that integer, with a DeprecationWarning naming the objective's plugin and
+    distribution, once per objective and process."""
+    if _takes_steps_per_epoch(spec):
+        _warn_old_signature(spec)
+        return spec.build(budget.steps_per_epoch, **params)
+    return spec.build(budget, **params)
+
+
+def _takes_steps_per_epoch(spec: ObjectiveSpec) -> bool:
+    try:
+        first = next(iter(inspect.signature(spec.build).parameters), None)
+    except (TypeError, ValueError):  # a callable without a signature: the current call
+        return False
+    return first == "steps_per_epoch"
+
+
+_WARNED: set[tuple[str, str, str]] = set()  # (distribution, plugin, objective) already warned
+
+
+def _warn_old_signature(spec: ObjectiveSpec) -> None:
+    key = (spec.distribution, spec.plugin, spec.name)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    warnings.warn(
+        f"objective {spec.name!r} (plugin {spec.plugin!r}, {spec.distribution or 'unknown'}): "
+        "its builder takes steps_per_epoch, an older signature; builders now receive a "
+        "bench.TrainingBudget as their first argument (budget.steps_per_epoch, "
+        "budget.total_steps), see docs/plugins.md#register_objectives",
+        DeprecationWarning,
+        stacklevel=2,
+    )
 
 
 class Method:

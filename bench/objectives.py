@@ -1,16 +1,16 @@
 """A base class for objectives that differ only in their KL weight schedule β(step).
 
-Today an objective's builder is called as ``build(steps_per_epoch, **params)`` and does not see
-the run's number of epochs, so a schedule over the whole run (cyclical annealing, a warm-up
-over a fraction of training) takes the run's length in epochs as one of its own parameters and
-passes ``total_steps = epochs * steps_per_epoch`` here. When builders receive the budget, the
-same class takes it from there unchanged.
+An objective's builder is called as ``build(budget, **params)`` with the run's
+:class:`~bench.methods.TrainingBudget`; passing that budget on here gives the schedule both
+the steps per epoch and the length of the whole run (cyclical annealing, a warm-up over a
+fraction of training).
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
+from bench.methods import TrainingBudget
 from bench.specs import Objective
 
 
@@ -21,12 +21,28 @@ class ScheduledObjective(Objective):
     and :meth:`progress` express a step in epochs and as a fraction of the run.
 
     Args:
-        steps_per_epoch: optimizer steps per epoch of the run (the builder's first argument).
-        total_steps: optimizer steps in the whole run, if the schedule needs it
-            (``epochs * steps_per_epoch``); None when it does not.
+        budget: the run's :class:`~bench.methods.TrainingBudget` (the builder's first
+            argument): steps per epoch and, unless ``total_steps`` is given, the run's length.
+            An integer is the older form, the steps per epoch alone (also accepted as the
+            keyword ``steps_per_epoch``).
+        total_steps: optimizer steps in the whole run, to override the budget's or to go with
+            the older integer form; None with an integer when the schedule does not need it.
     """
 
-    def __init__(self, steps_per_epoch: int, total_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        budget: TrainingBudget | int | None = None,
+        total_steps: int | None = None,
+        *,
+        steps_per_epoch: int | None = None,
+    ) -> None:
+        if isinstance(budget, TrainingBudget):
+            steps_per_epoch = budget.steps_per_epoch
+            total_steps = budget.total_steps if total_steps is None else total_steps
+        elif budget is not None:
+            steps_per_epoch = budget
+        if steps_per_epoch is None:
+            raise TypeError(f"{type(self).__name__} needs the run's budget (or steps_per_epoch)")
         if steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
         if total_steps is not None and total_steps < 1:
@@ -50,7 +66,7 @@ class ScheduledObjective(Objective):
         """The fraction of the run done before ``step``, in [0, 1] (clamped past the end)."""
         if self.total_steps is None:
             raise ValueError(
-                f"{type(self).__name__} needs total_steps for a whole-run schedule; pass "
-                "epochs * steps_per_epoch"
+                f"{type(self).__name__} needs total_steps for a whole-run schedule; pass it "
+                "the run's budget"
             )
         return min(1.0, step / self.total_steps)

@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Categorical
 
-from bench import DataInfo, DataSplits, ScheduledObjective, float_param, int_param
+from bench import (
+    DataInfo,
+    DataSplits,
+    ScheduledObjective,
+    TrainingBudget,
+    float_param,
+    int_param,
+)
 from bench.blocks import MLPDecoder, MLPEncoder
 from bench.data import EVAL_BINARIZATION_SEED
 from bench.errors import ConfigError
@@ -131,6 +138,18 @@ def test_scheduled_objective_is_the_batch_mean_of_the_weighted_bound():
     torch.testing.assert_close(elbo(log_px, kl, 7), torch.tensor((4.5 + 7.0) / 2))
     with pytest.raises(ValueError, match="total_steps"):
         Warmup(10)(log_px, kl, 0)
+
+
+def test_scheduled_objective_reads_both_lengths_from_the_budget():
+    obj = Warmup(TrainingBudget(epochs=4, steps_per_epoch=10))
+    assert (obj.steps_per_epoch, obj.total_steps) == (10, 40)
+    assert obj.progress(10) == 0.25 and obj.epochs_done(15) == 1.5
+    assert Warmup(TrainingBudget(epochs=4, steps_per_epoch=10), total_steps=20).progress(10) == 0.5
+    # The older integer forms (steps per epoch, positional or by keyword) give the same object.
+    for old in (Warmup(10, 40), Warmup(steps_per_epoch=10, total_steps=40)):
+        assert (old.steps_per_epoch, old.total_steps) == (10, 40)
+    with pytest.raises(TypeError, match="needs the run's budget"):
+        Warmup()
 
 
 def test_param_bounds_are_checked_when_parameters_resolve():

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from bench import Objective, ObjectiveSpec, ScheduledObjective, float_param, hookimpl
+from bench import (
+    Objective,
+    ObjectiveSpec,
+    ScheduledObjective,
+    TrainingBudget,
+    float_param,
+    hookimpl,
+)
 from bench_objectives import reference
 
 
@@ -15,10 +22,10 @@ class Elbo(ScheduledObjective):
 class LinearAnneal(ScheduledObjective):
     """β rises linearly from ``beta0`` to 1 over ``epochs`` epochs (KL warm-up), then stays 1."""
 
-    def __init__(self, steps_per_epoch: int, beta0: float, epochs: float) -> None:
-        super().__init__(steps_per_epoch)
+    def __init__(self, budget: TrainingBudget, beta0: float, epochs: float) -> None:
+        super().__init__(budget)
         self.beta0 = beta0
-        self.steps = max(1, round(epochs * steps_per_epoch))
+        self.steps = max(1, round(epochs * self.steps_per_epoch))
 
     def beta(self, step: int) -> float:
         return min(1.0, self.beta0 + (1.0 - self.beta0) * step / self.steps)
@@ -57,7 +64,7 @@ def register_objectives(register):
     register(
         ObjectiveSpec(
             "free-bits",
-            lambda steps_per_epoch, lam: FreeBits(lam),
+            lambda budget, lam: FreeBits(lam),
             "free bits: per-dimension KL floor lambda (nats), batch-averaged",
             params={
                 "lam": float_param(0.5, 0.0, 2.0, minimum=0.0, help="per-dimension KL target, nats")

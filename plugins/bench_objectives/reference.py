@@ -11,16 +11,16 @@ the end of ``epochs``.)
 
 from __future__ import annotations
 
-from bench import ScheduledObjective
+from bench import ScheduledObjective, TrainingBudget
 
 
 class ReferenceWarmup(ScheduledObjective):
     """-log p(x|z) + beta(step) * KL with the reference code's step-incremented beta."""
 
-    def __init__(self, steps_per_epoch: int, beta0: float, epochs: float) -> None:
-        super().__init__(steps_per_epoch)
+    def __init__(self, budget: TrainingBudget, beta0: float, epochs: float) -> None:
+        super().__init__(budget)
         self.beta0 = beta0
-        self.increment = 1.0 / max(1e-12, epochs * steps_per_epoch)
+        self.increment = 1.0 / max(1e-12, epochs * self.steps_per_epoch)
 
     def beta(self, step: int) -> float:
         # ``step`` counts from 0; the reference adds its increment before step 1 is taken.
