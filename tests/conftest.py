@@ -1,14 +1,12 @@
+"""Fixtures every test module may use. Shared functions and constants are in tests/helpers."""
+
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from bench import plugins
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 
 @pytest.fixture
@@ -27,10 +25,17 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def real_data_dir() -> Path | None:
-    """The data folder CI points at, if it holds real files."""
-    candidate = Path(os.environ.get("BENCH_DATA_DIR", SHARED_DATA))
-    return candidate if (candidate / "mnist").is_dir() else None
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: the test machine's two cores are shared by several jobs, and
+    torch's spinning OpenMP pool only slows things down under contention. Modules that train
+    use it for every test (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch  # here, not at the top: collecting the tests need not load torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

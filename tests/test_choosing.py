@@ -9,7 +9,7 @@ from bench.errors import ConfigError
 from bench.runner import select_cells
 from bench.selection import CellFilter, apply_overrides, parse_override
 from bench.suites import fingerprint, resolved_settings
-from tests.test_cli import assert_user_error, run_cli
+from tests.helpers.cli import assert_user_error, run_cli
 
 
 def every_suite_and_scale():

@@ -4,39 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.cli import main
+from tests.helpers.cli import assert_user_error, run_cli
+from tests.helpers.suites import suite_toml
 
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
-
-
-def assert_user_error(capsys, args, *needles):
-    code, _, err = run_cli(capsys, *args)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert "Traceback" not in err
-
-
-TINY = """
-name = "tiny"
-[[group]]
-name = "g"
-datasets = ["digits"]
-models = ["mlp-vae"]
-objectives = ["elbo"]
-[group.budget]
-epochs = 1
-[group.eval]
-iw_samples = 5
-"""
+TINY = suite_toml("tiny")  # one epoch of mlp-vae with elbo on the digits
 
 
 @pytest.fixture
@@ -95,17 +66,17 @@ def test_bad_device_name(capsys, fresh_plugins, tiny_suite):
             ["group[0].eval.iw_samples: expected int"],
         ),
         (
-            TINY.replace('models = ["mlp-vae"]', 'models = ["mlp-vea"]'),
+            suite_toml(models=["mlp-vea"]),
             ["unknown model 'mlp-vea'", "did you mean 'mlp-vae'"],
         ),
         (TINY.replace('name = "tiny"', 'name = "tiny"\nseeds = [1]'), ["seeds: unknown key"]),
         (TINY.replace('datasets = ["digits"]\n', ""), ["missing required key", "datasets"]),
         (
-            TINY + "[group.model_params.mlp-vae]\nwidth = 3\n",
+            suite_toml(model_params={"mlp-vae": {"width": 3}}),
             ["model 'mlp-vae': unknown parameter 'width'"],
         ),
         ("name = [", ["invalid TOML"]),
-        (TINY.replace("epochs = 1", "epochs = 0"), ["budget.epochs: must be >= 1"]),
+        (suite_toml(budget={"epochs": 0}), ["budget.epochs: must be >= 1"]),
     ],
 )
 def test_bad_suite_file(capsys, fresh_plugins, workdir, text, needles):
@@ -132,7 +103,7 @@ def test_model_that_does_not_take_the_data(capsys, fresh_plugins, workdir):
             register(ModelSpec("text-only", build=lambda info: None, kinds=("text",)))
 
     plugins.register_plugin(TextOnly(), "text-only")
-    path.write_text(TINY.replace('models = ["mlp-vae"]', 'models = ["text-only"]'))
+    path.write_text(suite_toml(models=["text-only"]))
     assert_user_error(
         capsys,
         ["run", "--suite", str(path)],
@@ -143,7 +114,7 @@ def test_model_that_does_not_take_the_data(capsys, fresh_plugins, workdir):
 def test_missing_mnist_offline(capsys, fresh_plugins, workdir, monkeypatch):
     monkeypatch.setenv("BENCH_OFFLINE", "1")
     path = workdir / "mnist.toml"
-    path.write_text(TINY.replace('datasets = ["digits"]', 'datasets = ["mnist"]'))
+    path.write_text(suite_toml(datasets=["mnist"]))
     empty = workdir / "empty"
     empty.mkdir()
     assert_user_error(

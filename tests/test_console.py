@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import textwrap
 
 import polars as pl
 import pytest
@@ -15,8 +14,9 @@ from bench import leaderboard as lb
 from bench.console import RunConsole
 from bench.runner import RunOptions
 from bench.suites import Budget, Cell, EvalSettings
-from tests.test_cli import run_cli
-from tests.test_leaderboard import record
+from tests.helpers.cli import run_cli
+from tests.helpers.records import record
+from tests.helpers.suites import group_toml, suite_toml
 
 
 def cell(run: str) -> Cell:
@@ -53,35 +53,29 @@ def test_plain_lines_header_eta_and_summary(fresh_plugins, workdir):
     assert "diverged: loss is nan" in text
 
 
-GROUP = """
-[[group]]
-name = "{name}"
-datasets = ["digits"]
-models = ["mlp-vae"]
-objectives = ["kl-anneal"]
-[group.model_params.mlp-vae]
-hidden = 32
-latent_dim = {latent_dim}
-[group.objective_params.kl-anneal]
-epochs = 2.0
-[group.budget]
-epochs = 1
-batch_size = 100
-[group.eval]
-iw_samples = 5
-"""
+def latent_dim_group(name: str, latent_dim: int) -> str:
+    return group_toml(
+        name,
+        objectives=["kl-anneal"],
+        model_params={"mlp-vae": {"hidden": 32, "latent_dim": latent_dim}},
+        objective_params={"kl-anneal": {"epochs": 2.0}},
+        budget={"epochs": 1, "batch_size": 100},
+    )
+
+
 # Two groups that differ only in latent_dim.
-TWO_DIMS = (
-    'name = "twodims"\ncolumns = ["nll", "kl", "mi", "au", "recon"]\n'
-    + GROUP.format(name="small", latent_dim=4)
-    + GROUP.format(name="large", latent_dim=6)
+TWO_DIMS = suite_toml(
+    "twodims",
+    latent_dim_group("small", 4),
+    latent_dim_group("large", 6),
+    columns=["nll", "kl", "mi", "au", "recon"],
 )
 
 
 @pytest.mark.slow
 def test_groups_that_differ_in_latent_dim_give_two_rows(capsys, fresh_plugins, workdir):
     path = workdir / "two.toml"
-    path.write_text(textwrap.dedent(TWO_DIMS))
+    path.write_text(TWO_DIMS)
     code, out, err = run_cli(capsys, "run", "--suite", str(path))
     assert code == 0, err
     board = (workdir / "leaderboards" / "twodims.md").read_text()

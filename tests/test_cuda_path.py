@@ -44,14 +44,15 @@ from bench.runner.options import (
     without_cudagraphs,
 )
 from bench.suites import expand
-from tests.test_runner_speed import one_thread  # noqa: F401 (an autouse fixture)
+from tests.helpers.suites import SMALL_MLP, cpu_options, one_group_suite, suite_toml
 
-TINY = {"hidden": 16, "latent_dim": 4}
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CPU = torch.device("cpu")
 
 
 def tiny_suite(models=("mlp-vae",), epochs=1, optimizer="adam", dataset="digits", **kw) -> Suite:
-    params = dict(TINY) if dataset == "digits" else {"latent_dim": 4, "emb_dim": 8, "hidden": 8}
+    params = SMALL_MLP if dataset == "digits" else {"latent_dim": 4, "emb_dim": 8, "hidden": 8}
     group = Group(
         "g",
         (dataset,),
@@ -71,18 +72,14 @@ def tiny_suite(models=("mlp-vae",), epochs=1, optimizer="adam", dataset="digits"
         eval=EvalSettings(iw_samples=3, batch_size=40),
         **kw,
     )
-    return Suite("cuda", scales=("s",), default_scale="s", groups={"s": [group]})
-
-
-def options(workdir, **kw) -> RunOptions:
-    return RunOptions(results_dir=workdir / "results", device=CPU, **kw)
+    return one_group_suite("cuda", group)
 
 
 def mlp_model():
     from bench_vae.mlp import MLPVAE
 
     torch.manual_seed(0)
-    return MLPVAE((1, 8, 8), skip=True, enc_layers=1, dec_layers=1, **TINY)
+    return MLPVAE((1, 8, 8), skip=True, enc_layers=1, dec_layers=1, **SMALL_MLP)
 
 
 # ---- 1. compilation: one cache per cell, no silent eager fallback ------------------------
@@ -116,7 +113,7 @@ def test_compiled_cells_never_fall_back_to_eager(fresh_plugins, workdir, monkeyp
     try:
         before = counters["stats"]["unique_graphs"]
         suite = tiny_suite(models=("mlp-vae", "mlp-skip-vae"))
-        _, records = run_suite(suite, None, options(workdir, compile="eager", amp=True))
+        _, records = run_suite(suite, None, cpu_options(workdir, compile="eager", amp=True))
         graphs = counters["stats"]["unique_graphs"] - before
     finally:
         logger.removeHandler(hits)
@@ -163,7 +160,7 @@ def test_batch_dimension_is_dynamic_from_the_first_call():
 
 
 def test_epoch_log_has_the_rate_without_compile_time(fresh_plugins, workdir):
-    _, (record,) = run_suite(tiny_suite(), None, options(workdir, compile="eager"))
+    _, (record,) = run_suite(tiny_suite(), None, cpu_options(workdir, compile="eager"))
     run_dir = workdir / "results/cuda/s" / record["run_id"]
     (first,) = [json.loads(x) for x in (run_dir / "epochs.jsonl").read_text().splitlines()]
     assert first["compile_s"] > 0
@@ -222,10 +219,10 @@ def test_resume_loads_to_the_cpu_whatever_the_device(fresh_plugins, workdir, mon
     """A checkpoint read as if the run's device were an accelerator (meta here): the RNG
     states must come back as CPU tensors and Adam's step counters stay on the host."""
     suite = tiny_suite(epochs=2)
-    _, (reference,) = run_suite(suite, None, options(workdir / "ref"))
+    _, (reference,) = run_suite(suite, None, cpu_options(workdir / "ref"))
     plugins.register_plugin(Kill(), "kill")
     with pytest.raises(KeyboardInterrupt):
-        run_suite(suite, None, options(workdir))
+        run_suite(suite, None, cpu_options(workdir))
     plugins.unregister_plugin("kill")
 
     resume = CellTraining.resume
@@ -240,7 +237,7 @@ def test_resume_loads_to_the_cpu_whatever_the_device(fresh_plugins, workdir, mon
         step_devices.extend(s["step"].device.type for s in self.optimizer.state.values())
 
     monkeypatch.setattr(CellTraining, "resume", resume_elsewhere)
-    _, (resumed,) = run_suite(suite, None, options(workdir, resume=True))
+    _, (resumed,) = run_suite(suite, None, cpu_options(workdir, resume=True))
     assert step_devices and set(step_devices) == {"cpu"}
     run = workdir / "results/cuda/s" / resumed["run_id"] / "epochs.jsonl"
     ref = workdir / "ref/results/cuda/s" / resumed["run_id"] / "epochs.jsonl"
@@ -262,7 +259,7 @@ def test_tf32_off_is_true_fp32_and_on_allows_it(fresh_plugins, workdir):
     with tf32_enabled(True):
         assert tf32_flags() == {"matmul": True, "cudnn_conv": True, "cudnn_rnn": True}
     assert tf32_flags() == before
-    _, (record,) = run_suite(tiny_suite(), None, options(workdir))
+    _, (record,) = run_suite(tiny_suite(), None, cpu_options(workdir))
     assert record["accel"]["tf32"] is False
     assert record["accel"]["tf32_flags"] == {
         "matmul": False,
@@ -374,12 +371,12 @@ def test_cuda_graph_training_pads_text_widths(fresh_plugins, workdir):
     (cell,) = expand(
         "cuda", "s", tiny_suite(models=("lstm-vae",), dataset="text-synthetic").groups["s"]
     )
-    run = CellTraining(cell, workdir / "run", options(workdir, compile="reduce-overhead"))
+    run = CellTraining(cell, workdir / "run", cpu_options(workdir, compile="reduce-overhead"))
     run.set_up()  # compiles nothing yet: torch.compile is lazy
     assert run.train_step.cudagraphs
     widths = {x.ids.shape[1] for x, _ in run.train_batches.batches(50, shuffle=True)}
     assert widths and all(w % cell_parts.CUDA_GRAPH_WIDTH_MULTIPLE == 0 for w in widths)
-    eager = CellTraining(cell, workdir / "run2", options(workdir))
+    eager = CellTraining(cell, workdir / "run2", cpu_options(workdir))
     eager.set_up()
     raw = {x.ids.shape[1] for x, _ in eager.train_batches.batches(50, shuffle=True)}
     assert len(widths) < len(raw)
@@ -432,29 +429,18 @@ def test_cuda_n_becomes_the_current_device(two_fake_gpus, monkeypatch):
 # ---- 11. determinism and 12. small CUDA speed-ups --------------------------------------
 
 
-TOML = """
-name = "det"
-[[group]]
-name = "g"
-datasets = ["digits"]
-models = ["mlp-vae"]
-objectives = ["elbo"]
-metrics = ["neg_elbo"]
-[group.model_params.mlp-vae]
-hidden = 16
-latent_dim = 4
-[group.budget]
-epochs = 1
-train_subset = 100
-valid_subset = 50
-test_subset = 50
-"""
+TOML = suite_toml(
+    "det",
+    metrics=["neg_elbo"],
+    model_params={"mlp-vae": SMALL_MLP},
+    budget={"epochs": 1, "train_subset": 100, "valid_subset": 50, "test_subset": 50},
+)
 
 
 def test_deterministic_option_sets_and_restores_the_flags(fresh_plugins, workdir, monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     assert not torch.are_deterministic_algorithms_enabled()
-    with device_flags(options(workdir, deterministic=True)):
+    with device_flags(cpu_options(workdir, deterministic=True)):
         assert torch.are_deterministic_algorithms_enabled()
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert not torch.are_deterministic_algorithms_enabled()
@@ -471,7 +457,7 @@ def test_cudnn_autotuning_only_for_image_cells_on_cuda(workdir):
         (RunOptions(results_dir=workdir, device=cuda), True, True),
         (RunOptions(results_dir=workdir, device=cuda), False, False),  # text: widths vary
         (RunOptions(results_dir=workdir, device=cuda, deterministic=True), True, False),
-        (options(workdir), True, False),
+        (cpu_options(workdir), True, False),
     ]
     for opts, fixed_shapes, expected in cases:
         with device_flags(opts, fixed_shapes=fixed_shapes):

@@ -53,6 +53,7 @@ def public_names(module_name: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_site_builds_strict_and_its_reference_covers_every_public_name(tmp_path):
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings_handlers.python")

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.special import logsumexp
-from torch import Tensor, nn
 
-from bench.contract import LatentVariableModel, standard_normal_log_prob
 from bench.estimators import (
     active_units,
     gaussian_kl,
@@ -20,7 +18,8 @@ from bench.estimators import (
     iw_log_likelihood,
     mutual_information,
 )
-from tests.conftest import REFERENCE
+from tests.helpers.data import REFERENCE
+from tests.helpers.models import LinearGaussian
 
 
 def test_gaussian_kl_matches_torch_distributions():
@@ -85,40 +84,6 @@ def test_active_units_threshold_on_unbiased_variance():
     # Exactly at the threshold counts as active, with the n-1 denominator.
     two = torch.tensor([[0.0], [math.sqrt(0.02)]])  # unbiased variance = 0.01
     assert active_units(two, threshold=0.01) == 1
-
-
-class LinearGaussian(LatentVariableModel):
-    """p(z) = N(0, I), p(x|z) = N(Wz + b, s^2 I); so p(x) = N(b, W W^T + s^2 I) exactly.
-
-    ``q_scale`` widens the true posterior so the importance weights are not constant.
-    """
-
-    def __init__(self, x_dim: int, z_dim: int, s: float, q_scale: float) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.latent_dim = z_dim
-        self.W = nn.Parameter(torch.randn(x_dim, z_dim, generator=g, dtype=torch.float64))
-        self.b = nn.Parameter(torch.randn(x_dim, generator=g, dtype=torch.float64))
-        self.s = s
-        self.q_scale = q_scale
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        w, s2 = self.W, self.s**2
-        cov = torch.linalg.inv(torch.eye(self.latent_dim, dtype=w.dtype) + w.T @ w / s2)
-        mu = (x - self.b) @ w @ cov.T / s2
-        logvar = torch.log(torch.diagonal(cov) * self.q_scale).expand_as(mu)
-        return mu, logvar
-
-    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        mean = z @ self.W.T + self.b
-        return torch.distributions.Normal(mean, self.s).log_prob(x).sum(-1)
-
-    def prior_log_prob(self, z: Tensor) -> Tensor:
-        return standard_normal_log_prob(z)
-
-    def exact_log_px(self, x: Tensor) -> Tensor:
-        cov = self.W @ self.W.T + self.s**2 * torch.eye(self.W.shape[0], dtype=x.dtype)
-        return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x)
 
 
 @pytest.mark.parametrize("z_dim", [1, 3])

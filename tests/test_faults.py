@@ -16,114 +16,41 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import pytest
 
 from bench import plugins
-from tests.conftest import real_data_dir
-from tests.test_cli import run_cli
+from tests.helpers.cli import one_line, run_cli
+from tests.helpers.data import real_data_dir
+from tests.helpers.plugins import FAULTY_PLUGIN, install
+from tests.helpers.processes import TIMEOUT_S, wait_for
+from tests.helpers.suites import FEW_DIGITS, suite_toml
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = real_data_dir()  # read once: other tests may point BENCH_DATA_DIR elsewhere
-# A model with the contract's shapes, and faults switched on by BENCH_FAULT (comma-separated):
-# model-raises (in training only), metric-raises, bad-shape ([K*B] instead of [K, B]), hold
-# (after its second epoch, a run waits until it is killed or interrupted, so that it is
-# still going when the test acts on it, however loaded the machine).
-FAULTY_PLUGIN = """
-import os, time
-import torch
-from torch import nn
-from bench import LatentVariableModel, MetricSpec, MetricValue, ModelSpec, hookimpl
-
-def faults():
-    return set(os.environ.get("BENCH_FAULT", "").split(","))
-
-class TinyVAE(LatentVariableModel):
-    def __init__(self, features):
-        super().__init__()
-        self.latent_dim = 2
-        self.enc = nn.Linear(features, 4)
-        self.dec = nn.Linear(2, features)
-
-    def encode(self, x):
-        return self.enc(x.flatten(1)).chunk(2, dim=-1)
-
-    def log_likelihood(self, x, z):
-        if "model-raises" in faults() and self.training:
-            raise RuntimeError("decoder exploded")
-        logits = self.dec(z)
-        target = x.flatten(1).expand_as(logits)
-        out = -nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        out = out.sum(-1)
-        return out.reshape(-1) if "bad-shape" in faults() else out
-
-@hookimpl
-def register_models(register):
-    register(ModelSpec("tiny-vae", lambda info: TinyVAE(64), "a test model"))
-
-@hookimpl
-def register_metrics(register):
-    def compute(ctx):
-        if "metric-raises" in faults():
-            raise ZeroDivisionError("metric divided by zero")
-        return MetricValue(1.0)
-    register(MetricSpec("faulty-metric", compute, "min"))
-
-@hookimpl
-def on_epoch_end(cell, epoch, metrics):
-    while "hold" in faults() and epoch >= 1:
-        time.sleep(0.1)
-"""
 
 
-def install(site: Path, name: str, source: str) -> None:
-    """A real distribution on ``site``: a module and its dist-info with a ``bench`` entry point."""
-    site.mkdir(parents=True, exist_ok=True)
-    (site / f"{name}.py").write_text(textwrap.dedent(source))
-    info = site / f"{name.replace('_', '-')}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[bench]\n{name} = {name}\n")
-
-
-def suite_toml(
+def faulty_suite(
     name: str,
-    models: str = '"tiny-vae"',
-    seeds: str = "[0]",
     epochs: int = 2,
-    metrics: str = '["neg_elbo"]',
-    datasets: str = '["digits"]',
-    extra: str = "",
-    budget: str = "",
-    iw_samples: int = 2,
+    budget: Mapping[str, Any] = MappingProxyType({}),
+    eval: Mapping[str, Any] = MappingProxyType({}),
+    **keys: Any,
 ) -> str:
-    """A suite file; ``budget`` lines go into its table, ``extra`` at the end."""
-    return textwrap.dedent(
-        f"""
-        name = "{name}"
-        [[group]]
-        name = "g"
-        datasets = {datasets}
-        models = [{models}]
-        objectives = ["elbo"]
-        seeds = {seeds}
-        metrics = {metrics}
-        [group.budget]
-        epochs = {epochs}
-        batch_size = 100
-        train_subset = 200
-        valid_subset = 100
-        test_subset = 100
-        {budget}
-        [group.eval]
-        iw_samples = {iw_samples}
-        batch_size = 100
-        """
-    ) + textwrap.dedent(extra)
+    """A one-group suite of the faulty plugin's tiny model (unless ``models`` says otherwise)
+    on a few hundred digits; ``budget`` and ``eval`` add to its tables, ``keys`` are group
+    keys."""
+    return suite_toml(
+        name,
+        **{"models": ["tiny-vae"], "seeds": [0], "metrics": ["neg_elbo"], **keys},
+        budget={"epochs": epochs, "batch_size": 100, **FEW_DIGITS, **budget},
+        eval={"iw_samples": 2, "batch_size": 100, **eval},
+    )
 
 
 @pytest.fixture
@@ -165,24 +92,9 @@ def bench(*args: str, env: dict, fault: str = "", **kw) -> subprocess.Popen:
     )
 
 
-# Generous: on a shared 2-core machine a process that needs 3 s of CPU can take a minute.
-TIMEOUT_S = 600
-
-
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=TIMEOUT_S)
     return proc.returncode, out, err
-
-
-def wait_for(check, what: str, proc: subprocess.Popen | None = None) -> None:
-    end = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < end:
-        if check():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"exited ({proc.returncode}) before {what}: {proc.stderr.read()}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def epochs_of(run_dir: Path) -> list[int]:
@@ -192,17 +104,11 @@ def epochs_of(run_dir: Path) -> list[int]:
 
 def held_run(workdir: Path, env: dict, name: str) -> tuple[subprocess.Popen, Path]:
     """A one-cell `bench run` that has written a checkpoint and then waits to be killed."""
-    (workdir / f"{name}.toml").write_text(suite_toml(name, epochs=4))
+    (workdir / f"{name}.toml").write_text(faulty_suite(name, epochs=4))
     proc = bench("run", "--suite", f"{name}.toml", "--quiet", env=env, fault="hold")
     run_dir = workdir / f"results/{name}/custom/g__digits__tiny-vae__elbo__s0"
     wait_for(lambda: (run_dir / "checkpoint.pt").exists(), "a checkpoint", proc)
     return proc, run_dir
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 # ---- concurrent runs, kill -9, the stale lock --------------------------------------------
@@ -212,7 +118,7 @@ def one_line(err: str) -> str:
 def test_two_runs_at_once_one_exits_2_and_a_killed_holders_lock_is_taken_over(
     workdir, env, capsys, monkeypatch
 ):
-    (workdir / "s.toml").write_text(suite_toml("s", epochs=4))
+    (workdir / "s.toml").write_text(faulty_suite("s", epochs=4))
     args = ("run", "--suite", "s.toml", "--resume", "--quiet")
     both = [bench(*args, env=env, fault="hold") for _ in range(2)]  # a fresh folder, as in CI
     wait_for(lambda: any(p.poll() is not None for p in both), "one of the two to stop")
@@ -240,7 +146,7 @@ def test_two_runs_at_once_one_exits_2_and_a_killed_holders_lock_is_taken_over(
 def test_damaged_record_checkpoint_and_epoch_log_never_stop_the_suite(
     workdir, env, capsys, monkeypatch
 ):
-    (workdir / "d.toml").write_text(suite_toml("d", seeds="[0, 1]", epochs=3))
+    (workdir / "d.toml").write_text(faulty_suite("d", seeds=[0, 1], epochs=3))
     args = ("run", "--suite", "d.toml", "--quiet", "--keep-checkpoints")
     code, _, err = in_process(capsys, monkeypatch, *args)
     assert code == 0, err
@@ -276,7 +182,7 @@ def test_truncated_mnist_exits_2_naming_the_file(workdir, env):
     shutil.copytree(DATA / "mnist", data)
     target = data / "train-images-idx3-ubyte.gz"
     target.write_bytes(target.read_bytes()[:100_000])
-    (workdir / "m.toml").write_text(suite_toml("m", datasets='["mnist"]'))
+    (workdir / "m.toml").write_text(faulty_suite("m", datasets=["mnist"]))
     args = ("run", "--suite", "m.toml", "--data-dir", str(workdir / "data"))
     code, _, err = finish(bench(*args, env=env))
     assert code == 2
@@ -292,16 +198,12 @@ def test_truncated_mnist_exits_2_naming_the_file(workdir, env):
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_raising_plugin_fails_its_run_only(workdir, env, capsys, monkeypatch, jobs):
     (workdir / "p.toml").write_text(
-        suite_toml(
+        faulty_suite(
             "p",
-            models='"tiny-vae", "mlp-vae"',
+            models=["tiny-vae", "mlp-vae"],
             epochs=1,
-            metrics='["neg_elbo", "faulty-metric"]',
-            extra="""
-            [group.model_params.mlp-vae]
-            hidden = 8
-            latent_dim = 2
-            """,
+            metrics=["neg_elbo", "faulty-metric"],
+            model_params={"mlp-vae": {"hidden": 8, "latent_dim": 2}},
         )
     )
     args = ("run", "--suite", "p.toml", "--quiet", "--jobs", jobs)
@@ -361,7 +263,7 @@ def _marked(mark: str) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds processes through /proc")
 def test_jobs_workers_die_with_their_parent(workdir, env):
-    (workdir / "j.toml").write_text(suite_toml("j", seeds="[0, 1]", epochs=4))
+    (workdir / "j.toml").write_text(faulty_suite("j", seeds=[0, 1], epochs=4))
     mark = f"BENCH_TEST_MARK={uuid.uuid4().hex}"
     key, value = mark.split("=")
     args = ("run", "--suite", "j.toml", "--quiet", "--jobs", "2")
@@ -382,12 +284,12 @@ def test_jobs_workers_die_with_their_parent(workdir, env):
 
 
 BAD_VALUES = [
-    ({"extra": "[group.model_params.mlp-vae]\nlatent_dim = 0"}, "latent_dim: must be >= 1, got 0"),
-    ({"extra": '[group.model_params.mlp-vae]\nlatent_dim = "eight"'}, "expected int, got 'eight'"),
-    ({"extra": "[group.model_params.mlp-vae]\nlatent_dim = 8.5"}, "expected int, got 8.5"),
-    ({"extra": "[group.objective_params.kl-anneal]\nbeta0 = 0.5"}, "'kl-anneal' is not in"),
-    ({"budget": "lr = -1"}, "budget.lr: must be > 0 (a number), got -1"),
-    ({"iw_samples": 0}, "eval.iw_samples: must be >= 1 (an integer), got 0"),
+    ({"model_params": {"mlp-vae": {"latent_dim": 0}}}, "latent_dim: must be >= 1, got 0"),
+    ({"model_params": {"mlp-vae": {"latent_dim": "eight"}}}, "expected int, got 'eight'"),
+    ({"model_params": {"mlp-vae": {"latent_dim": 8.5}}}, "expected int, got 8.5"),
+    ({"objective_params": {"kl-anneal": {"beta0": 0.5}}}, "'kl-anneal' is not in"),
+    ({"budget": {"lr": -1}}, "budget.lr: must be > 0 (a number), got -1"),
+    ({"eval": {"iw_samples": 0}}, "eval.iw_samples: must be >= 1 (an integer), got 0"),
 ]
 
 
@@ -406,7 +308,7 @@ def test_every_budget_and_eval_field_has_a_rule():
 def test_bad_values_exit_2_before_anything_is_created(
     capsys, fresh_plugins, workdir, where, needle
 ):
-    (workdir / "v.toml").write_text(suite_toml("v", models='"mlp-vae"', epochs=1, **where))
+    (workdir / "v.toml").write_text(faulty_suite("v", models=["mlp-vae"], epochs=1, **where))
     code, _, err = run_cli(capsys, "run", "--suite", "v.toml")
     assert code == 2
     assert needle in one_line(err)
@@ -414,7 +316,7 @@ def test_bad_values_exit_2_before_anything_is_created(
 
 
 def test_empty_product_says_the_suite_has_no_cells(capsys, fresh_plugins, workdir):
-    (workdir / "e.toml").write_text(suite_toml("e", models='"mlp-vae"', seeds="[]"))
+    (workdir / "e.toml").write_text(faulty_suite("e", models=["mlp-vae"], seeds=[]))
     code, _, err = run_cli(capsys, "run", "--suite", "e.toml")
     assert code == 2
     assert "has no cells" in one_line(err) and "group 'g' has no seeds" in err
@@ -422,7 +324,7 @@ def test_empty_product_says_the_suite_has_no_cells(capsys, fresh_plugins, workdi
 
 @pytest.mark.parametrize("flag", ["--results-dir", "--leaderboard-dir"])
 def test_unwritable_output_folder_exits_2_naming_it(capsys, fresh_plugins, workdir, flag):
-    (workdir / "f.toml").write_text(suite_toml("f", models='"mlp-vae"', epochs=1))
+    (workdir / "f.toml").write_text(faulty_suite("f", models=["mlp-vae"], epochs=1))
     (workdir / "a-file").write_text("")
     code, _, err = run_cli(capsys, "run", "--suite", "f.toml", flag, "a-file/out")
     assert code == 2
@@ -431,7 +333,7 @@ def test_unwritable_output_folder_exits_2_naming_it(capsys, fresh_plugins, workd
 
 
 def test_missing_ptb_names_the_folder_and_blocks_no_rerun(capsys, fresh_plugins, workdir):
-    (workdir / "t.toml").write_text(suite_toml("t", models='"lstm-vae"', datasets='["ptb"]'))
+    (workdir / "t.toml").write_text(faulty_suite("t", models=["lstm-vae"], datasets=["ptb"]))
     args = ("run", "--suite", "t.toml", "--data-dir", str(workdir / "nodata"))
     for _ in range(2):  # the second run is not blocked by anything the first left
         code, _, err = run_cli(capsys, *args)
@@ -441,7 +343,7 @@ def test_missing_ptb_names_the_folder_and_blocks_no_rerun(capsys, fresh_plugins,
 
 
 def test_contract_mismatch_exits_2_with_the_shapes(capsys, workdir, env, monkeypatch):
-    (workdir / "k.toml").write_text(suite_toml("k"))
+    (workdir / "k.toml").write_text(faulty_suite("k"))
     code, _, err = in_process(capsys, monkeypatch, "run", "--suite", "k.toml", fault="bad-shape")
     assert code == 2
     line = one_line(err)
@@ -451,7 +353,7 @@ def test_contract_mismatch_exits_2_with_the_shapes(capsys, workdir, env, monkeyp
 
 
 def test_fail_fast_stops_at_the_first_failure(capsys, workdir, env, monkeypatch):
-    (workdir / "ff.toml").write_text(suite_toml("ff", seeds="[0, 1]", epochs=1))
+    (workdir / "ff.toml").write_text(faulty_suite("ff", seeds=[0, 1], epochs=1))
     args = ("run", "--suite", "ff.toml", "--quiet", "--fail-fast")
     code, out, err = in_process(capsys, monkeypatch, *args, fault="model-raises")
     assert code == 1
@@ -460,8 +362,10 @@ def test_fail_fast_stops_at_the_first_failure(capsys, workdir, env, monkeypatch)
 
 
 def test_diverged_run_exits_1(capsys, fresh_plugins, workdir):
-    budget = 'optimizer = "sgd"\nlr = 1e12\ngrad_clip = 0.0'
-    (workdir / "dv.toml").write_text(suite_toml("dv", models='"mlp-vae"', epochs=1, budget=budget))
+    budget = {"optimizer": "sgd", "lr": 1e12, "grad_clip": 0.0}
+    (workdir / "dv.toml").write_text(
+        faulty_suite("dv", models=["mlp-vae"], epochs=1, budget=budget)
+    )
     code, out, _ = run_cli(capsys, "run", "--suite", "dv.toml", "--quiet")
     assert code == 1
     assert "runs that did not finish" in out and "diverged" in out

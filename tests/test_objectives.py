@@ -16,15 +16,15 @@ from bench import (
     ObjectiveSpec,
     Param,
     ScheduledObjective,
-    Suite,
     TrainingBudget,
     hookimpl,
     methods,
     plugins,
 )
 from bench.methods import build_objective
-from bench.runner import RunOptions, run_suite
+from bench.runner import run_suite
 from bench.testing import check_objective
+from tests.helpers.suites import SMALL_MLP, cpu_options, one_group_suite
 
 LOG_PX = torch.tensor([-10.0, -20.0])
 KL = torch.tensor([[0.1, 2.0], [0.3, 1.0]])
@@ -93,14 +93,13 @@ def test_an_objective_with_the_older_signature_trains_and_warns_once_naming_its_
         ("old-warmup",),
         seeds=(0, 1),
         metrics=("neg_elbo",),
-        model_params={"mlp-vae": {"hidden": 16, "latent_dim": 4}},
+        model_params={"mlp-vae": SMALL_MLP},
         budget=Budget(epochs=1, batch_size=50, train_subset=100, valid_subset=50, test_subset=50),
         eval=EvalSettings(iw_samples=2, batch_size=50),
     )
-    suite = Suite("old", scales=("s",), default_scale="s", groups={"s": [group]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, records = run_suite(suite, None, RunOptions(tmp_path, torch.device("cpu")))
+        _, records = run_suite(one_group_suite("old", group), None, cpu_options(tmp_path))
         spec = plugins.registries().objectives.get("old-warmup")
         built = build_objective(spec, TrainingBudget(epochs=3, steps_per_epoch=7), {"beta": 2.0})
     assert [r["status"] for r in records] == ["finished", "finished"]

@@ -14,15 +14,9 @@ from bench.data import DataInfo
 from bench.errors import ConfigError
 from bench.runner import RunOptions, build_model, select_cells, train_cell, validate_cells
 from bench.testing import check_model
+from tests.helpers.models import dependence
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine is shared; one thread avoids OpenMP spin-waits under contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(skip: bool, size: int = 8, **kw) -> PixelCNNVAE:
@@ -30,21 +24,6 @@ def tiny(skip: bool, size: int = 8, **kw) -> PixelCNNVAE:
     params = {"latent_dim": 3, "layers": 3, "channels": 8, "enc_channels": 8, "enc_blocks": 1}
     params.update(kw)
     return PixelCNNVAE((1, size, size), skip=skip, **params).double()
-
-
-def dependence(model: PixelCNNVAE, size: int) -> torch.Tensor:
-    """``dep[i, j]``: does output pixel i (raster order) depend on input pixel j? From the
-    gradients of each output logit, summed over a small batch of random inputs."""
-    n = size * size
-    x = torch.bernoulli(torch.full((4, 1, size, size), 0.5, dtype=torch.float64))
-    x.requires_grad_(True)
-    z = torch.randn(4, model.latent_dim, dtype=torch.float64)
-    logits = model.logits(x, z).flatten(1)  # [4, n]
-    dep = torch.zeros(n, n, dtype=torch.bool)
-    for i in range(n):
-        (g,) = torch.autograd.grad(logits[:, i].sum(), x, retain_graph=True)
-        dep[i] = g.abs().sum(0).flatten() > 0
-    return dep
 
 
 @pytest.mark.parametrize("skip", [False, True])

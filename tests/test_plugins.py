@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,19 +12,11 @@ import pytest
 from bench import DatasetSpec, ModelSpec, hookimpl, hookspecs, plugins
 from bench.errors import PluginError, UnknownNameError
 from bench.registry import Registry
+from tests.helpers.plugins import fake_distribution
+from tests.helpers.suites import group_toml, suite_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "plugins" / "examples" / "bench-example-plugin"
-
-
-def fake_distribution(site: Path, dist: str, entry_points: dict[str, str]) -> None:
-    """A minimal installed distribution (dist-info) so importlib.metadata sees its entry
-    points, exactly as pip would leave it, without needing a network or a build."""
-    info = site / f"{dist.replace('-', '_')}-0.1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
-    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[bench]\n{lines}\n")
 
 
 def run_bench(args: list[str], site: Path, cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -111,6 +102,7 @@ def test_hook_that_raises_names_plugin(fresh_plugins):
         plugins.registries()
 
 
+@pytest.mark.slow
 def test_broken_third_party_plugin_is_one_line_exit_2(tmp_path):
     site = tmp_path / "site"
     (site / "broken_pkg").mkdir(parents=True)
@@ -127,6 +119,7 @@ def test_broken_third_party_plugin_is_one_line_exit_2(tmp_path):
     assert ok.returncode == 0 and "mlp-skip-vae" in ok.stdout
 
 
+@pytest.mark.slow
 def test_third_party_example_runs_through_bench_run(tmp_path):
     """The example package adds a model and a metric through the entry-point group, is listed
     with its distribution, trains and evaluates through `bench run`, and its metric becomes a
@@ -140,20 +133,9 @@ def test_third_party_example_runs_through_bench_run(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert "linear-decoder-vae" in listed.stdout and "bench-example-plugin" in listed.stdout
     suite = tmp_path / "example.toml"
-    suite.write_text(
-        textwrap.dedent("""
-        name = "example"
-        [[group]]
-        name = "smoke"
-        datasets = ["digits"]
-        models = ["linear-decoder-vae", "mlp-vae"]
-        objectives = ["elbo"]
-        [group.budget]
-        epochs = 2
-        [group.eval]
-        iw_samples = 20
-    """)
-    )
+    models = ["linear-decoder-vae", "mlp-vae"]
+    example = group_toml("smoke", models=models, budget={"epochs": 2}, eval={"iw_samples": 20})
+    suite.write_text(suite_toml("example", example))
     result = run_bench(["run", "--suite", str(suite), "--quiet"], site, tmp_path)
     assert result.returncode == 0, result.stderr
     board = (tmp_path / "leaderboards" / "example.md").read_text()

@@ -13,7 +13,7 @@ import torch
 from bench import plugins
 from bench.evaluation import EvalContext, PosteriorPass
 from bench.suites import EvalSettings
-from tests.conftest import REFERENCE
+from tests.helpers.data import REFERENCE
 
 CLASSES = 4
 

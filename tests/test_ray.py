@@ -30,30 +30,20 @@ from bench.errors import ConfigError, ModelContractError
 from bench.records import RECORD_FILE
 from bench.runner import RayPlacement, RunOptions, run_suite, select_cells
 from bench.suites import get_suite
-from tests.test_faults import FAULTY_PLUGIN, install
+from tests.helpers.plugins import FAULTY_PLUGIN, install
+from tests.helpers.suites import SMALL_MLP, suite_toml
 
 EPOCHS = 5
-SUITE_TOML = f"""
-name = "tiny"
-[[group]]
-name = "g"
-datasets = ["digits"]
-models = ["mlp-vae", "mlp-skip-vae"]
-objectives = ["elbo", "free-bits"]
-metrics = ["neg_elbo", "nll", "mi", "au"]
-[group.model_params.mlp-vae]
-hidden = 16
-latent_dim = 4
-[group.model_params.mlp-skip-vae]
-hidden = 16
-latent_dim = 4
-[group.budget]
-epochs = {EPOCHS}
-batch_size = 50
-[group.eval]
-iw_samples = 5
-batch_size = 300
-"""
+# Four cells: two models by two objectives.
+SUITE = {
+    "models": ["mlp-vae", "mlp-skip-vae"],
+    "objectives": ["elbo", "free-bits"],
+    "metrics": ["neg_elbo", "nll", "mi", "au"],
+    "model_params": {"mlp-vae": SMALL_MLP, "mlp-skip-vae": SMALL_MLP},
+    "budget": {"epochs": EPOCHS, "batch_size": 50},
+    "eval": {"iw_samples": 5, "batch_size": 300},
+}
+SUITE_TOML = suite_toml("tiny", **SUITE)
 CELLS = 4
 
 
@@ -89,14 +79,11 @@ def cluster(faulty_site):
 
 
 @pytest.fixture
-def suite_file(workdir):
+def suite_file(workdir, one_thread):
     # Cells in this process train on one thread, as the one-CPU Ray tasks do.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     path = workdir / "tiny.toml"
     path.write_text(SUITE_TOML)
-    yield path
-    torch.set_num_threads(before)
+    return path
 
 
 def bench(*args: str) -> None:
@@ -169,6 +156,7 @@ def test_tasks_get_the_bench_settings_but_no_credentials(monkeypatch):
     assert "BENCH_TUNE_STORAGE" not in env and "OTHER" not in env
 
 
+@pytest.mark.slow
 def test_cells_no_node_can_hold_are_refused(cluster, fresh_plugins, suite_file, capsys):
     c, _ = cluster
     with pytest.raises(SystemExit) as exc:
@@ -215,6 +203,7 @@ def test_without_a_shared_folder_the_task_returns_its_files(
     assert [json.loads(ln)["epoch"] for ln in log.splitlines()] == list(range(EPOCHS))
 
 
+@pytest.mark.slow
 def test_an_open_connection_is_kept(cluster, fresh_plugins, suite_file, workdir):
     """A driver already connected (a notebook, a script) keeps its connection."""
     import ray
@@ -299,12 +288,13 @@ def test_a_raising_plugin_fails_its_cell_only(
     monkeypatch.syspath_prepend(str(faulty_site))
     monkeypatch.setenv("BENCH_FAULT", "model-raises")
     plugins.reset()
-    (workdir / "p.toml").write_text(
-        SUITE_TOML.replace('"mlp-vae", "mlp-skip-vae"', '"tiny-vae", "mlp-vae"')
-        .replace('"elbo", "free-bits"', '"elbo"')
-        .replace("[group.model_params.mlp-skip-vae]\nhidden = 16\nlatent_dim = 4\n", "")
-        .replace(f"epochs = {EPOCHS}", "epochs = 1")
-    )
+    two_cells = {
+        "models": ["tiny-vae", "mlp-vae"],
+        "objectives": ["elbo"],
+        "model_params": {"mlp-vae": SMALL_MLP},
+        "budget": {"epochs": 1, "batch_size": 50},
+    }
+    (workdir / "p.toml").write_text(suite_toml("tiny", **(SUITE | two_cells)))
     warned: list[str] = []
     opts = RunOptions(
         results_dir=workdir / "r",

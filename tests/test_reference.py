@@ -15,11 +15,13 @@ from bench_text.reference import ReferenceLSTMVAE
 from bench_vae.reference import ReferenceMLPVAE
 from torch import nn
 
-from bench import plugins
+from bench import TrainingBudget, plugins
 from bench.runner import RunOptions, train_cell
 from bench.suites import Budget, EvalSettings, Group, expand
 from bench.testing import check_model, check_objective
-from tests.test_pixelcnn import dependence, one_thread  # noqa: F401 (an autouse fixture)
+from tests.helpers.models import dependence
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(skip: bool, size: int = 8, **kw) -> ReferencePixelCNNVAE:
@@ -111,7 +113,7 @@ def test_reference_models_keep_the_contract(skip):
     torch.manual_seed(0)
     mlp = ReferenceMLPVAE((1, 8, 8), latent_dim=3, hidden=16, skip=skip).double()
     check_model(mlp, x, samples=4)
-    check_objective(ReferenceWarmup(7, 0.1, 2.0))
+    check_objective(ReferenceWarmup(TrainingBudget(epochs=2, steps_per_epoch=7), 0.1, 2.0))
 
 
 def test_reference_likelihood_clamps_probabilities():
@@ -171,7 +173,8 @@ def _reference_beta_trace(beta0: float, warmup: int, steps_per_epoch: int, steps
 
 def test_reference_warmup_first_and_last_steps():
     spe, w = 100, 10
-    obj = plugins.registries().objectives.get("kl-anneal-ref").build(spe, beta0=0.1, epochs=w)
+    spec = plugins.registries().objectives.get("kl-anneal-ref")
+    obj = spec.build(TrainingBudget(epochs=2 * w, steps_per_epoch=spe), beta0=0.1, epochs=w)
     assert isinstance(obj, ReferenceWarmup)
     assert obj.beta(0) == pytest.approx(0.1 + 1 / (w * spe))  # the first step already moved
     last = round(0.9 * w * spe) - 1  # reaches 1 after 0.9 W epochs, not W

@@ -13,8 +13,6 @@ import torch
 from bench_remedies import methods as m
 from bench_remedies.objectives import cyclical_beta, free_bits_kl
 from bench_remedies.plugin import ROWS
-from test_estimators import LinearGaussian
-from test_runner import Kill
 
 from bench import Budget, EvalSettings, Group, Method, Suite, plugins
 from bench.data import without_labels
@@ -27,16 +25,15 @@ from bench.methods import (
     build_objective,
     parameter_groups,
 )
-from bench.runner import RunOptions, TrainStep, build_model, make_optimizer, run_suite
+from bench.runner import TrainStep, build_model, make_optimizer, run_suite
 from bench.specs import resolve_params
 from bench.suites import expand
+from tests.helpers.models import LinearGaussian
+from tests.helpers.plugins import Kill
+from tests.helpers.suites import SMALL_MLP, cpu_options, one_group_suite
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "plugins/examples/bench-example-plugin"
-TINY = {"mlp-vae": {"hidden": 16, "latent_dim": 4}}
-
-
-def options(workdir, **kw) -> RunOptions:
-    return RunOptions(results_dir=workdir / "results", device=torch.device("cpu"), **kw)
+TINY = {"mlp-vae": SMALL_MLP}
 
 
 def suite_of(objectives, epochs=2, objective_params=None) -> Suite:
@@ -52,7 +49,7 @@ def suite_of(objectives, epochs=2, objective_params=None) -> Suite:
         budget=Budget(epochs=epochs, batch_size=100, train_subset=300),
         eval=EvalSettings(iw_samples=2, batch_size=300),
     )
-    return Suite("rem", scales=("s",), default_scale="s", groups={"s": [group]})
+    return one_group_suite("rem", group)
 
 
 # ---- loss reweightings ----------------------------------------------------------------------
@@ -188,7 +185,7 @@ def test_delta_vae_kl_never_below_delta():
 
 def test_aggressive_updates_encoder_more_and_records_the_switch(fresh_plugins, workdir):
     params = {"aggressive": {"window": 1.0, "max_inner": 6, "check_every": 2}}
-    _, (rec,) = run_suite(suite_of(["aggressive"], 4, params), None, options(workdir))
+    _, (rec,) = run_suite(suite_of(["aggressive"], 4, params), None, cpu_options(workdir))
     s = rec["method_state"]
     assert s["switch_step"] is None or s["switch_step"] % 3 == 0  # at a window's end
     before = s["switch_step"] or rec["steps"]
@@ -210,7 +207,7 @@ def test_aggressive_updates_encoder_more_and_records_the_switch(fresh_plugins, w
 
 
 def test_pretraining_resets_the_decoder_exactly_once(fresh_plugins, workdir):
-    _, (rec,) = run_suite(suite_of(["pretrain-fb"], 4), None, options(workdir))
+    _, (rec,) = run_suite(suite_of(["pretrain-fb"], 4), None, cpu_options(workdir))
     s = rec["method_state"]
     assert s["resets"] == 1 and s["reset_step"] == 6 and s["unreset_tensors"] == 0
     lines = (workdir / "results/rem/s").glob("*/epochs.jsonl")
@@ -238,14 +235,14 @@ STATEFUL = [n for n in ROWS if n not in ("elbo", "free-bits")]
 def test_resuming_mid_run_reproduces_every_method(fresh_plugins, workdir):
     cheap = {"sa-vae": {"svi_steps": 2}, "aggressive": {"window": 0.34, "max_inner": 4}}
     suite = suite_of(STATEFUL, 3, cheap)
-    run_suite(suite, None, options(workdir / "ref"))
+    run_suite(suite, None, cpu_options(workdir / "ref"))
     plugins.register_plugin(Kill("mlp-vae", 1), "kill")
     for objective in STATEFUL:  # kill every cell after its second epoch, one at a time
         one = suite_of([objective], 3, cheap)
         with pytest.raises(KeyboardInterrupt):
-            run_suite(one, None, options(workdir))
+            run_suite(one, None, cpu_options(workdir))
     plugins.unregister_plugin("kill")
-    _, records = run_suite(suite, None, options(workdir, resume=True))
+    _, records = run_suite(suite, None, cpu_options(workdir, resume=True))
     assert all(r["status"] == "finished" for r in records)
     for run in (workdir / "ref/results/rem/s").iterdir():
         ref = [json.loads(x) for x in (run / "epochs.jsonl").read_text().splitlines()]

@@ -14,35 +14,23 @@ from bench import (
     Group,
     LatentVariableModel,
     ModelSpec,
-    Suite,
     hookimpl,
     plugins,
 )
-from bench.runner import RunOptions, run_suite
+from bench.runner import run_suite
 from bench.suites import load_suite_file
+from tests.helpers.plugins import Kill
+from tests.helpers.suites import cpu_options, one_group_suite, suite_toml
 
-TOML = """
-name = "r"
-[[group]]
-name = "g"
-datasets = ["digits"]
-models = ["mlp-vae", "mlp-skip-vae"]
-objectives = ["kl-anneal"]
-[group.model_params.mlp-vae]
-hidden = 32
-[group.model_params.mlp-skip-vae]
-hidden = 32
-[group.objective_params.kl-anneal]
-epochs = 2.0
-[group.budget]
-epochs = 3
-[group.eval]
-iw_samples = 10
-"""
-
-
-def options(workdir, **kw) -> RunOptions:
-    return RunOptions(results_dir=workdir / "results", device=torch.device("cpu"), **kw)
+TOML = suite_toml(
+    "r",
+    models=["mlp-vae", "mlp-skip-vae"],
+    objectives=["kl-anneal"],
+    model_params={"mlp-vae": {"hidden": 32}, "mlp-skip-vae": {"hidden": 32}},
+    objective_params={"kl-anneal": {"epochs": 2.0}},
+    budget={"epochs": 3},
+    eval={"iw_samples": 10},
+)
 
 
 @pytest.fixture
@@ -53,7 +41,7 @@ def suite(workdir):
 
 
 def test_record_and_epoch_log(fresh_plugins, workdir, suite):
-    scale, records = run_suite(suite, None, options(workdir))
+    scale, records = run_suite(suite, None, cpu_options(workdir))
     assert scale == "custom" and len(records) == 2
     run_dir = workdir / "results/r/custom/g__digits__mlp-skip-vae__kl-anneal__s0"
     record = json.loads((run_dir / "record.json").read_text())
@@ -92,37 +80,25 @@ def test_record_and_epoch_log(fresh_plugins, workdir, suite):
 
 
 def test_same_seed_same_metrics(fresh_plugins, workdir, suite):
-    _, first = run_suite(suite, None, options(workdir))
-    _, second = run_suite(suite, None, options(workdir), overwrite=True)
+    _, first = run_suite(suite, None, cpu_options(workdir))
+    _, second = run_suite(suite, None, cpu_options(workdir), overwrite=True)
     for a, b in zip(first, second, strict=True):
         assert a["metrics"]["nll"]["value"] == b["metrics"]["nll"]["value"]
         assert a["metrics"]["mi"]["value"] == b["metrics"]["mi"]["value"]
 
 
-class Kill:
-    """Simulates the process dying after a given epoch of a given model."""
-
-    def __init__(self, model: str, epoch: int) -> None:
-        self.model, self.epoch = model, epoch
-
-    @hookimpl
-    def on_epoch_end(self, cell, epoch, metrics):
-        if cell.model == self.model and epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_resume_after_kill(fresh_plugins, workdir, suite):
-    _, reference = run_suite(suite, None, options(workdir / "ref"))
+    _, reference = run_suite(suite, None, cpu_options(workdir / "ref"))
     plugins.register_plugin(Kill("mlp-skip-vae", 1), "kill")
     with pytest.raises(KeyboardInterrupt):
-        run_suite(suite, None, options(workdir))
+        run_suite(suite, None, cpu_options(workdir))
     plugins.unregister_plugin("kill")
     base = workdir / "results/r/custom"
     finished = base / "g__digits__mlp-vae__kl-anneal__s0/record.json"
     killed = base / "g__digits__mlp-skip-vae__kl-anneal__s0"
     assert finished.exists() and not (killed / "record.json").exists()
     stamp = finished.stat().st_mtime_ns
-    _, records = run_suite(suite, None, options(workdir, resume=True))
+    _, records = run_suite(suite, None, cpu_options(workdir, resume=True))
     assert finished.stat().st_mtime_ns == stamp  # not redone
     epochs = [json.loads(x)["epoch"] for x in (killed / "epochs.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2]
@@ -155,25 +131,17 @@ def test_nan_run_fails_and_suite_goes_on(fresh_plugins, workdir):
             register(ModelSpec("nan-model", build=lambda info: NaNModel()))
 
     plugins.register_plugin(Plugin(), "nan")
-    suite = Suite(
-        "nan",
-        scales=("s",),
-        default_scale="s",
-        groups={
-            "s": [
-                Group(
-                    "g",
-                    ("digits",),
-                    ("nan-model", "mlp-vae"),
-                    ("elbo",),
-                    model_params={"mlp-vae": {"hidden": 16}},
-                    budget=Budget(epochs=1),
-                    eval=EvalSettings(iw_samples=5),
-                )
-            ]
-        },
+    group = Group(
+        "g",
+        ("digits",),
+        ("nan-model", "mlp-vae"),
+        ("elbo",),
+        model_params={"mlp-vae": {"hidden": 16}},
+        budget=Budget(epochs=1),
+        eval=EvalSettings(iw_samples=5),
     )
-    _, records = run_suite(suite, None, options(workdir))
+    suite = one_group_suite("nan", group)
+    _, records = run_suite(suite, None, cpu_options(workdir))
     assert records[0]["status"] == "failed"
     assert "diverged" in records[0]["reason"] and "nan" in records[0]["reason"]
     assert records[0]["metrics"] == {}

@@ -13,20 +13,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from bench import Budget, EvalSettings, Group, ModelSpec, Suite, hookimpl, plugins
 from bench.cli import main
 from bench.errors import ConfigError
-from bench.runner import FiniteCheck, RunOptions, TrainStep, run_suite, train_cell
+from bench.runner import FiniteCheck, TrainStep, run_suite, train_cell
 from bench.runner import cell as runner_mod
 from bench.specs import MetricValue
 from bench.suites import expand
+from tests.helpers.suites import SMALL_MLP, cpu_options, one_group_suite
 
-TINY = {"hidden": 16, "latent_dim": 4}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_suite(models=("mlp-vae",), seeds=(0,), epochs=2, optimizer="adam") -> Suite:
@@ -37,15 +30,11 @@ def tiny_suite(models=("mlp-vae",), seeds=(0,), epochs=2, optimizer="adam") -> S
         ("elbo",),
         seeds=seeds,
         metrics=("neg_elbo", "nll", "mi", "au"),
-        model_params={m: dict(TINY) for m in models},
+        model_params={m: dict(SMALL_MLP) for m in models},
         budget=Budget(epochs=epochs, batch_size=50, optimizer=optimizer),
         eval=EvalSettings(iw_samples=5, batch_size=300),
     )
-    return Suite("speed", scales=("s",), default_scale="s", groups={"s": [group]})
-
-
-def options(workdir, **kw) -> RunOptions:
-    return RunOptions(results_dir=workdir / "results", device=torch.device("cpu"), **kw)
+    return one_group_suite("speed", group)
 
 
 class HostReads(TorchDispatchMode):
@@ -73,7 +62,7 @@ def test_training_loop_never_reads_the_device(fresh_plugins, workdir, monkeypatc
     (cell,) = expand("speed", "s", tiny_suite(optimizer="sgd").groups["s"])
     reads = HostReads()
     with reads:
-        record = train_cell(cell, workdir / "r" / "s" / "s" / cell.run_id, options(workdir))
+        record = train_cell(cell, workdir / "r" / "s" / "s" / cell.run_id, cpu_options(workdir))
     assert record["status"] == "finished" and record["steps"] == 48
     assert sum(reads.counts.values()) <= 2, reads.counts
 
@@ -90,7 +79,7 @@ def _steps(model_seed_batch, **kw) -> list[float]:
     from bench_vae.mlp import MLPVAE
 
     torch.manual_seed(0)
-    model = MLPVAE((1, 8, 8), skip=True, enc_layers=2, dec_layers=2, **TINY)
+    model = MLPVAE((1, 8, 8), skip=True, enc_layers=2, dec_layers=2, **SMALL_MLP)
     step = TrainStep(
         model,
         torch.optim.Adam(model.parameters(), 1e-3),
@@ -115,9 +104,9 @@ def test_train_step_compiled_and_autocast():
 
 def test_options_are_recorded(fresh_plugins, workdir):
     suite = tiny_suite(epochs=1)
-    _, (plain,) = run_suite(suite, None, options(workdir / "a"))
+    _, (plain,) = run_suite(suite, None, cpu_options(workdir / "a"))
     _, (fast,) = run_suite(
-        suite, None, options(workdir / "b", amp=True, amp_eval=False, channels_last=True)
+        suite, None, cpu_options(workdir / "b", amp=True, amp_eval=False, channels_last=True)
     )
     assert plain["accel"] == {
         "amp": None,
@@ -136,12 +125,12 @@ def test_options_are_recorded(fresh_plugins, workdir):
 
 def test_jobs_gives_the_records_of_one_job(fresh_plugins, workdir):
     suite = tiny_suite(models=("mlp-vae", "mlp-skip-vae"), epochs=1)
-    _, one = run_suite(suite, None, options(workdir / "one"))
+    _, one = run_suite(suite, None, cpu_options(workdir / "one"))
     logged: list[str] = []
     # The CPU twice stands in for two GPUs: each worker takes the next device in the list.
     devices = (torch.device("cpu"), torch.device("cpu"))
     _, two = run_suite(
-        suite, None, options(workdir / "two", jobs=2, devices=devices, log=logged.append)
+        suite, None, cpu_options(workdir / "two", jobs=2, devices=devices, log=logged.append)
     )
     assert [r["run_id"] for r in two] == [r["run_id"] for r in one]
     for a, b in zip(one, two, strict=True):
@@ -164,7 +153,7 @@ def test_jobs_refuses_in_process_plugins(fresh_plugins, workdir):
     plugins.register_plugin(Plugin(), "local")
     suite = tiny_suite(models=("local-vae",), seeds=(0, 1))
     with pytest.raises(ConfigError, match="local"):
-        run_suite(suite, None, options(workdir, jobs=2))
+        run_suite(suite, None, cpu_options(workdir, jobs=2))
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from bench_datasets.images import load_mnist_static, read_amat
 from scipy.io import savemat
 
 from bench.errors import DataError
-from tests.conftest import real_data_dir
+from tests.helpers.data import real_data_dir
 
 
 def _images(n: int, seed: int) -> np.ndarray:

@@ -18,7 +18,8 @@ from bench.errors import DataError
 from bench.evaluation import EvalContext
 from bench.suites import EvalSettings
 from bench.testing import check_model
-from tests.conftest import SHARED_DATA
+from tests.helpers.data import SHARED_DATA
+from tests.helpers.suites import group_toml, suite_toml
 
 SENTENCES = [
     "the cat sat on the mat",
@@ -319,13 +320,16 @@ def test_synthetic_suite_trains_end_to_end(tmp_path, monkeypatch, fresh_plugins)
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     path = tmp_path / "t.toml"
-    path.write_text(
-        'name = "t"\n[[group]]\nname = "lstm"\ndatasets = ["text-synthetic"]\n'
-        'models = ["lstm-skip-vae"]\nobjectives = ["elbo"]\n'
-        "dataset_params = { text-synthetic = { train = 64, valid = 32, test = 32 } }\n"
-        "model_params = { lstm-skip-vae = { emb_dim = 8, hidden = 16, latent_dim = 4 } }\n"
-        "budget = { epochs = 1, batch_size = 32 }\neval = { iw_samples = 4, batch_size = 32 }\n"
+    lstm = group_toml(
+        "lstm",
+        datasets=["text-synthetic"],
+        models=["lstm-skip-vae"],
+        dataset_params={"text-synthetic": {"train": 64, "valid": 32, "test": 32}},
+        model_params={"lstm-skip-vae": {"emb_dim": 8, "hidden": 16, "latent_dim": 4}},
+        budget={"epochs": 1, "batch_size": 32},
+        eval={"iw_samples": 4, "batch_size": 32},
     )
+    path.write_text(suite_toml("t", lstm))
     suite = load_suite_file(path)
     opts = RunOptions(results_dir=tmp_path / "res", device=torch.device("cpu"))
     scale, records = run_suite(suite, None, opts)

@@ -17,14 +17,7 @@ from bench.runner import RunOptions
 from bench.throughput.reference import ops_per_step
 from bench.throughput.workloads import find_workloads, load_workload
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores shared by several jobs: torch's spinning thread pool only slows things down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = [

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from bench import Objective, ObjectiveSpec, Param, hookimpl, plugins
-from bench.cli import main
 from bench.errors import ConfigError
 from bench.suites import load_suite_file
 from bench.tune import (
@@ -31,32 +29,23 @@ from bench.tune import (
     search_space,
     select_targets,
 )
+from tests.helpers.cli import run_cli
+from tests.helpers.processes import wait_for
+from tests.helpers.suites import FEW_DIGITS, suite_toml
 
 POSTGRES_ENV = "BENCH_TEST_POSTGRES_URL"
 
 
-def suite_toml(name: str, objective: str = "free-bits", epochs: int = 2) -> str:
-    return f"""
-name = "{name}"
-[[group]]
-name = "g"
-datasets = ["digits"]
-models = ["mlp-vae"]
-objectives = ["{objective}"]
-seeds = [0]
-[group.model_params.mlp-vae]
-hidden = 16
-enc_layers = 1
-dec_layers = 1
-[group.budget]
-epochs = {epochs}
-train_subset = 200
-valid_subset = 100
-test_subset = 100
-[group.eval]
-iw_samples = 5
-batch_size = 100
-"""
+def tuning_suite(name: str, objective: str = "free-bits", epochs: int = 2) -> str:
+    """One cell (mlp-vae with ``objective``, one seed) on a few hundred digits."""
+    return suite_toml(
+        name,
+        objectives=[objective],
+        seeds=[0],
+        model_params={"mlp-vae": {"hidden": 16, "enc_layers": 1, "dec_layers": 1}},
+        budget={"epochs": epochs, **FEW_DIGITS},
+        eval={"iw_samples": 5, "batch_size": 100},
+    )
 
 
 @pytest.fixture
@@ -64,18 +53,8 @@ def tiny(workdir, fresh_plugins, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("BENCH_TUNE_STORAGE", raising=False)
     path = workdir / "tiny.toml"
-    path.write_text(suite_toml("tiny"))
+    path.write_text(tuning_suite("tiny"))
     return path
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def journal_study(workdir: Path, name: str) -> optuna.Study:
@@ -125,7 +104,7 @@ def test_search_space_comes_from_params_and_is_narrowed_by_suite_and_file(tiny, 
 
 
 def test_tune_reports_epochs_and_tuned_leaderboard_states_budget(tiny, workdir, capsys):
-    code, out, err = cli(
+    code, out, err = run_cli(
         capsys,
         "tune",
         "--suite",
@@ -150,7 +129,7 @@ def test_tune_reports_epochs_and_tuned_leaderboard_states_budget(tiny, workdir, 
             assert sorted(t.intermediate_values) == [0, 1]
             assert t.value == min(t.intermediate_values.values())
 
-    code, out, err = cli(
+    code, out, err = run_cli(
         capsys,
         "leaderboard",
         "--suite",
@@ -178,9 +157,9 @@ def test_multi_objective_keeps_pareto_set_and_board_has_a_row_per_point(
     tiny, workdir, capsys, monkeypatch
 ):
     monkeypatch.setenv("BENCH_DISABLE_PLUGINS", "plots")  # figures: see test_plots.py
-    tiny.write_text(suite_toml("tiny", epochs=1))
+    tiny.write_text(tuning_suite("tiny", epochs=1))
     args = ["--suite", str(tiny), "--multi-objective", "--device", "cpu"]
-    code, out, err = cli(capsys, "tune", *args, "--n-trials", "2", "--sampler-seed", "3")
+    code, out, err = run_cli(capsys, "tune", *args, "--n-trials", "2", "--sampler-seed", "3")
     assert code == 0, err
     name = "tiny/custom/digits/mlp-vae/free-bits/nll-mi"
     assert f"{name}: 2 trials (2 finished" in out and "Pareto set: trials" in out
@@ -190,7 +169,7 @@ def test_multi_objective_keeps_pareto_set_and_board_has_a_row_per_point(
         assert len(t.values) == 2 and t.values[0] == t.user_attrs["val_nll"] > 0
         assert math.isfinite(t.values[1])
 
-    code, out, err = cli(capsys, "leaderboard", *args, "--tuned", "--out", str(workdir / "lb"))
+    code, out, err = run_cli(capsys, "leaderboard", *args, "--tuned", "--out", str(workdir / "lb"))
     assert code == 0, err
     md = (workdir / "lb" / "tiny-tuned.custom.md").read_text()
     for t in study.best_trials:
@@ -215,7 +194,7 @@ class ExplodePlugin:
         register(
             ObjectiveSpec(
                 "explode",
-                lambda steps_per_epoch, diverge: Explode(diverge),
+                lambda budget, diverge: Explode(diverge),
                 params={"diverge": Param(False, choices=(False, True))},
             )
         )
@@ -227,7 +206,7 @@ def test_nan_trial_is_recorded_failed_with_reason_and_study_goes_on(
     monkeypatch.delenv("BENCH_TUNE_STORAGE", raising=False)
     plugins.register_plugin(ExplodePlugin(), "explode-test")
     path = workdir / "nan.toml"
-    path.write_text(suite_toml("nan", objective="explode"))
+    path.write_text(tuning_suite("nan", objective="explode"))
     space = workdir / "space.toml"
     space.write_text("[model]\nlatent_dim = 4\n")  # only `diverge` is searched
     name = "nan/custom/digits/mlp-vae/explode"
@@ -235,7 +214,7 @@ def test_nan_trial_is_recorded_failed_with_reason_and_study_goes_on(
     study = optuna.create_study(study_name=name, storage=store.storage)
     study.enqueue_trial({"objective.diverge": True})
     study.enqueue_trial({"objective.diverge": False})
-    code, out, err = cli(
+    code, out, err = run_cli(
         capsys,
         "tune",
         "--suite",
@@ -259,18 +238,6 @@ def test_nan_trial_is_recorded_failed_with_reason_and_study_goes_on(
 
 
 # ---- resuming a killed `bench tune` ----------------------------------------------------------
-
-
-def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = predicate()
-        if found:
-            return found
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"process ended (code {proc.returncode}) before {what}")
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def running_mid_trial(storage, name: str, at_most: int | None = None):
@@ -302,12 +269,13 @@ def running_mid_trial(storage, name: str, at_most: int | None = None):
     return check
 
 
+@pytest.mark.slow
 def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("BENCH_TUNE_STORAGE", raising=False)
     path = workdir / "kill.toml"
     epochs = 40  # a trial caught in its first half is still training when it is killed
-    path.write_text(suite_toml("kill", epochs=epochs))
+    path.write_text(tuning_suite("kill", epochs=epochs))
     args = [
         "tune",
         "--suite",
@@ -331,9 +299,9 @@ def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, mo
     try:
         victim = wait_for(
             running_mid_trial(storage, name, at_most=epochs // 2),
-            120,
             "a trial in progress",
             proc,
+            timeout=120,
         )
         before = {
             t.number: t.value
@@ -345,7 +313,7 @@ def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, mo
         proc.kill()
         proc.wait()
 
-    code, out, err = cli(capsys, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     trials = journal_study(workdir, name).get_trials()
     c = counts(trials)
@@ -375,7 +343,7 @@ def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, mo
     ],
 )
 def test_bad_input_exits_2_with_one_line(tiny, capsys, extra, expected):
-    code, out, err = cli(capsys, "tune", "--suite", str(tiny), "--n-trials", "1", *extra)
+    code, out, err = run_cli(capsys, "tune", "--suite", str(tiny), "--n-trials", "1", *extra)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
@@ -385,6 +353,7 @@ def test_bad_input_exits_2_with_one_line(tiny, capsys, extra, expected):
 # ---- several workers on one PostgreSQL study --------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(POSTGRES_ENV not in os.environ, reason=f"{POSTGRES_ENV} is not set")
 def test_postgres_workers_finish_exact_trials_and_retry_a_killed_one(
     workdir, fresh_plugins, monkeypatch
@@ -395,7 +364,7 @@ def test_postgres_workers_finish_exact_trials_and_retry_a_killed_one(
     # Enough epochs that a trial caught in its first half is still training when it is killed
     # (a trial is a fraction of a second on an idle machine).
     epochs = 40
-    path.write_text(suite_toml(suite, epochs=epochs))
+    path.write_text(tuning_suite(suite, epochs=epochs))
     name = f"{suite}/custom/digits/mlp-vae/free-bits"
     n_trials = 3
     env = {**os.environ, "BENCH_TUNE_STORAGE": url, "OMP_NUM_THREADS": "1"}
@@ -430,9 +399,9 @@ def test_postgres_workers_finish_exact_trials_and_retry_a_killed_one(
     try:
         victim = wait_for(
             running_mid_trial(store.storage, name, at_most=epochs // 2),
-            120,
             "a trial in progress",
             proc,
+            timeout=120,
         )
         pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)  # one of the two workers dies mid-trial

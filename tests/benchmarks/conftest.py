@@ -58,12 +58,3 @@ def workload(model_name, workloads, run_options) -> tuple[Workload, Any]:
         return load_workload(workloads[model_name], run_options)
     except DataError as exc:
         pytest.skip(str(exc))
-
-
-def record_rate(benchmark: Any, examples: int) -> None:
-    """Put examples/s (from the median round) into the saved JSON's ``extra_info``."""
-    benchmark.extra_info["examples_per_call"] = examples
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None and getattr(stats, "stats", None) is not None:
-        benchmark.extra_info["examples_per_s"] = examples / stats.stats.median
-        benchmark.extra_info["examples_per_s_mean"] = examples / stats.stats.mean

@@ -5,6 +5,8 @@ Each is one timed round of the whole comparison; the ratio itself goes to ``extr
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bench.throughput.iw import iw_speedup
@@ -12,6 +14,11 @@ from bench.throughput.reference import harness_overhead
 from bench.throughput.workloads import Settings, load_workload
 
 OVERHEAD_MODEL = "mlp-skip-vae"
+
+
+def fp32_eager(device: Any, **kw: Any) -> Settings:
+    """Settings that time the one configuration these comparisons use: fp32, not compiled."""
+    return Settings(device=device, configs=[(False, False)], **kw)
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +31,7 @@ def mlp_workload(workloads, run_options):
 @pytest.mark.benchmark(group="harness")
 def test_runner_vs_plain_loop(benchmark, mlp_workload, device, run_options):
     w, data = mlp_workload
-    s = Settings(
-        device=device,
-        configs=[(False, False)],
-        overhead_epochs=2,
-        overhead_examples=1200,
-        overhead_repeats=3,
-    )
+    s = fp32_eager(device, overhead_epochs=2, overhead_examples=1200, overhead_repeats=3)
     result = benchmark.pedantic(
         harness_overhead, args=(w, data, s, run_options), rounds=1, iterations=1
     )
@@ -51,14 +52,8 @@ def test_runner_vs_plain_loop(benchmark, mlp_workload, device, run_options):
 @pytest.mark.benchmark(group="harness")
 def test_iw_nll_batched_vs_per_example(benchmark, mlp_workload, device):
     w, data = mlp_workload
-    s = Settings(
-        device=device,
-        configs=[(False, False)],
-        iw_samples=500,
-        iw_examples=100,
-        iw_ref_examples=20,
-        iw_budget_s=10.0,
-        min_time=0.2,
+    s = fp32_eager(
+        device, iw_samples=500, iw_examples=100, iw_ref_examples=20, iw_budget_s=10.0, min_time=0.2
     )
     result = benchmark.pedantic(iw_speedup, args=(w, data, s), rounds=1, iterations=1)
     benchmark.extra_info.update(

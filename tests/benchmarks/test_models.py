@@ -2,20 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 
 from bench.contract import reparameterize
 from bench.estimators import iw_log_likelihood
 from bench.runner import TrainStep, build_model, make_optimizer, seed_everything, synchronize
-from bench.throughput.workloads import build_objective, default_objective, fixed_batch
-
-from .conftest import record_rate
+from bench.throughput.workloads import (
+    Workload,
+    build_objective,
+    default_objective,
+    fixed_batch,
+)
 
 TRAIN_BATCH = 32
 EVAL_BATCH = 64
 IW_BATCH = 4
 IW_SAMPLES = 500
+
+
+def time_calls(
+    benchmark: Any,
+    fn: Callable[[], None],
+    w: Workload,
+    x: Any,
+    device: torch.device,
+    rounds: int | None = None,
+    **info: Any,
+) -> None:
+    """Warm ``fn`` up (lazy initialisation, allocator), time it (``rounds`` rounds, or as many
+    as pytest-benchmark likes), and put examples/s (``x`` per call, from the median round) and
+    what ran into the saved JSON's ``extra_info``."""
+    fn()
+    if rounds is None:
+        benchmark(fn)
+    else:
+        benchmark.pedantic(fn, rounds=rounds, iterations=1)
+    examples = len(x)
+    benchmark.extra_info["examples_per_call"] = examples
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and getattr(stats, "stats", None) is not None:
+        benchmark.extra_info["examples_per_s"] = examples / stats.stats.median
+        benchmark.extra_info["examples_per_s_mean"] = examples / stats.stats.mean
+    benchmark.extra_info.update(model=w.model, dataset=w.dataset, device=str(device), **info)
 
 
 def _model(w, data, device):
@@ -38,10 +70,7 @@ def test_train_step(benchmark, workload, device):
         step(x, 0, gen)
         synchronize(device)
 
-    fn()  # warm-up (lazy initialisation, allocator)
-    benchmark(fn)
-    record_rate(benchmark, len(x))
-    benchmark.extra_info.update(model=w.model, dataset=w.dataset, device=str(device))
+    time_calls(benchmark, fn, w, x, device)
 
 
 @pytest.mark.benchmark(group="eval-step")
@@ -57,10 +86,7 @@ def test_eval_step(benchmark, workload, device):
         model.log_likelihood(x, reparameterize(mu, logvar, 1))
         synchronize(device)
 
-    fn()
-    benchmark(fn)
-    record_rate(benchmark, len(x))
-    benchmark.extra_info.update(model=w.model, dataset=w.dataset, device=str(device))
+    time_calls(benchmark, fn, w, x, device)
 
 
 @pytest.mark.benchmark(group="iw-nll-k500")
@@ -73,9 +99,4 @@ def test_iw_nll_k500(benchmark, workload, device):
         iw_log_likelihood(model, x, IW_SAMPLES)
         synchronize(device)
 
-    fn()
-    benchmark.pedantic(fn, rounds=5, iterations=1)
-    record_rate(benchmark, len(x))
-    benchmark.extra_info.update(
-        model=w.model, dataset=w.dataset, device=str(device), iw_samples=IW_SAMPLES
-    )
+    time_calls(benchmark, fn, w, x, device, rounds=5, iw_samples=IW_SAMPLES)
