@@ -78,7 +78,7 @@ def _warn_old_signature(spec: ObjectiveSpec) -> None:
         "bench.TrainingBudget as their first argument (budget.steps_per_epoch, "
         "budget.total_steps), see docs/plugins.md#register_objectives",
         DeprecationWarning,
-        stacklevel=2,
+        stacklevel=3,  # where the runner builds the objective, not this helper
     )
 
 
