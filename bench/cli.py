@@ -1,4 +1,8 @@
-"""The ``bench`` command line. User errors print one line and exit with code 2."""
+"""The ``bench`` command line. User errors print one line and exit with code 2.
+
+Each command imports what it needs when it runs: ``bench --help``, ``bench ls`` and
+``bench show`` never import torch (see tests/test_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,17 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from bench import leaderboard as lb
-from bench import plots, plugins
-from bench.data import DATA_DIR_ENV
+from bench import plugins
 from bench.errors import BenchError
-from bench.records import results_root
-from bench.runner import RunOptions, resolve_device, run_suite, select_cells, validate_cells
-from bench.runner.preflight import check_writable
-from bench.runner.ray import ray_options, ray_placement
-from bench.selection import apply_overrides, filter_options
-from bench.suites import Suite, get_suite
+from bench.ray_cli import ray_options
+from bench.selection import filter_options
 
-console = Console(stderr=True, log_path=False)
+if TYPE_CHECKING:
+    from bench.suites import Suite
 
 
 @click.group()
@@ -129,7 +127,16 @@ def run(
     """
     import torch
 
+    from bench import leaderboard as lb
+    from bench import plots
     from bench.console import RunConsole, listing
+    from bench.data import DATA_DIR_ENV
+    from bench.records import results_root
+    from bench.runner import RunOptions, resolve_device, run_suite, select_cells, validate_cells
+    from bench.runner.preflight import check_writable
+    from bench.runner.ray import ray_placement
+    from bench.selection import apply_overrides
+    from bench.suites import get_suite
 
     if resume and overwrite:
         raise BenchError("--resume and --overwrite exclude each other")
@@ -209,6 +216,8 @@ def run(
 
 def _board_of_finished_runs(results_dir: Path, suite: Suite, scale: str, out: Path) -> None:
     """After Ctrl-C: the leaderboard of the runs that did finish, if any (best effort)."""
+    from bench import leaderboard as lb
+
     try:
         records = lb.load_records(results_dir, suite.name, scale, warn=lambda msg: None)
         if any(r["status"] == "finished" for r in records):
@@ -250,15 +259,23 @@ def leaderboard_cmd(
 ) -> None:
     """Rebuild a suite's leaderboard from its run records (or from its tuning studies); the
     filters keep some of its rows."""
+    from bench import leaderboard as lb
+    from bench import plots
+    from bench.records import results_root
+    from bench.runner import RunOptions, resolve_device
+    from bench.suites import get_suite
+
     suite = get_suite(suite_name, results_root(results_dir))
     if tuned:
+        from rich.console import Console
+
         from bench.tune import tuned_leaderboard
 
         opts = RunOptions(
             results_dir=results_root(results_dir),
             device=resolve_device(device),
             data_dir=Path(data_dir) if data_dir else None,
-            log=lambda msg: console.log(msg),
+            log=Console(stderr=True, log_path=False).log,
         )
         board = tuned_leaderboard(
             suite, scale, storage, opts, multi_objective, log=opts.log, cell_filter=cell_filter
@@ -284,6 +301,9 @@ LS_KINDS = ("datasets", "models", "objectives", "metrics", "suites", "reporters"
 def ls_cmd(kind: str, with_params: bool) -> None:
     """List registered items with the plugin and distribution they came from
     (`bench show KIND NAME` for one item in full)."""
+    from rich.console import Console
+    from rich.table import Table
+
     from bench.describe import params_short
 
     regs = plugins.registries()
@@ -323,6 +343,8 @@ def ls_cmd(kind: str, with_params: bool) -> None:
 def show_cmd(kind: str, name: str) -> None:
     """One registered item in full: parameters with defaults, validity bounds, tuning ranges
     and help (models, objectives, data sets); direction (metrics); scales and groups (suites)."""
+    from rich.console import Console
+
     from bench.describe import describe
 
     Console(width=None if sys.stdout.isatty() else 200).print(describe(kind, name))
@@ -332,6 +354,9 @@ def show_cmd(kind: str, name: str) -> None:
 def plugins_cmd() -> None:
     """List plugins, their distributions, the hooks they implement and whether they work;
     exit code 1 if any failed to load or to register its items."""
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table()
     for col in ("plugin", "distribution", "hooks", "status"):
         table.add_column(col, overflow="fold")

@@ -11,11 +11,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
 from platformdirs import user_cache_dir
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported where a split is made or used: plugins register without it
+    import torch
+    from torch import Tensor
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
 EVAL_BINARIZATION_SEED = 1234  # every model is scored on the same binarized pixels
@@ -103,6 +105,8 @@ class TensorSplit:
         """A fixed binarization, used for evaluation splits."""
         if not self.dynamic_binarization:
             return self
+        import torch
+
         g = torch.Generator(device=self.x.device).manual_seed(seed)
         x = torch.bernoulli(self.x, generator=g)
         return TensorSplit(x, self.labels, dynamic_binarization=False)
@@ -110,6 +114,8 @@ class TensorSplit:
     def batches(
         self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[tuple[Tensor, Tensor | None]]:
+        import torch
+
         n = len(self)
         order = torch.randperm(n, device=self.x.device, generator=generator) if shuffle else None
         for start in range(0, n, batch_size):
@@ -210,6 +216,8 @@ class DataSplits:
         The permutation ``perm`` of ``range(N)`` gives validation ``perm[:n_valid]``, test
         ``perm[n_valid:n_valid + n_test]`` and training the rest, each in permuted order.
         """
+        import torch
+
         from bench.errors import ConfigError
 
         n = len(x)
@@ -262,6 +270,8 @@ class DataSplits:
 def channels_last_split(split: Split) -> Split:
     """Store 4-D image tensors NHWC; slicing a batch keeps the layout, so no copy per batch."""
     if isinstance(split, TensorSplit) and split.x.dim() == 4:
+        import torch
+
         x = split.x.contiguous(memory_format=torch.channels_last)
         return TensorSplit(x, split.labels, split.dynamic_binarization)
     return split

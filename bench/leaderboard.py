@@ -20,15 +20,16 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from bench import plugins
 from bench.errors import BenchError, ConfigError, print_warning
 from bench.records import RECORD_FILE, DamagedRecord, read_record
 from bench.registry import suggest
 from bench.suites import SETTING_PARTS, fingerprint, resolved_settings
+
+if TYPE_CHECKING:  # polars where a board is built: plugins (reporters, plots) load without it
+    import polars as pl
 
 LEADERBOARD_DIR_ENV = "BENCH_LEADERBOARD_DIR"
 KEYS = ["dataset", "model", "objective"]  # the names a row shows
@@ -234,6 +235,8 @@ def _labels(params: dict[tuple, dict[str, Any]]) -> dict[tuple, tuple[str, str]]
 
 def _param_frame(params: dict[tuple, dict[str, Any]]) -> pl.DataFrame:
     """Parameters as columns; a column whose values do not share one type is text."""
+    import polars as pl
+
     names = sorted({k for p in params.values() for k in p})
     data: dict[str, list[Any]] = {k: [key[i] for key in params] for i, k in enumerate(ROW_KEY)}
     for name in names:
@@ -252,6 +255,8 @@ def build(
     records: list[dict[str, Any]], suite: str, scale: str, columns: Sequence[str] = ()
 ) -> Leaderboard:
     """The leaderboard of ``records``; ``columns`` (a suite's choice) picks and orders them."""
+    import polars as pl
+
     if not records:
         raise BenchError(f"no finished runs for suite {suite!r} at scale {scale!r}")
     rows, failed, finished = [], [], []
@@ -328,6 +333,8 @@ def _key(row: dict[str, Any]) -> tuple:
 def _aggregate(
     df: pl.DataFrame, cols: list[Column], settings: dict[tuple, dict[str, dict[str, Any]]]
 ) -> pl.DataFrame:
+    import polars as pl
+
     aggs = [pl.len().alias("seeds")]
     for c in cols:
         aggs += [pl.col(c.name).mean().alias(f"{c.name}_mean")]

@@ -8,10 +8,13 @@ fraction of training).
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from bench.methods import TrainingBudget
 from bench.specs import Objective
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class ScheduledObjective(Objective):

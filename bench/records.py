@@ -11,9 +11,10 @@ import zipfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
@@ -54,6 +55,8 @@ def atomic_torch_save(obj: Any, path: Path, keep_previous: bool = False) -> None
     """``torch.save`` that replaces ``path`` only once the new file is known to be whole (its
     zip directory, written last, reads back). ``keep_previous`` keeps the file it replaces as
     ``<name>.prev`` (see :func:`previous_path`), a fallback if the new one is damaged later."""
+
+    import torch
 
     def write(tmp: Path) -> None:
         torch.save(obj, tmp)
@@ -150,6 +153,8 @@ def git_commit() -> str | None:
 
 
 def device_name(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return (
@@ -159,6 +164,8 @@ def device_name(device: torch.device) -> str:
 
 
 def machine_info() -> dict[str, Any]:
+    import torch
+
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -9,14 +9,15 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from bench.hookspecs import hookimpl
 from bench.leaderboard import OUT_OF, Column, Leaderboard
 from bench.records import atomic_write, atomic_write_text
 from bench.specs import ReporterSpec
+
+if TYPE_CHECKING:  # polars where a file is written: the plugin loads without it
+    import polars as pl
 
 TEXT_COLUMNS_BEFORE = [("tuning", "Tuning budget")]
 TEXT_COLUMNS_AFTER = [("params", "Tuned values")]
@@ -158,6 +159,8 @@ def _write_markdown(board: Leaderboard, out_dir: Path) -> list[str]:
 
 
 def _frame(board: Leaderboard) -> pl.DataFrame:
+    import polars as pl
+
     return board.table.with_columns(
         pl.lit(board.suite).alias("suite"), pl.lit(board.scale).alias("scale")
     )

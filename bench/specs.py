@@ -10,9 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from torch import Tensor
-
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from bench.contract import LatentVariableModel
     from bench.data import DataSplits
     from bench.evaluation import EvalContext

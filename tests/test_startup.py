@@ -4,8 +4,13 @@ circles, and a command line that answers ``--help``, ``ls`` and ``show`` without
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
+
+import pytest
 
 from bench import DatasetSpec, ModelSpec, hookimpl, plugins
 from bench.plugins import PluginHost, current_host, using_host, with_plugins
@@ -124,3 +129,68 @@ def test_no_import_circles_at_load_time_nor_through_imports_inside_functions():
     assert "bench.plugins" in graph["bench.suites"]  # the graph is real: it sees imports
     assert arch.circles(arch.import_graph(nested=False)) == []
     assert arch.circles(graph) == []
+
+
+# ---- the command line without torch --------------------------------------------------------
+
+# Runs the CLI with the given arguments, then says on stderr whether torch was imported.
+CLI_THEN_REPORT = """
+import sys
+from bench.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print("TORCH_IMPORTED" if "torch" in sys.modules else "TORCH_NOT_IMPORTED", file=sys.stderr)
+"""
+
+
+def run_cli(*args: str, before: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", before + CLI_THEN_REPORT, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("ls", "models"),
+        ("ls", "suites"),
+        ("show", "model", "mlp-vae"),
+        ("show", "suite", "collapse"),
+        ("run", "--help"),
+        ("tune", "--help"),
+    ],
+)
+def test_commands_that_train_nothing_do_not_import_torch(args):
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "TORCH_NOT_IMPORTED", result.stderr
+
+
+def test_the_torch_check_sees_torch():
+    result = run_cli("--help", before="import bench.contract\n")
+    assert result.stderr.strip().splitlines()[-1] == "TORCH_IMPORTED"
+
+
+def test_help_lists_every_command_plugin_commands_included():
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    listed = {
+        line.split()[0]
+        for line in result.stdout.split("Commands:")[1].splitlines()
+        if line.startswith("  ") and line.strip()
+    }
+    core = {"run", "leaderboard", "ls", "show", "plugins"}
+    from_plugins = {"tune", "throughput", "new-plugin"}
+    assert core | from_plugins <= listed
+
+
+def test_show_still_describes_the_model_without_torch():
+    result = run_cli("show", "model", "mlp-vae")
+    assert "latent_dim" in result.stdout and "plugin vae" in result.stdout

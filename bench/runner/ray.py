@@ -25,21 +25,21 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
 import torch
 
 from bench.errors import BenchError, ConfigError, FailFast, print_warning
+from bench.ray_cli import LOCAL
+from bench.ray_cli import ray_options as ray_options  # defined there, torch-free (bench --help)
 from bench.records import RECORD_FILE, atomic_write_bytes, atomic_write_text, write_record
 from bench.runner.loop import CHECKPOINT_FILE, CellTraining, train_cell
 from bench.runner.options import RayPlacement, RunOptions, speed_options
 from bench.runner.parallel import _in_process_plugins
 from bench.suites import Cell
 
-LOCAL = "local"  # --ray with no address: start Ray here
 WORK_DIR = ".ray"  # in the results folder: <suite>/<scale>/<run id> work folders, and tokens
 TOKEN_FILE = "token"
 TASK_FILE = "task.json"  # the node training the cell now, for people watching a shared folder
@@ -51,34 +51,6 @@ CREDENTIALS = re.compile(r"://[^/@\s]*@")
 
 _DATA_CACHE: dict[Any, Any] = {}  # a Ray worker keeps its data sets for the cells it trains next
 _THREADS_SET = False
-
-
-def ray_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--ray [ADDRESS]``, ``--gpus-per-cell`` and ``--cpus-per-cell``, for any command."""
-    for option in reversed(
-        (
-            click.option(
-                "--ray",
-                "ray_address",
-                is_flag=False,
-                flag_value=LOCAL,
-                default=None,
-                metavar="[ADDRESS]",
-                help="run on Ray: a new local instance, or ADDRESS (auto: the running cluster)",
-            ),
-            click.option(
-                "--gpus-per-cell",
-                type=float,
-                default=None,
-                help="with --ray: GPUs each cell holds, 0.25 packs 4 per GPU [1 if any]",
-            ),
-            click.option(
-                "--cpus-per-cell", type=float, default=1.0, show_default=True, help="with --ray"
-            ),
-        )
-    ):
-        command = option(command)
-    return command
 
 
 def ray_placement(

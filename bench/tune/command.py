@@ -22,7 +22,7 @@ import click
 
 from bench.errors import BenchError
 from bench.hookspecs import hookimpl
-from bench.runner.ray import ray_options, ray_placement
+from bench.ray_cli import ray_options
 from bench.selection import filter_options
 from bench.tune.plan import Log, Plan, TuneArgs, check_args, run_here
 from bench.tune.space import search_space, study_budget
@@ -130,6 +130,8 @@ def register_commands(cli: click.Group) -> None:
 
 def run_tune(a: TuneArgs) -> None:
     import optuna
+
+    from bench.runner.ray import ray_placement
 
     prefix = f"[worker {a.worker_index}] " if a.child else ""
 

@@ -1,19 +1,25 @@
-"""First-party metrics. Each uses only the model contract via :class:`EvalContext`."""
+"""First-party metrics. Each uses only the model contract via :class:`EvalContext`.
+
+Each metric imports numpy, torch and the estimators when it runs, not when the plugin
+registers: ``bench ls`` and ``bench show`` stay free of torch.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from bench import MetricSpec, MetricValue, hookimpl
-from bench.estimators import active_units, mutual_information
-from bench.evaluation import EvalContext, PosteriorPass, mean_neg_elbo, posterior_pass
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bench.evaluation import EvalContext, PosteriorPass
 
 
 def _neg_elbo(ctx: EvalContext) -> MetricValue:
+    from bench.evaluation import mean_neg_elbo
+
     p = ctx.posterior
     return MetricValue(mean_neg_elbo(p), {"z_samples": 1, "n": len(p.mu)})
 
@@ -49,6 +55,8 @@ MI_SATURATION_MARGIN = 0.1  # nats: an MI this close to log N cannot rank rows
 
 
 def _mi_value(ctx: EvalContext, p: PosteriorPass, salt: int) -> MetricValue:
+    from bench.estimators import mutual_information
+
     n = len(p.mu)
     mi = mutual_information(
         p.mu.to(ctx.device),
@@ -77,6 +85,8 @@ def _mi(ctx: EvalContext) -> MetricValue:
 
 
 def _mi_train(ctx: EvalContext) -> MetricValue:
+    from bench.evaluation import posterior_pass
+
     size = ctx.settings.mi_train_size
     if size <= 0 or ctx.train is None:
         return MetricValue(None, {"skipped": "eval.mi_train_size is 0"})  # type: ignore[arg-type]
@@ -93,6 +103,8 @@ def _mi_train(ctx: EvalContext) -> MetricValue:
 
 
 def _au(ctx: EvalContext) -> MetricValue:
+    from bench.estimators import active_units
+
     p = ctx.posterior
     return MetricValue(
         active_units(p.mu, ctx.settings.au_threshold),
@@ -105,6 +117,8 @@ def _fit_probe(
 ) -> float:
     """Test accuracy of a logistic regression on standardized features; with no features,
     that of always answering the most frequent training class (chance)."""
+    import numpy as np
+
     if train_x.shape[1] == 0:
         values, counts = np.unique(train_y, return_counts=True)
         return float(np.mean(test_y == values[counts.argmax()]))
@@ -139,6 +153,8 @@ def _probe(ctx: EvalContext) -> MetricValue:
 
 
 def _sample_z(p: PosteriorPass, seed: int) -> np.ndarray:
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     eps = torch.randn(p.mu.shape, generator=g, dtype=p.mu.dtype)
     return (p.mu + eps * torch.exp(0.5 * p.logvar)).numpy()
@@ -161,6 +177,8 @@ def _probe_z(ctx: EvalContext) -> MetricValue:
 def _probe_active(ctx: EvalContext) -> MetricValue:
     """The mean probe restricted to the dimensions the AU metric counts as active (variance of
     the posterior mean over the evaluation split >= the AU threshold)."""
+    import torch
+
     train, test = _labelled(ctx)
     threshold = ctx.settings.au_threshold
     active = test.mu.to(torch.float64).var(dim=0, unbiased=True) >= threshold

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from bench import (
     Objective,
@@ -13,6 +13,9 @@ from bench import (
     hookimpl,
 )
 from bench_objectives import reference
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class Elbo(ScheduledObjective):

@@ -12,9 +12,7 @@ from bench import LatentVariableModel
 from bench.errors import ConfigError
 from bench.likelihoods import bernoulli_log_likelihood
 from bench_pixelcnn.pixelcnn import GatedPixelCNN
-
-# The SA-VAE / lagging-encoder Omniglot decoder: 12 layers, kernels shrinking from 9 to 3.
-SAVAE_KERNELS: tuple[int, ...] = (9, 9, 9, 7, 7, 7, 5, 5, 5, 3, 3, 3)
+from bench_pixelcnn.plugin import SAVAE_KERNELS as SAVAE_KERNELS  # the SA-VAE decoder's kernels
 
 
 class ResidualBlock(nn.Module):

@@ -1,11 +1,15 @@
 """Registers the PixelCNN VAE and skip-VAE, their rows in the ``collapse`` suite, the
-``pixelcnn-sweep`` and ``pixelcnn-cpu`` suites, and the sample/reconstruction grids."""
+``pixelcnn-sweep`` and ``pixelcnn-cpu`` suites, and the sample/reconstruction grids.
+
+The builders import the models (torch) when a run builds one, not when the plugin registers:
+``bench ls`` and ``bench show`` stay free of torch.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench_suites.plugin import (
     COLLAPSE,
@@ -16,10 +20,17 @@ from bench_suites.plugin import (
 )
 
 from bench import Budget, EvalSettings, Group, ModelSpec, Param, Suite, hookimpl
-from bench.data import DataInfo
-from bench.suites import Cell
-from bench_pixelcnn.model import SAVAE_KERNELS, PixelCNNVAE
-from bench_pixelcnn.reference import ReferencePixelCNNVAE
+
+if TYPE_CHECKING:
+    from bench.data import DataInfo
+    from bench.suites import Cell
+    from bench_pixelcnn.model import PixelCNNVAE
+    from bench_pixelcnn.reference import ReferencePixelCNNVAE
+
+# The SA-VAE / lagging-encoder Omniglot decoder: 12 layers, kernels shrinking from 9 to 3 (the
+# ``depth12`` sweep point). Defined here, not in bench_pixelcnn.model, so that registering the
+# sweep does not import torch; the model module re-exports it.
+SAVAE_KERNELS: tuple[int, ...] = (9, 9, 9, 7, 7, 7, 5, 5, 5, 3, 3, 3)
 
 PLAIN, SKIP = "pixelcnn-vae", "pixelcnn-skip-vae"
 MODELS = (PLAIN, SKIP)
@@ -51,8 +62,12 @@ PARAMS = {
 PAPER_EVAL = EvalSettings(iw_samples=500, batch_size=500)
 
 
-def _builder(skip: bool, cls: type = PixelCNNVAE):
+def _builder(skip: bool, reference: bool = False):
     def build(info: DataInfo, **params: Any) -> PixelCNNVAE | ReferencePixelCNNVAE:
+        from bench_pixelcnn.model import PixelCNNVAE
+        from bench_pixelcnn.reference import ReferencePixelCNNVAE
+
+        cls = ReferencePixelCNNVAE if reference else PixelCNNVAE
         return cls(info.shape, skip=skip, **params)
 
     return build
@@ -87,7 +102,7 @@ def register_models(register):
         register(
             ModelSpec(
                 name,
-                _builder(skip=skip, cls=ReferencePixelCNNVAE),
+                _builder(skip=skip, reference=True),
                 f"the skip-VAE reference code's PixelCNN {what}; BatchNorm residual encoder",
                 kinds=("image",),
                 params=PARAMS,

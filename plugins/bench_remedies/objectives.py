@@ -6,10 +6,12 @@ They are :class:`~bench.Objective` s, so the runner's fast default step trains t
 from __future__ import annotations
 
 import math
-
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from bench import Objective
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class BetaVae(Objective):
@@ -65,6 +67,8 @@ class KlTargetFreeBits(Objective):
     """-log p(x|z) + KL masked below a target, per example, per batch or per dimension."""
 
     def __init__(self, mode: str, target: float) -> None:
+        from torch import Tensor
+
         free_bits_kl(Tensor([[1.0]]), mode, target)  # reject a bad mode at build time
         self.mode, self.target = mode, target
 

@@ -3,11 +3,21 @@ side under the same estimators (docs/remedies.md cites each paper and reference 
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from bench_text.plugin import REFERENCE_TEXT_BUDGET
 
 from bench import Budget, EvalSettings, Group, ObjectiveSpec, Param, Suite, hookimpl
-from bench_remedies import methods as m
 from bench_remedies import objectives as o
+
+
+def _methods() -> ModuleType:
+    """bench_remedies.methods (torch, scipy), imported when a run builds one of its methods:
+    registering them does not import torch (``bench ls``, ``bench show``)."""
+    from bench_remedies import methods
+
+    return methods
+
 
 REMEDIES = "remedies"
 FB_MODES = ("example", "batch", "dimension")
@@ -57,7 +67,7 @@ def register_objectives(register):
     register(
         ObjectiveSpec(
             "iwae",
-            lambda budget, k: m.Iwae(k),
+            lambda budget, k: _methods().Iwae(k),
             "importance-weighted bound with K samples (Burda et al. 2016)",
             params={"k": Param(5, 2, 50, step=1, log=True, help="samples K")},
         )
@@ -65,7 +75,7 @@ def register_objectives(register):
     register(
         ObjectiveSpec(
             "aggressive",
-            lambda budget, window, max_inner, check_every: m.Aggressive(
+            lambda budget, window, max_inner, check_every: _methods().Aggressive(
                 max(1, round(window * budget.steps_per_epoch)), max_inner, check_every
             ),
             "aggressive inference-network training (He et al. 2019), then plain ELBO",
@@ -79,7 +89,7 @@ def register_objectives(register):
     register(
         ObjectiveSpec(
             "sa-vae",
-            lambda budget, svi_steps, svi_lr, svi_max_grad_norm: m.SemiAmortized(
+            lambda budget, svi_steps, svi_lr, svi_max_grad_norm: _methods().SemiAmortized(
                 svi_steps, svi_lr, svi_max_grad_norm
             ),
             "semi-amortized VAE (Kim et al. 2018): SVI refinement, trained through it",
@@ -93,7 +103,7 @@ def register_objectives(register):
     register(
         ObjectiveSpec(
             "bn-vae",
-            lambda budget, gamma: m.BnVae(gamma),
+            lambda budget, gamma: _methods().BnVae(gamma),
             "BN-VAE (Zhu et al. 2020): batch-normalized posterior mean, fixed gamma",
             params={"gamma": Param(0.5, 0.1, 2.0, help="fixed BN scale; KL floor gamma^2/2")},
         )
@@ -101,7 +111,7 @@ def register_objectives(register):
     register(
         ObjectiveSpec(
             "delta-vae",
-            lambda budget, delta, min_var: m.DeltaVae(delta, min_var),
+            lambda budget, delta, min_var: _methods().DeltaVae(delta, min_var),
             "delta-VAE (Razavi et al. 2019): posterior variances bounded so KL >= delta",
             params={
                 "delta": Param(5.0, 0.1, 30.0, help="committed rate, nats per example"),
@@ -112,7 +122,7 @@ def register_objectives(register):
     register(
         ObjectiveSpec(
             "pretrain-fb",
-            lambda budget, pretrain, mode, target, warm_up: m.PretrainFreeBits(
+            lambda budget, pretrain, mode, target, warm_up: _methods().PretrainFreeBits(
                 budget.total_steps, pretrain, mode, target, warm_up
             ),
             "encoder pretraining (AE), decoder reset, then free bits (Li et al. 2019)",
@@ -127,7 +137,7 @@ def register_objectives(register):
     register(
         ObjectiveSpec(
             "mmd-vae",
-            lambda budget, kl_weight, mmd_weight: m.MmdVae(kl_weight, mmd_weight),
+            lambda budget, kl_weight, mmd_weight: _methods().MmdVae(kl_weight, mmd_weight),
             "InfoVAE / MMD-VAE (Zhao et al. 2019): MMD(q(z), p(z)) replaces the KL",
             params={
                 "kl_weight": Param(0.0, 0.0, 1.0, help="1 - alpha"),

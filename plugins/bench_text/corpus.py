@@ -16,13 +16,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from bench.data import DataInfo, DataSplits, cache_dir, offline, reachable, source_identity
 from bench.errors import ConfigError, DataError, print_warning
 from bench.records import atomic_torch_save
-from bench_text.batching import TextSplit
+
+if TYPE_CHECKING:  # torch where a corpus is built: the plugin registers without it
+    from bench_text.batching import TextSplit
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -92,6 +93,10 @@ def tokenize(line: str) -> list[str]:
 
 def pack(encoded: Sequence[Sequence[int]], pad_id: int = 0) -> TextSplit:
     """Encoded sentences -> a padded :class:`TextSplit` (one scatter, no per-row copies)."""
+    import torch
+
+    from bench_text.batching import TextSplit
+
     lengths = torch.tensor([len(s) for s in encoded], dtype=torch.long)
     width = int(lengths.max()) if len(encoded) else 2
     ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
@@ -189,6 +194,10 @@ def build_corpus(
     """Tokenize (or load from the cache) a corpus. ``read()`` returns words per split;
     ``key`` identifies the source. Examples with more than ``max_len`` words are dropped
     from every split (counted in ``dropped``)."""
+    import torch
+
+    from bench_text.batching import TextSplit
+
     if max_len is not None and max_len < 1:
         raise ConfigError(f"max_len must be >= 1, got {max_len}")
     if max_vocab is not None and max_vocab <= len(SPECIALS):

@@ -4,11 +4,14 @@ the per-example token counts that :meth:`LatentVariableModel.num_tokens` provide
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from bench import MetricValue
-from bench.evaluation import EvalContext
+
+if TYPE_CHECKING:  # the plugin registers these metrics without importing torch
+    import torch
+
+    from bench.evaluation import EvalContext
 
 PPL_CONVENTION = "exp(sum of IW-NLL / sum of tokens); tokens = words + </s> per sentence"
 

@@ -1,7 +1,13 @@
 """Registers the text data sets, the LSTM VAE and skip-VAE, perplexity, and the text rows of
-the ``collapse`` suite at every scale."""
+the ``collapse`` suite at every scale.
+
+The builders import the models (torch) when a run builds one, not when the plugin registers:
+``bench ls`` and ``bench show`` stay free of torch.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from bench_suites.plugin import (
     COLLAPSE,
@@ -12,11 +18,13 @@ from bench_suites.plugin import (
 )
 
 from bench import Budget, DatasetSpec, EvalSettings, Group, MetricSpec, ModelSpec, Param, hookimpl
-from bench.data import DataInfo, data_dir
+from bench.data import data_dir
 from bench_text import corpus
-from bench_text.lstm import LSTMVAE
 from bench_text.metrics import PPL_CONVENTION, ppl, ppl_bound
-from bench_text.reference import ReferenceLSTMVAE
+
+if TYPE_CHECKING:
+    from bench.data import DataInfo
+    from bench_text.lstm import LSTMVAE
 
 TEXT_PARAMS = {
     "max_len": Param(
@@ -112,8 +120,12 @@ def register_datasets(register):
     )
 
 
-def _builder(skip: bool, cls: type[LSTMVAE] = LSTMVAE):
+def _builder(skip: bool, reference: bool = False):
     def build(info: DataInfo, **params) -> LSTMVAE:
+        from bench_text.lstm import LSTMVAE
+        from bench_text.reference import ReferenceLSTMVAE
+
+        cls = ReferenceLSTMVAE if reference else LSTMVAE
         return cls(info.vocab_size, info.pad_id, skip=skip, **params)
 
     return build
@@ -143,7 +155,7 @@ def register_models(register):
         register(
             ModelSpec(
                 name,
-                _builder(skip=skip, cls=ReferenceLSTMVAE),
+                _builder(skip=skip, reference=True),
                 f"the skip-VAE reference code's LSTM {'skip-VAE' if skip else 'VAE'}: as "
                 f"{name.removesuffix('-ref')}, but h0 = Linear(z) for the last decoder layer only "
                 "(the same model with one layer)",

@@ -1,11 +1,19 @@
-"""Registers the MLP VAE and skip-VAE."""
+"""Registers the MLP VAE and skip-VAE.
+
+The builders import the models (torch) when a run builds one, not when the plugin registers:
+``bench ls`` and ``bench show`` stay free of torch.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bench import ModelSpec, hookimpl, int_param
-from bench.data import DataInfo
-from bench_vae.mlp import MLPVAE
-from bench_vae.reference import ReferenceMLPVAE
+
+if TYPE_CHECKING:
+    from bench.data import DataInfo
+    from bench_vae.mlp import MLPVAE
+    from bench_vae.reference import ReferenceMLPVAE
 
 MLP_PARAMS = {
     "latent_dim": int_param(20, 2, 64, minimum=1, help="latent dimensions"),
@@ -21,8 +29,12 @@ REFERENCE_PARAMS = {
 }
 
 
-def _builder(skip: bool, cls: type = MLPVAE):
+def _builder(skip: bool, reference: bool = False):
     def build(info: DataInfo, **params) -> MLPVAE | ReferenceMLPVAE:
+        from bench_vae.mlp import MLPVAE
+        from bench_vae.reference import ReferenceMLPVAE
+
+        cls = ReferenceMLPVAE if reference else MLPVAE
         return cls(info.shape, skip=skip, **params)
 
     return build
@@ -59,7 +71,7 @@ def register_models(register):
         register(
             ModelSpec(
                 name,
-                _builder(skip=skip, cls=ReferenceMLPVAE),
+                _builder(skip=skip, reference=True),
                 f"the skip-VAE reference code's MLP {what}; 2 x 1024 units, decoder Linear(z) "
                 "then 2 ReLU layers",
                 kinds=("image",),
