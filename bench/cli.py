@@ -6,12 +6,10 @@ Each command imports what it needs when it runs: ``bench --help``, ``bench ls`` 
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import click
 
@@ -19,9 +17,6 @@ from bench import plugins
 from bench.errors import BenchError
 from bench.ray_cli import ray_options
 from bench.selection import filter_options
-
-if TYPE_CHECKING:
-    from bench.suites import Suite
 
 
 @click.group()
@@ -91,139 +86,16 @@ def cli() -> None:
 )
 @click.option("--keep-checkpoints", is_flag=True, help="keep checkpoint.pt of finished runs")
 @filter_options
-def run(
-    suite_name,
-    scale,
-    device,
-    data_dir,
-    results_dir,
-    leaderboard_dir,
-    resume,
-    overwrite,
-    quiet,
-    fail_fast,
-    jobs,
-    amp,
-    fp32_eval,
-    tf32,
-    deterministic,
-    compile_mode,
-    channels_last,
-    threads,
-    devices,
-    ray_address,
-    gpus_per_cell,
-    cpus_per_cell,
-    list_cells,
-    overrides,
-    keep_checkpoints,
-    cell_filter,
-) -> None:
+def run(**options: Any) -> None:
     """Train and evaluate every cell of a suite (or those -k and the filters select), then
     write its leaderboard.
 
     Exit code 0 when every run finished, 1 when any failed or diverged, 2 on bad input
     (nothing trains), 130 when interrupted (`--resume` continues).
     """
-    import torch
+    from bench.run_command import RunArgs, run_command
 
-    from bench import leaderboard as lb
-    from bench import plots
-    from bench.console import RunConsole, listing
-    from bench.data import DATA_DIR_ENV
-    from bench.records import results_root
-    from bench.runner import RunOptions, resolve_device, run_suite, select_cells, validate_cells
-    from bench.runner.preflight import check_writable
-    from bench.runner.ray import ray_placement
-    from bench.selection import apply_overrides
-    from bench.suites import get_suite
-
-    if resume and overwrite:
-        raise BenchError("--resume and --overwrite exclude each other")
-    if fp32_eval and not amp:
-        raise BenchError("--fp32-eval only applies with --amp")
-    if data_dir:
-        # Plugins may shape a suite's rows by the files present (the paper scale's Yahoo rows)
-        # when they load, which get_suite triggers; they read the folder from the environment.
-        os.environ[DATA_DIR_ENV] = str(data_dir)
-    suite = get_suite(suite_name, results_root(results_dir))
-    scale, cells = select_cells(suite, scale)
-    cells = apply_overrides(cell_filter.apply(cells, f"{suite.name}/{scale}"), overrides)
-    lb.check_columns(suite.columns)
-    validate_cells(cells)
-    if list_cells:
-        click.echo(listing(suite.name, scale, cells, results_root(results_dir)))
-        return
-    t0 = time.time()
-    show = RunConsole(quiet)
-    if devices and device != "auto":
-        raise BenchError("--device and --devices exclude each other")
-    device_list = tuple(resolve_device(d.strip()) for d in devices.split(",")) if devices else ()
-    jobs = jobs or len(device_list) or 1
-    place = ray_placement(ray_address, gpus_per_cell, cpus_per_cell, device)
-    if threads and jobs == 1:
-        torch.set_num_threads(threads)
-    opts = RunOptions(
-        results_dir=results_root(results_dir),
-        device=device_list[0] if device_list else resolve_device(device),
-        data_dir=Path(data_dir) if data_dir else None,
-        resume=resume,
-        progress=show.progress,
-        log=show.log,
-        on_cell=show.on_cell,
-        keep_checkpoints=keep_checkpoints,
-        amp=amp,
-        amp_eval=False if fp32_eval else None,
-        tf32=tf32,
-        deterministic=deterministic,
-        compile=compile_mode,
-        channels_last=channels_last,
-        jobs=jobs,
-        threads=threads,
-        devices=device_list,
-        ray=place,
-        fail_fast=fail_fast,
-    )
-    board_dir = lb.leaderboard_dir(leaderboard_dir)
-    outputs = [(opts.results_dir / suite.name / scale, "results folder")]
-    outputs.append((board_dir, "leaderboard folder"))
-    for folder, what in outputs:  # before the header: a bad folder is one line, nothing else
-        check_writable(folder, what)
-    show.header(suite.name, scale, cells, opts)
-    try:
-        with show:
-            scale, records = run_suite(suite, scale, opts, overwrite=overwrite, cells=cells)
-    except KeyboardInterrupt:
-        _board_of_finished_runs(opts.results_dir, suite, scale, board_dir)
-        raise
-    # Cells trained in other processes (--jobs, --ray) did not tell the plots where they ran.
-    plots.remember_results_dir(opts.results_dir)
-    records_all = lb.load_records(opts.results_dir, suite.name, scale)
-    board = lb.build(records_all, suite.name, scale, suite.columns)
-    paths = lb.write(board, board_dir)
-    show.summary(board, records)  # its last table names each run that did not finish
-    unfinished = [r for r in records if r["status"] != "finished"]
-    click.echo(
-        f"{len(records)} runs ({len(unfinished)} not finished) of {suite.name}/{scale} on "
-        f"{'Ray' if place else ', '.join(map(str, device_list or [opts.device]))}"
-        f"{f' ({jobs} jobs)' if jobs > 1 else ''} in {time.time() - t0:.1f}s; "
-        "leaderboard: " + next((p for p in paths if p.endswith(".md")), ", ".join(paths))
-    )
-    if unfinished:
-        click.echo(f"exit code 1: {len(unfinished)} of {len(records)} runs did not finish")
-        sys.exit(1)
-
-
-def _board_of_finished_runs(results_dir: Path, suite: Suite, scale: str, out: Path) -> None:
-    """After Ctrl-C: the leaderboard of the runs that did finish, if any (best effort)."""
-    from bench import leaderboard as lb
-
-    try:
-        records = lb.load_records(results_dir, suite.name, scale, warn=lambda msg: None)
-        if any(r["status"] == "finished" for r in records):
-            lb.write(lb.build(records, suite.name, scale, suite.columns), out)
-    except Exception:  # nothing more to save; the interrupt message follows
-        pass
+    run_command(RunArgs(**options))
 
 
 @cli.command(name="leaderboard")

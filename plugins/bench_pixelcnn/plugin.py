@@ -236,6 +236,9 @@ def register_suite_groups(register):
 
 @hookimpl
 def on_run_end(cell: Cell, record: dict[str, Any], model: Any, run_dir: Path) -> None:
+    from bench_pixelcnn.model import PixelCNNVAE
+    from bench_pixelcnn.reference import ReferencePixelCNNVAE
+
     if not isinstance(model, (PixelCNNVAE, ReferencePixelCNNVAE)):
         return
     if record.get("status") != "finished":
