@@ -194,3 +194,18 @@ def test_help_lists_every_command_plugin_commands_included():
 def test_show_still_describes_the_model_without_torch():
     result = run_cli("show", "model", "mlp-vae")
     assert "latent_dim" in result.stdout and "plugin vae" in result.stdout
+
+
+def test_the_lazy_top_level_names_are_all_there():
+    import bench
+
+    assert set(bench.__all__) <= set(dir(bench))
+    for name in bench.__all__:
+        value = getattr(bench, name)
+        assert vars(bench)[name] is value  # imported once, then a plain attribute
+    from bench import ModelSpec
+    from bench.specs import ModelSpec as defined
+
+    assert ModelSpec is defined
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
+        bench.NoSuchName  # noqa: B018
