@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bench.methods import TrainingBudget
 from bench.specs import Objective
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # bench.methods imports torch: plugins subclass this class at load time
     from torch import Tensor
+
+    from bench.methods import TrainingBudget
 
 
 class ScheduledObjective(Objective):
@@ -39,6 +40,8 @@ class ScheduledObjective(Objective):
         *,
         steps_per_epoch: int | None = None,
     ) -> None:
+        from bench.methods import TrainingBudget
+
         if isinstance(budget, TrainingBudget):
             steps_per_epoch = budget.steps_per_epoch
             total_steps = budget.total_steps if total_steps is None else total_steps

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bench import (
-    Objective,
-    ObjectiveSpec,
-    ScheduledObjective,
-    TrainingBudget,
-    float_param,
-    hookimpl,
-)
+from bench import Objective, ObjectiveSpec, ScheduledObjective, float_param, hookimpl
 from bench_objectives import reference
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+    from bench import TrainingBudget
 
 
 class Elbo(ScheduledObjective):

@@ -11,7 +11,12 @@ the end of ``epochs``.)
 
 from __future__ import annotations
 
-from bench import ScheduledObjective, TrainingBudget
+from typing import TYPE_CHECKING
+
+from bench import ScheduledObjective
+
+if TYPE_CHECKING:
+    from bench import TrainingBudget
 
 
 class ReferenceWarmup(ScheduledObjective):
