@@ -144,7 +144,7 @@ finally:
 """
 
 
-def run_cli(*args: str, before: str = "") -> subprocess.CompletedProcess:
+def run_cli_process(*args: str, before: str = "") -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", before + CLI_THEN_REPORT, *args],
         cwd=ROOT,
@@ -155,6 +155,7 @@ def run_cli(*args: str, before: str = "") -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # starts bench processes
 @pytest.mark.parametrize(
     "args",
     [
@@ -168,18 +169,20 @@ def run_cli(*args: str, before: str = "") -> subprocess.CompletedProcess:
     ],
 )
 def test_commands_that_train_nothing_do_not_import_torch(args):
-    result = run_cli(*args)
+    result = run_cli_process(*args)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "TORCH_NOT_IMPORTED", result.stderr
 
 
+@pytest.mark.slow
 def test_the_torch_check_sees_torch():
-    result = run_cli("--help", before="import bench.contract\n")
+    result = run_cli_process("--help", before="import bench.contract\n")
     assert result.stderr.strip().splitlines()[-1] == "TORCH_IMPORTED"
 
 
+@pytest.mark.slow
 def test_help_lists_every_command_plugin_commands_included():
-    result = run_cli("--help")
+    result = run_cli_process("--help")
     assert result.returncode == 0, result.stderr
     listed = {
         line.split()[0]
@@ -191,8 +194,9 @@ def test_help_lists_every_command_plugin_commands_included():
     assert core | from_plugins <= listed
 
 
+@pytest.mark.slow
 def test_show_still_describes_the_model_without_torch():
-    result = run_cli("show", "model", "mlp-vae")
+    result = run_cli_process("show", "model", "mlp-vae")
     assert "latent_dim" in result.stdout and "plugin vae" in result.stdout
 
 
