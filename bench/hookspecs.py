@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import click
 
     from bench.contract import LatentVariableModel
+    from bench.runner.listeners import Listener
     from bench.specs import DatasetSpec, MetricSpec, ModelSpec, ObjectiveSpec, ReporterSpec
     from bench.suites import Cell, Group, Suite
 
@@ -81,6 +82,16 @@ def on_epoch_end(cell: Cell, epoch: int, metrics: dict[str, Any]) -> None:
 
     Raise :class:`bench.errors.StopRun` to end the run early (pruning); its status and reason
     are written to the run record.
+    """
+
+
+@hookspec
+def run_listeners(cell: Cell, run_dir: Path) -> Listener | list[Listener] | None:
+    """Listeners for one run: a :class:`bench.Listener` (or a list of them, or None).
+
+    They hear the run's events (start, training progress, each epoch's validation, a
+    method's phase change, evaluation progress, the record) after the built-in listeners, in
+    plugin order; see docs/plugins.md ("Listeners").
     """
 
 

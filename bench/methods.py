@@ -126,6 +126,19 @@ class Method:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.state.update(copy.deepcopy(dict(state)))
 
+    def holds(self, decision: str) -> bool:
+        """Whether the method holds off one of the runner's decisions now: ``"select"`` (the
+        best validation epoch, whose weights the run is evaluated with), ``"lr_decay"`` or
+        ``"early_stop"``. A warm-up phase holds them all, so its validation scores neither
+        stop the run nor stand as its best epoch. Default: never."""
+        return False
+
+    def phase(self) -> Any:
+        """The method's phase (any comparable value; None: it has none). When it changes, the
+        runner starts selection afresh: the best epoch so far and the counts of epochs without
+        improvement are forgotten."""
+        return None
+
     def uses_default_step(self) -> bool:
         return type(self).step is Method.step and self.optimizers == ("all",)
 

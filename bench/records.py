@@ -1,103 +1,253 @@
-"""Run records: one versioned JSON file per finished (or failed) run, written atomically."""
+"""Run records: one versioned JSON file per finished (or failed) run, written atomically.
+
+:class:`RunRecord` is the record as the harness reads and writes it. Its JSON form is what
+``record.json`` holds; :meth:`RunRecord.from_json` reads every older schema through
+:func:`migrate`, the one place that knows how records used to look. A record also reads like
+the dict it is written as (``record["status"]``, ``record.get("metrics")``), so plugin code
+written against the JSON form keeps working.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
-import tempfile
-import zipfile
-from collections.abc import Callable
-from importlib import metadata
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
+# Re-exported: these lived here before files.py and provenance.py held them.
+from bench.files import (  # noqa: F401
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_text,
+    previous_path,
+    set_aside,
+)
+from bench.provenance import (  # noqa: F401
+    PACKAGES,
+    device_name,
+    git_commit,
+    machine_info,
+    package_versions,
+)
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
+EPOCH_LOG = "epochs.jsonl"
 RESULTS_DIR_ENV = "BENCH_RESULTS_DIR"
-PACKAGES = ("collapse-bench", "torch", "torchvision", "numpy", "polars", "pluggy", "optuna")
+SELECTED_BY = "val_neg_elbo"  # the epoch log field every run's best epoch is chosen by
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` into a uniquely named temporary file beside ``path``, then rename it onto
-    ``path``: readers never see half a file, and two writers of one path never share a
-    temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric of a run: its value, the estimator settings it was computed with, its
+    direction (``"min"`` or ``"max"``), and the error when the metric raised (value None)."""
+
+    value: Any
+    settings: dict[str, Any] = field(default_factory=dict)
+    direction: str | None = None
+    error: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"value": self.value, "settings": self.settings, "direction": self.direction}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MetricResult:
+        return cls(
+            data.get("value"),
+            dict(data.get("settings") or {}),
+            data.get("direction"),
+            data.get("error") or None,
+        )
+
+
+@dataclass(frozen=True)
+class RunError:
+    """Why a run failed: the exception, the plugin (and distribution) whose code raised it,
+    and the file beside the record that holds the traceback."""
+
+    type: str
+    message: str
+    plugin: str | None = None
+    distribution: str | None = None
+    log: str = "error.log"
+
+    @property
+    def reason(self) -> str:
+        """One line for the record's ``reason`` and the end-of-run summary."""
+        text = f"{self.type}: {self.message}"
+        if self.plugin:
+            text += f" (plugin {self.plugin!r}, {self.distribution})"
+        return text
+
+
+@dataclass(frozen=True)
+class RunRecord(Mapping[str, Any]):
+    """What one run produced and everything needed to tell where it came from."""
+
+    run_id: str
+    status: str  # "finished", "failed" (errors, divergence) or a StopRun's status ("pruned")
+    cell: dict[str, Any]  # Cell.as_dict()
+    reason: str | None = None
+    resolved: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fingerprint: str = ""
+    metrics: dict[str, MetricResult] = field(default_factory=dict)
+    epochs_trained: int = 0
+    best_epoch: int = -1
+    selected_by: str = SELECTED_BY
+    stop_reason: str | None = None
+    steps: int = 0
+    train_examples_per_s: float = 0.0
+    train_examples_per_s_excl_compile: float = 0.0
+    train_time_s: float = 0.0
+    train_cpu_time_s: float = 0.0
+    compile_time_s: float = 0.0
+    eval_time_s: float = 0.0
+    wall_time_s: float = 0.0
+    accel: dict[str, Any] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+    device: str | None = None
+    device_name: str | None = None
+    machine: dict[str, Any] = field(default_factory=dict)
+    packages: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    data_notes: str | None = None
+    method_state: dict[str, Any] | None = None
+    error: RunError | None = None
+    # Keys this version does not know (a newer harness, a plugin's additions): kept as read.
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def value(self, metric: str) -> Any:
+        """A metric's value, None when the run has no such metric or it has no value."""
+        m = self.metrics.get(metric)
+        return None if m is None else m.value
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``record.json`` form."""
+        return dict(self._json)
+
+    @cached_property
+    def _json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.name == "metrics":
+                value = {k: m.to_json() for k, m in value.items()}
+            elif f.name == "error":
+                if value is None:
+                    continue
+                value = asdict(value)
+            out[f.name] = value
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        """A record of any schema version (see :func:`migrate`)."""
+        data = migrate(data)
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["metrics"] = {
+            k: MetricResult.from_json(m) for k, m in (data.get("metrics") or {}).items()
+        }
+        error = data.get("error")
+        kwargs["error"] = RunError(**_known(RunError, error)) if error else None
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(**kwargs, extra=extra)
+
+    def with_(self, **changes: Any) -> RunRecord:
+        """A copy with ``changes`` (the cached JSON form is not carried over)."""
+        return replace(self, **changes)
+
+    # The JSON view: a record reads like the dict it is written as.
+    def __getitem__(self, key: str) -> Any:
+        return self._json[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._json)
+
+    def __len__(self) -> int:
+        return len(self._json)
+
+
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's JSON form at :data:`SCHEMA_VERSION`, from any earlier one.
+
+    Records of version 0 (no ``schema_version``) and early ones of version 1 (the fields below
+    were added to version 1 without a new number) are completed:
+
+    - without ``resolved`` and ``fingerprint`` (written before rows were keyed by settings),
+      they are resolved against the loaded plugins' defaults, as the leaderboard did;
+    - without ``nll_bound``, which carries the single-sample bound the paper reports and is
+      ``neg_elbo``'s value, it is filled from ``neg_elbo``;
+    - a device named only as ``device`` gives ``device_name``; no ``wall_time_s`` is 0.
+
+    A version above this harness's is read as it is (unknown keys are kept).
+    """
+    out = dict(data)
+    version = int(out.get("schema_version") or 0)
+    if version > SCHEMA_VERSION:
+        return out  # a newer harness wrote it: read what this one knows, keep the rest
+    if version <= 1:
+        out = _complete_v1(out)
+    out["schema_version"] = SCHEMA_VERSION
+    return out
+
+
+def _complete_v1(out: dict[str, Any]) -> dict[str, Any]:
+    from bench.suites import fingerprint, resolved_settings
+
+    cell = out.get("cell") or {}
+    if not out.get("resolved"):
+        out["resolved"] = resolved_settings(cell)
+    if not out.get("fingerprint"):
+        out["fingerprint"] = fingerprint(out["resolved"])
+    metrics = dict(out.get("metrics") or {})
+    if "nll_bound" not in metrics and "neg_elbo" in metrics:
+        metrics["nll_bound"] = metrics["neg_elbo"]
+    out["metrics"] = metrics
+    out.setdefault("device_name", out.get("device"))
+    out.setdefault("wall_time_s", 0.0)
+    return out
+
+
+def write_record(path: Path, record: RunRecord | Mapping[str, Any]) -> None:
+    data = record.to_json() if isinstance(record, RunRecord) else dict(record)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_record(path: Path) -> RunRecord:
+    """A run record (of any schema version); :class:`DamagedRecord` if the file does not
+    parse as one."""
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    atomic_write(path, write)
-
-
-def atomic_torch_save(obj: Any, path: Path, keep_previous: bool = False) -> None:
-    """``torch.save`` that replaces ``path`` only once the new file is known to be whole (its
-    zip directory, written last, reads back). ``keep_previous`` keeps the file it replaces as
-    ``<name>.prev`` (see :func:`previous_path`), a fallback if the new one is damaged later."""
-
-    import torch
-
-    def write(tmp: Path) -> None:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        with zipfile.ZipFile(tmp) as archive:  # raises if the file is incomplete
-            archive.namelist()
-        if keep_previous and path.exists():
-            os.replace(path, previous_path(path))
-
-    atomic_write(path, write)
-
-
-def previous_path(path: Path) -> Path:
-    return path.with_name(path.name + ".prev")
-
-
-def set_aside(path: Path) -> Path:
-    """Rename a damaged file to ``<name>.corrupt`` (``.corrupt.1``... if taken); returns it."""
-    target = path.with_name(path.name + ".corrupt")
-    n = 0
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt.{n}")
-    os.replace(path, target)
-    return target
-
-
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """A run record; :class:`DamagedRecord` if the file does not parse as one."""
-    try:
-        record = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise DamagedRecord(f"{path}: not a run record ({type(exc).__name__}: {exc})") from None
-    if not isinstance(record, dict) or not {"cell", "status", "run_id"} <= record.keys():
+    if not isinstance(data, dict) or not {"cell", "status", "run_id"} <= data.keys():
         raise DamagedRecord(f"{path}: not a run record (keys missing)")
-    return record
+    try:
+        return RunRecord.from_json(data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DamagedRecord(f"{path}: not a run record ({type(exc).__name__}: {exc})") from None
 
 
 class DamagedRecord(ValueError):
@@ -110,7 +260,7 @@ def read_epoch_log(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
@@ -122,59 +272,18 @@ def read_epoch_log(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def git_commit() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=5,
-    ).stdout.strip()
-    return out.stdout.strip() + ("-dirty" if dirty else "")
-
-
-def device_name(device: torch.device) -> str:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return (
-        f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads)"
-    )
-
-
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "hostname": platform.node(),
-        "cuda_available": torch.cuda.is_available(),
-    }
-
-
 def results_root(value: str | Path | None = None) -> Path:
     """The results folder: an explicit value, else ``BENCH_RESULTS_DIR``, else ``./results``."""
     return Path(value or os.environ.get(RESULTS_DIR_ENV) or "results")
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A record and the run folder it was read from (epoch log, weights, plugin files)."""
+
+    record: RunRecord
+    run_dir: Path
+
+    @property
+    def epoch_log(self) -> list[dict[str, Any]]:
+        return read_epoch_log(self.run_dir / EPOCH_LOG)

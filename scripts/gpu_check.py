@@ -270,7 +270,7 @@ def check_resume(device: Any, workdir: Path) -> dict[str, Any]:
 
     def resume_and_look(self: Any) -> None:
         resume(self)
-        steps.extend(str(s["step"].device) for s in self.optimizer.state.values())
+        steps.extend(str(s["step"].device) for s in self.parts.optimizer.state.values())
 
     CellTraining.resume = resume_and_look  # type: ignore[method-assign]
     try:

@@ -4,6 +4,7 @@ dtypes under autocast, text widths under CUDA graphs, cuda:N, determinism, fused
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -229,12 +230,12 @@ def test_resume_loads_to_the_cpu_whatever_the_device(fresh_plugins, workdir, mon
     step_devices = []
 
     def resume_elsewhere(self):
-        device, self.device = self.device, torch.device("meta")
+        opts, self.opts = self.opts, dataclasses.replace(self.opts, device=torch.device("meta"))
         try:
             resume(self)
         finally:
-            self.device = device
-        step_devices.extend(s["step"].device.type for s in self.optimizer.state.values())
+            self.opts = opts
+        step_devices.extend(s["step"].device.type for s in self.parts.optimizer.state.values())
 
     monkeypatch.setattr(CellTraining, "resume", resume_elsewhere)
     _, (resumed,) = run_suite(suite, None, cpu_options(workdir, resume=True))
@@ -373,12 +374,12 @@ def test_cuda_graph_training_pads_text_widths(fresh_plugins, workdir):
     )
     run = CellTraining(cell, workdir / "run", cpu_options(workdir, compile="reduce-overhead"))
     run.set_up()  # compiles nothing yet: torch.compile is lazy
-    assert run.train_step.cudagraphs
-    widths = {x.ids.shape[1] for x, _ in run.train_batches.batches(50, shuffle=True)}
+    assert run.parts.step.cudagraphs
+    widths = {x.ids.shape[1] for x, _ in run.parts.train_batches.batches(50, shuffle=True)}
     assert widths and all(w % cell_parts.CUDA_GRAPH_WIDTH_MULTIPLE == 0 for w in widths)
     eager = CellTraining(cell, workdir / "run2", cpu_options(workdir))
     eager.set_up()
-    raw = {x.ids.shape[1] for x, _ in eager.train_batches.batches(50, shuffle=True)}
+    raw = {x.ids.shape[1] for x, _ in eager.parts.train_batches.batches(50, shuffle=True)}
     assert len(widths) < len(raw)
     # Padding is masked: the same sentences score the same.
     model = lstm_model().eval()

@@ -4,12 +4,14 @@ metrics a cell lists, the reference's sticky decay and its stop when lr falls un
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from bench.runner import CellTraining, RunOptions, train_cell
+from bench.runner import CellTraining, EpochResult, RunOptions, train_cell
+from bench.runner.listeners import BestEpoch, EarlyStopping, LrDecay
 from bench.suites import Budget, EvalSettings, Group, expand
 
 REFERENCE_TEXT = Budget(
@@ -54,14 +56,18 @@ def _reference_lrs(val: list[float], lr: float = 1.0, min_epochs: int = 15) -> l
 
 
 def _harness_lrs(val: list[float], budget: Budget, tmp_path) -> tuple[list[float], str | None]:
+    """The run's decision listeners (selection, decay, stopping) fed the validation scores."""
     run = CellTraining(_cell(budget), tmp_path, RunOptions(tmp_path, torch.device("cpu")))
-    run.model = nn.Linear(1, 1)
-    run.optimizer = torch.optim.SGD(run.model.parameters(), lr=budget.lr)
+    model = nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=budget.lr)
+    run.parts = SimpleNamespace(model=model, optimizer=optimizer, method=None)
+    decisions = [BestEpoch(), LrDecay(), EarlyStopping()]
     out, reason = [], None
     for epoch, v in enumerate(val):
-        run.select(epoch, v)
-        out.append(run.optimizer.param_groups[0]["lr"])
-        reason = run.stop_reason()
+        for listener in decisions:
+            listener.on_epoch_end(run, EpochResult(epoch, v, {}))
+        out.append(optimizer.param_groups[0]["lr"])
+        reason = run.state.stop_reason
         if reason:
             break
     return out, reason

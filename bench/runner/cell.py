@@ -61,22 +61,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_data(cell: Cell, opts: RunOptions) -> DataSplits:
+DataCache = dict[tuple[str, str], DataSplits]
+
+
+def load_data(cell: Cell, opts: RunOptions, cache: DataCache | None = None) -> DataSplits:
+    """The cell's data sets on the run's device; from ``cache`` when a process has loaded them
+    before (a worker keeps its data for the cells it trains next)."""
     key = (cell.dataset, json.dumps(cell.dataset_params, sort_keys=True))
-    if key not in opts.data_cache:
-        spec = plugins.registries().datasets.get(cell.dataset)
-        params = resolve_params(spec.params, cell.dataset_params, f"dataset {cell.dataset!r}")
-        # The whole data set moves to the device once; batching and binarization then run there.
-        data = spec.load(data_dir(opts.data_dir), **params).to(opts.device)
-        if opts.channels_last:
-            data = DataSplits(
-                data.info,
-                *(channels_last_split(s) for s in (data.train, data.valid, data.test)),
-                data.num_classes,
-                data.notes,
-            )
-        opts.data_cache[key] = data
-    return opts.data_cache[key]
+    if cache is not None and key in cache:
+        return cache[key]
+    spec = plugins.registries().datasets.get(cell.dataset)
+    params = resolve_params(spec.params, cell.dataset_params, f"dataset {cell.dataset!r}")
+    # The whole data set moves to the device once; batching and binarization then run there.
+    data = spec.load(data_dir(opts.data_dir), **params).to(opts.device)
+    if opts.speed.channels_last:
+        data = DataSplits(
+            data.info,
+            *(channels_last_split(s) for s in (data.train, data.valid, data.test)),
+            data.num_classes,
+            data.notes,
+        )
+    if cache is not None:
+        cache[key] = data
+    return data
 
 
 def subset(split: Split, n: int | None) -> Split:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import plugins
+from bench.records import RunError
 
 ERROR_LOG = "error.log"
 
@@ -69,24 +70,17 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip() or repr(exc)).splitlines()[0][:500]
 
 
-def describe(exc: BaseException) -> dict[str, Any]:
-    """The ``error`` entry of a failed run's record."""
+def describe(exc: BaseException) -> RunError:
+    """The ``error`` of a failed run's record."""
     plugin, dist = blame(exc)
-    return {
-        "type": type(exc).__name__,
-        "message": first_line(exc),
-        "plugin": plugin,
-        "distribution": dist,
-        "log": ERROR_LOG,
-    }
+    return RunError(type(exc).__name__, first_line(exc), plugin, dist, ERROR_LOG)
 
 
-def reason_text(error: dict[str, Any]) -> str:
+def reason_text(error: RunError | dict[str, Any]) -> str:
     """One line for the record's ``reason`` and the end-of-run summary."""
-    text = f"{error['type']}: {error['message']}"
-    if error.get("plugin"):
-        text += f" (plugin {error['plugin']!r}, {error['distribution']})"
-    return text
+    if isinstance(error, dict):
+        error = RunError(**error)
+    return error.reason
 
 
 def write_traceback(run_dir: Path, exc: BaseException, what: str) -> Path:

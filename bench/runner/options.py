@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.data import DataSplits
 from bench.errors import ConfigError, print_warning
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -64,38 +63,163 @@ class RayPlacement:
             )
 
 
-@dataclass
-class RunOptions:
-    results_dir: Path
-    device: torch.device
-    data_dir: Path | None = None
-    resume: bool = False
-    progress: Any = None  # a rich Progress, or None
-    log: Callable[[str], None] = lambda msg: None
-    warn: Callable[[str], None] = print_warning  # shown even with --quiet
-    fail_fast: bool = False  # run_suite: stop at the first run that does not finish
-    data_cache: dict[tuple[str, str], DataSplits] = field(default_factory=dict)
-    # Speed options, all off by default so results stay fp32 and bit-reproducible.
+@dataclass(frozen=True)
+class SpeedOptions:
+    """How fast a run may go; all off by default, so results stay fp32 and bit-reproducible."""
+
     amp: bool = False  # bf16 autocast in training (and evaluation, unless amp_eval is False)
     amp_eval: bool | None = None  # None: follow ``amp``
     tf32: bool = False  # allow TF32 matmuls, convolutions and RNNs on CUDA (off: true fp32)
     deterministic: bool = False  # deterministic algorithms only (and a fixed cuBLAS workspace)
     compile: bool | str | None = None  # True or a mode in COMPILE_MODES, or a backend name
     channels_last: bool = False  # NHWC memory format for 4-D image batches and conv weights
-    jobs: int = 1  # run_suite: cells trained at once, each in its own process
-    threads: int | None = None  # torch intra-op threads per --jobs worker (None: cores / jobs)
-    devices: tuple[torch.device, ...] = ()  # --jobs workers take these in turn (else ``device``)
-    ray: RayPlacement | None = None  # run the cells as Ray tasks (see bench.runner.ray)
-    # set_up puts one batch through the model contract (where no preflight ran: Ray tasks)
-    check_contract: bool = False
-    keep_checkpoints: bool = False  # keep checkpoint.pt of finished runs (best.pt always stays)
-    # on_cell(event, cell, record): "start" and "end" of a cell's training, "skip" for one
-    # already finished; the console's suite bar listens.
-    on_cell: Callable[[str, Any, dict[str, Any] | None], None] = lambda *args: None
 
     @property
     def eval_amp(self) -> bool:
         return self.amp if self.amp_eval is None else self.amp_eval
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where cells train: one device, ``--jobs`` processes (on ``devices`` in turn), or Ray."""
+
+    device: torch.device
+    devices: tuple[torch.device, ...] = ()  # --jobs workers take these in turn (else device)
+    jobs: int = 1  # cells trained at once, each in its own process
+    threads: int | None = None  # torch intra-op threads per --jobs worker (None: cores / jobs)
+    ray: RayPlacement | None = None  # run the cells as Ray tasks (see bench.runner.ray)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a suite does with earlier results and failures."""
+
+    resume: bool = False  # keep finished runs, continue the others from their checkpoints
+    fail_fast: bool = False  # stop at the first run that does not finish
+    keep_checkpoints: bool = False  # keep checkpoint.pt of finished runs (best.pt always stays)
+    # Put one batch through the model contract before training (where no preflight ran: Ray).
+    check_contract: bool = False
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _ignore_cell(*args: Any) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Messages:
+    """Where a run's lines go: ``log`` (progress lines, hidden by --quiet) and ``warn``
+    (always shown). Worker processes send both to the driver."""
+
+    log: Callable[[str], None] = _quiet
+    warn: Callable[[str], None] = print_warning
+
+
+@dataclass(frozen=True)
+class Display:
+    """What watches a suite in this process: a rich ``Progress`` for the training and
+    evaluation bars of cells trained here, and ``on_cell(event, cell, record)`` for "start",
+    "end" and "skip" (a cell finished before) of every cell, wherever it trains."""
+
+    progress: Any = None
+    on_cell: Callable[[str, Any, Any], None] = _ignore_cell
+
+
+# The flat keywords RunOptions took before its settings were grouped, and their group.
+_GROUPED = {
+    **{f.name: "speed" for f in fields(SpeedOptions)},
+    **{f.name: "placement" for f in fields(Placement)},
+    **{f.name: "policy" for f in fields(Policy)},
+    **{f.name: "messages" for f in fields(Messages)},
+    **{f.name: "display" for f in fields(Display)},
+}
+
+
+@dataclass(init=False)
+class RunOptions:
+    """How a suite runs: its folders and four groups of settings (placement, speed, policy,
+    messages) plus the display that watches it.
+
+    Built from the groups or, as before they existed, from flat keywords
+    (``RunOptions(results, device, amp=True, resume=True)``); flat names read through to their
+    group (``opts.amp`` is ``opts.speed.amp``), and ``dataclasses.replace(opts, resume=True)``
+    works either way.
+    """
+
+    results_dir: Path
+    data_dir: Path | None
+    placement: Placement
+    speed: SpeedOptions
+    policy: Policy
+    messages: Messages
+    display: Display
+
+    def __init__(
+        self,
+        results_dir: Path | str,
+        device: torch.device | None = None,
+        data_dir: Path | str | None = None,
+        *,
+        placement: Placement | None = None,
+        speed: SpeedOptions | None = None,
+        policy: Policy | None = None,
+        messages: Messages | None = None,
+        display: Display | None = None,
+        **flat: Any,
+    ) -> None:
+        unknown = sorted(set(flat) - set(_GROUPED))
+        if unknown:
+            raise TypeError(f"RunOptions got unexpected keyword(s) {', '.join(unknown)}")
+        if device is not None:
+            flat["device"] = device
+        groups: dict[str, Any] = {
+            "placement": placement,
+            "speed": speed,
+            "policy": policy,
+            "messages": messages,
+            "display": display,
+        }
+        defaults = {
+            "placement": lambda: Placement(torch.device("cpu")),
+            "speed": SpeedOptions,
+            "policy": Policy,
+            "messages": Messages,
+            "display": Display,
+        }
+        for name in groups:
+            given = {k: v for k, v in flat.items() if _GROUPED[k] == name}
+            group = groups[name] if groups[name] is not None else defaults[name]()
+            groups[name] = replace(group, **given) if given else group
+        self.results_dir = Path(results_dir)
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        for name, group in groups.items():
+            setattr(self, name, group)
+
+    def __getattr__(self, name: str) -> Any:
+        group = _GROUPED.get(name)
+        if group is None or group not in self.__dict__:
+            raise AttributeError(f"RunOptions has no attribute {name!r}")
+        return getattr(self.__dict__[group], name)
+
+    @property
+    def eval_amp(self) -> bool:
+        return self.speed.eval_amp
+
+    # Read by name in many places; kept as real attributes for speed and type checkers.
+    @property
+    def device(self) -> torch.device:
+        return self.placement.device
+
+    @property
+    def log(self) -> Callable[[str], None]:
+        return self.messages.log
+
+    @property
+    def warn(self) -> Callable[[str], None]:
+        return self.messages.warn
 
 
 def check_options(opts: RunOptions) -> None:
@@ -126,14 +250,7 @@ def check_options(opts: RunOptions) -> None:
 
 def speed_options(opts: RunOptions) -> dict[str, Any]:
     """The speed options as RunOptions keywords, for the processes that train cells elsewhere."""
-    return {
-        "amp": opts.amp,
-        "amp_eval": opts.amp_eval,
-        "tf32": opts.tf32,
-        "compile": opts.compile,
-        "channels_last": opts.channels_last,
-        "deterministic": opts.deterministic,
-    }
+    return asdict(opts.speed)
 
 
 def accel_settings(opts: RunOptions) -> dict[str, Any]:

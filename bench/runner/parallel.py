@@ -7,20 +7,23 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bench import plugins
-from bench.errors import ConfigError, FailFast
+from bench.errors import ConfigError
 from bench.estimators import DEVICE_SHARE_ENV
-from bench.runner.loop import CellTraining, train_cell
-from bench.runner.options import RunOptions, speed_options, use_device
+from bench.records import RunRecord
+from bench.runner.cell import DataCache
+from bench.runner.executors import CellTask, Outcome
+from bench.runner.loop import train_cell
+from bench.runner.options import Messages, Placement, RunOptions, use_device
 from bench.suites import Cell
 
 _WORKER_OPTS: RunOptions | None = None
+_WORKER_CACHE: DataCache = {}  # a worker keeps its data sets for the cells it trains next
 WATCH_INTERVAL_S = 0.5  # how often a worker checks that the parent process is still alive
 
 
@@ -38,7 +41,7 @@ def _in_process_plugins(cells: list[Cell]) -> list[str]:
         used.add(regs.objectives.get(c.objective).plugin)
         used.update(regs.metrics.get(m).plugin for m in (c.metrics or regs.metrics.names()))
     pm = plugins.get_plugin_manager()
-    for hook in ("on_run_start", "on_epoch_end", "on_run_end"):
+    for hook in ("on_run_start", "on_epoch_end", "on_run_end", "run_listeners"):
         used.update(impl.plugin_name for impl in getattr(pm.hook, hook).get_hookimpls())
     return sorted(p for p in used if p and p not in loadable)
 
@@ -79,22 +82,27 @@ def _worker_init(settings: dict[str, Any], queue: Any, started: Any) -> None:
         n = started.value
         started.value += 1
     devices = settings.pop("devices")
-    settings["device"] = torch.device(devices[n % len(devices)])
+    device = torch.device(devices[n % len(devices)])
     # Evaluation sizes its memory by how many processes share the device.
     os.environ[DEVICE_SHARE_ENV] = str(settings.pop("device_share"))
-    use_device(settings["device"])  # cuda:N: events and streams must not land on device 0
+    use_device(device)  # cuda:N: events and streams must not land on device 0
     _WORKER_OPTS = RunOptions(
-        log=lambda msg: queue.put(("log", msg)),
-        warn=lambda msg: queue.put(("warn", msg)),
-        **settings,
+        settings["results_dir"],
+        data_dir=settings.get("data_dir"),
+        placement=Placement(device),
+        speed=settings.get("speed"),
+        policy=settings.get("policy"),
+        messages=Messages(
+            log=lambda msg: queue.put(("log", msg)), warn=lambda msg: queue.put(("warn", msg))
+        ),
     )
     if len(devices) > 1:
-        _WORKER_OPTS.log(f"worker {n + 1} trains on {settings['device']}")
+        _WORKER_OPTS.log(f"worker {n + 1} trains on {device}")
 
 
-def _worker_train(cell: Cell, run_dir: str) -> dict[str, Any]:
+def _worker_train(cell: Cell, run_dir: str) -> RunRecord:
     assert _WORKER_OPTS is not None, "worker was not initialised"
-    return train_cell(cell, Path(run_dir), _WORKER_OPTS)
+    return train_cell(cell, Path(run_dir), _WORKER_OPTS, cache=_WORKER_CACHE)
 
 
 def _worker_context() -> Any:
@@ -126,92 +134,105 @@ def _worker_context() -> Any:
     return ctx
 
 
-def run_parallel(
-    todo: list[tuple[int, Cell, Path]], opts: RunOptions
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Train cells in ``opts.jobs`` worker processes sharing ``opts.device`` (or taking the
-    ``opts.devices`` in turn: with two GPUs and four jobs, two workers on each).
+class ProcessPool:
+    """``opts.jobs`` worker processes sharing ``opts.device`` (or taking the ``opts.devices``
+    in turn: with two GPUs and four jobs, two workers on each).
 
     Workers start from a fork server or by spawning, never by forking this process, so CUDA
     works in them; each worker loads plugins from entry points, loads its data once and keeps
     it for the cells it trains after. Each cell seeds itself and writes its own run folder, so
     results equal those of ``--jobs 1``.
     """
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
 
-    local = _in_process_plugins([c for _, c, _ in todo])
-    if local:
-        raise ConfigError(
-            f"--jobs {opts.jobs}: plugin(s) {', '.join(local)} were registered in this process "
-            "only, and worker processes load plugins from entry points; install them as a "
-            "package or use --jobs 1"
-        )
-    ctx = _worker_context()
-    queue = ctx.Queue()
-    settings = {
-        "results_dir": opts.results_dir,
-        "devices": [str(d) for d in opts.devices or [opts.device]],
-        "data_dir": opts.data_dir,
-        "resume": opts.resume,
-        **speed_options(opts),
-        "keep_checkpoints": opts.keep_checkpoints,
-        "threads": _worker_threads(opts),
-        "parent_pid": os.getpid(),
-    }
-    n_workers = min(opts.jobs, len(todo))
-    settings["device_share"] = math.ceil(n_workers / len(settings["devices"]))
-    opts.log(
-        f"training {len(todo)} cells in {n_workers} processes on {', '.join(settings['devices'])} "
-        f"({settings['threads']} CPU threads each)"
-    )
+    def __init__(self, opts: RunOptions) -> None:
+        self.opts = opts
+        self.pool: Any = None
+        self.queue: Any = None
+        self.futures: dict[Any, CellTask] = {}
+        self.pending: set[Any] = set()
+        self.announced: list[CellTask] = []
 
-    def drain() -> None:
-        while True:
-            try:
-                kind, msg = queue.get_nowait()
-            except Exception:  # queue.Empty; the name differs between queue implementations
-                return
-            (opts.warn if kind == "warn" else opts.log)(msg)
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending)
 
-    run_dirs = {i: run_dir for i, _, run_dir in todo}
-    pool = ProcessPoolExecutor(
-        n_workers,
-        mp_context=ctx,
-        initializer=_worker_init,
-        initargs=(settings, queue, ctx.Value("i", 0)),
-    )
-    try:
-        futures = {
-            pool.submit(_worker_train, cell, str(run_dir)): (i, cell) for i, cell, run_dir in todo
+    def start(self, tasks: list[CellTask]) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        opts = self.opts
+        local = _in_process_plugins([t.cell for t in tasks])
+        if local:
+            raise ConfigError(
+                f"--jobs {opts.jobs}: plugin(s) {', '.join(local)} were registered in this "
+                "process only, and worker processes load plugins from entry points; install "
+                "them as a package or use --jobs 1"
+            )
+        ctx = _worker_context()
+        self.queue = ctx.Queue()
+        devices = [str(d) for d in opts.placement.devices or [opts.device]]
+        n_workers = min(opts.placement.jobs, len(tasks))
+        settings = {
+            "results_dir": opts.results_dir,
+            "devices": devices,
+            "data_dir": opts.data_dir,
+            "speed": opts.speed,
+            "policy": opts.policy,
+            "threads": _worker_threads(opts),
+            "parent_pid": os.getpid(),
+            "device_share": math.ceil(n_workers / len(devices)),
         }
-        for _, cell, _ in todo[:n_workers]:
-            opts.on_cell("start", cell, None)  # roughly: the pool takes cells in order
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-            drain()
-            for fut in done:
-                i, cell = futures[fut]
-                try:
-                    # A cell's own failure comes back as a record; a user error is raised here
-                    # as with --jobs 1.
-                    record = fut.result()
-                except BrokenProcessPool as exc:
-                    # A worker died outright (killed, out of memory, a crash in native code).
-                    record = CellTraining(cell, run_dirs[i], opts).fail(exc)
-                opts.on_cell("end", cell, record)
-                yield i, record
-                if opts.fail_fast and record["status"] == "failed":
-                    raise FailFast(cell.run_id)
-    except BaseException:
-        # Fail as fast as --jobs 1 would: stop the workers we started instead of waiting for
-        # their current cells (their checkpoints let --resume continue them).
-        workers = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
+        opts.log(
+            f"training {len(tasks)} cells in {n_workers} processes on {', '.join(devices)} "
+            f"({settings['threads']} CPU threads each)"
+        )
+        self.pool = ProcessPoolExecutor(
+            n_workers,
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(settings, self.queue, ctx.Value("i", 0)),
+        )
+        for task in tasks:
+            self.futures[self.pool.submit(_worker_train, task.cell, str(task.run_dir))] = task
+        self.pending = set(self.futures)
+        self.announced = tasks[:n_workers]  # roughly: the pool takes cells in order
+
+    def wait(self, timeout: float) -> tuple[list[CellTask], list[Outcome]]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        started, self.announced = self.announced, []
+        done, self.pending = wait(self.pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        ended = []
+        for fut in done:
+            task = self.futures[fut]
+            try:
+                # A cell's own failure comes back as a record; a user error is raised here as
+                # with --jobs 1.
+                ended.append(Outcome(task, fut.result()))
+            except BrokenProcessPool as exc:
+                # A worker died outright (killed, out of memory, a crash in native code).
+                ended.append(Outcome(task, error=exc))
+        return started, ended
+
+    def messages(self) -> list[tuple[str, str]]:
+        out = []
+        while self.queue is not None:
+            try:
+                out.append(self.queue.get_nowait())
+            except Exception:  # queue.Empty; the name differs between queue implementations
+                break
+        return out
+
+    def stop(self) -> None:
+        """Stop the workers now instead of waiting for their current cells (their checkpoints
+        let --resume continue them), as fast as --jobs 1 would stop."""
+        if self.pool is None:
+            return
+        workers = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
         for proc in workers:
             proc.terminate()
-        raise
-    finally:
-        pool.shutdown(wait=True)
-        drain()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)

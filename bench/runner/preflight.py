@@ -18,6 +18,7 @@ from bench.contract import check_contract
 from bench.data import DataSplits, Split, data_dir
 from bench.errors import BenchError, DataError, ModelContractError
 from bench.runner import cell as parts
+from bench.runner.cell import DataCache
 from bench.runner.options import RunOptions
 from bench.suites import Cell
 
@@ -45,11 +46,11 @@ def _origin(spec: object) -> str:
     return f"plugin {getattr(spec, 'plugin', '?')!r}, {getattr(spec, 'distribution', '?')}"
 
 
-def load_checked(cell: Cell, opts: RunOptions) -> DataSplits:
+def load_checked(cell: Cell, opts: RunOptions, cache: DataCache | None = None) -> DataSplits:
     """The cell's data; a loader that fails in any way is a DataError naming the data set,
     its plugin and the folder it read."""
     try:
-        return parts.load_data(cell, opts)
+        return parts.load_data(cell, opts, cache)
     except BenchError:
         raise
     except Exception as exc:
@@ -76,8 +77,9 @@ def check_cell_model(cell: Cell, model: Any, train: Split) -> None:
         parts.set_rng_state(state)
 
 
-def check_cells(cells: Iterable[Cell], opts: RunOptions) -> None:
-    """Load each data set and put one batch through each distinct model configuration."""
+def check_cells(cells: Iterable[Cell], opts: RunOptions, cache: DataCache | None = None) -> None:
+    """Load each data set (into ``cache``, for the training that follows) and put one batch
+    through each distinct model configuration."""
     seen: set[tuple[str, ...]] = set()
     for cell in cells:
         key = (
@@ -89,7 +91,7 @@ def check_cells(cells: Iterable[Cell], opts: RunOptions) -> None:
         if key in seen:
             continue
         seen.add(key)
-        data = load_checked(cell, opts)
+        data = load_checked(cell, opts, cache)
         where = _model_text(cell)
         try:
             model = parts.build_model(cell, data, opts.device)

@@ -31,12 +31,15 @@ from typing import Any
 
 import torch
 
-from bench.errors import BenchError, ConfigError, FailFast, print_warning
+from bench.errors import BenchError, ConfigError, print_warning
+from bench.files import atomic_write_bytes, atomic_write_text
 from bench.ray_cli import LOCAL
 from bench.ray_cli import ray_options as ray_options  # defined there, torch-free (bench --help)
-from bench.records import RECORD_FILE, atomic_write_bytes, atomic_write_text, write_record
-from bench.runner.loop import CHECKPOINT_FILE, CellTraining, train_cell
-from bench.runner.options import RayPlacement, RunOptions, speed_options
+from bench.records import RECORD_FILE, write_record
+from bench.runner.checkpoints import CHECKPOINT_FILE
+from bench.runner.executors import CellTask, Outcome
+from bench.runner.loop import train_cell
+from bench.runner.options import Messages, Placement, Policy, RayPlacement, RunOptions
 from bench.runner.parallel import _in_process_plugins
 from bench.suites import Cell
 
@@ -154,19 +157,22 @@ def train_task(
     atomic_write_text(work / TASK_FILE, json.dumps({"host": host, "node": node}) + "\n")
     device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
     opts = RunOptions(
-        results_dir=Path(settings["work_root"]),
-        device=device,
+        Path(settings["work_root"]),
         data_dir=settings["data_dir"],
-        resume=True,  # the work folder holds only this run's checkpoints
-        log=lambda msg: log.put(("log", msg)) if log is not None else None,
-        warn=lambda msg: log.put(("warn", msg)) if log is not None else print_warning(msg),
-        data_cache=_DATA_CACHE,
-        keep_checkpoints=settings["keep_checkpoints"],
-        check_contract=True,  # the driver ran no preflight: the data may be on the nodes only
-        **settings["speed"],
+        placement=Placement(device),
+        speed=settings["speed"],
+        # The work folder holds only this run's checkpoints; the driver ran no preflight (the
+        # data may be on the nodes only), so the run checks the model contract itself.
+        policy=Policy(
+            resume=True, keep_checkpoints=settings["keep_checkpoints"], check_contract=True
+        ),
+        messages=Messages(
+            log=lambda msg: log.put(("log", msg)) if log is not None else None,
+            warn=lambda msg: log.put(("warn", msg)) if log is not None else print_warning(msg),
+        ),
     )
     try:
-        record = train_cell(cell, work, opts)
+        record = train_cell(cell, work, opts, cache=_DATA_CACHE)
         files: dict[str, bytes] = {}
         large: list[str] = []
         for rel, path in run_files(work):
@@ -205,7 +211,7 @@ def store(result: dict[str, Any], run_dir: Path, work: Path, log: Any) -> None:
                 os.replace(path, run_dir / rel)
     elif result["large"]:
         log(
-            f"{result['record']['run_id']}: {', '.join(result['large'])} left out: over "
+            f"{result['record'].run_id}: {', '.join(result['large'])} left out: over "
             f"{SMALL_FILE_BYTES >> 20} MiB and the results folder is not shared with "
             f"{result['host']}"
         )
@@ -213,30 +219,49 @@ def store(result: dict[str, Any], run_dir: Path, work: Path, log: Any) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def run_on_ray(
-    todo: list[tuple[int, Cell, Path]], opts: RunOptions
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Train cells as Ray tasks on the cluster of ``opts.ray``; yields records as they end."""
-    place = opts.ray
-    assert place is not None
-    local = _in_process_plugins([c for _, c, _ in todo])
-    if local:
-        raise ConfigError(
-            f"--ray: plugin(s) {', '.join(local)} were registered in this process only, and "
-            "Ray workers load plugins from entry points; install them as a package on every node"
-        )
-    first = todo[0][1]
-    ray_dir = opts.results_dir.resolve() / WORK_DIR / first.suite / first.scale
-    with connected(place.address) as ray:
+class CellLost(RuntimeError):
+    """Ray could not keep a cell's task alive (its node or worker died every time)."""
+
+
+class RayCluster:
+    """Cells as Ray tasks on the cluster of ``opts.placement.ray``; the driver's node writes
+    every run folder from what the tasks return."""
+
+    def __init__(self, opts: RunOptions) -> None:
+        self.opts = opts
+        self.stack = contextlib.ExitStack()
+        self.ray: Any = None
+        self.queue: Any = None
+        self.refs: dict[Any, CellTask] = {}
+        self.pending: list[Any] = []
+        self.ray_dir = Path()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending)
+
+    def start(self, tasks: list[CellTask]) -> None:
+        opts, place = self.opts, self.opts.placement.ray
+        assert place is not None
+        local = _in_process_plugins([t.cell for t in tasks])
+        if local:
+            raise ConfigError(
+                f"--ray: plugin(s) {', '.join(local)} were registered in this process only, "
+                "and Ray workers load plugins from entry points; install them as a package on "
+                "every node"
+            )
+        first = tasks[0].cell
+        self.ray_dir = opts.results_dir.resolve() / WORK_DIR / first.suite / first.scale
+        self.ray = ray = self.stack.enter_context(connected(place.address))
         cpus, gpus = resources(ray, place)
         token = secrets.token_hex(16)
-        atomic_write_text(ray_dir / TOKEN_FILE, token)
+        atomic_write_text(self.ray_dir / TOKEN_FILE, token)
         settings = {
-            "work_root": str(ray_dir),
+            "work_root": str(self.ray_dir),
             "data_dir": Path(opts.data_dir).resolve() if opts.data_dir else None,
-            "speed": speed_options(opts),
-            "keep_checkpoints": opts.keep_checkpoints,
-            "threads": opts.threads or max(1, int(cpus)),
+            "speed": opts.speed,
+            "keep_checkpoints": opts.policy.keep_checkpoints,
+            "threads": opts.placement.threads or max(1, int(cpus)),
         }
         task = ray.remote(train_task).options(
             num_cpus=cpus,
@@ -244,101 +269,85 @@ def run_on_ray(
             max_retries=NODE_RETRIES,
             runtime_env={"env_vars": forwarded_env()},
         )
-        yield from _drive(ray, task, todo, opts, settings, token, ray_dir, (cpus, gpus))
+        self.queue = self._log_queue()
+        cluster = ray.cluster_resources()
+        opts.log(
+            f"training {len(tasks)} cells on Ray ({cluster.get('CPU', 0):g} CPUs, "
+            f"{cluster.get('GPU', 0):g} GPUs; {cpus:g} CPUs and {gpus:g} GPUs per cell)"
+        )
+        for t in tasks:
+            work = self.ray_dir / t.cell.run_id
+            if not opts.policy.resume:
+                shutil.rmtree(work, ignore_errors=True)
+            # The run folder exists from the start, so a rerun after a killed driver asks for
+            # --resume as it would after a plain run.
+            t.run_dir.mkdir(parents=True, exist_ok=True)
+            self.refs[task.remote(t.cell, settings, str(work), token, self.queue)] = t
+        self.pending = list(self.refs)
 
+    def _log_queue(self) -> Any:
+        """The queue the tasks send their lines to; it lives on the driver's node, which
+        outlives any worker node."""
+        from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-def _drive(
-    ray: Any,
-    task: Any,
-    todo: list[tuple[int, Cell, Path]],
-    opts: RunOptions,
-    settings: dict[str, Any],
-    token: str,
-    ray_dir: Path,
-    shape: tuple[float, float],
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    from ray.util.queue import Queue
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        here = self.ray.get_runtime_context().get_node_id()
+        return Queue(
+            actor_options={
+                "num_cpus": 0,
+                "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False),
+            }
+        )
 
-    # The log queue lives on the driver's node, which outlives any worker node.
-    here = ray.get_runtime_context().get_node_id()
-    queue = Queue(
-        actor_options={
-            "num_cpus": 0,
-            "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False),
-        }
-    )
+    def wait(self, timeout: float) -> tuple[list[CellTask], list[Outcome]]:
+        done, self.pending = self.ray.wait(self.pending, num_returns=1, timeout=timeout)
+        return [], [self._outcome(ref) for ref in done]
 
-    def drain() -> None:
+    def _outcome(self, ref: Any) -> Outcome:
+        """A task's record; an error outside the run, or a cell Ray lost, is an outcome the
+        driver records as failed; a user error (:class:`BenchError`) stops the suite as in
+        ``--jobs 1``."""
+        ray, task = self.ray, self.refs[ref]
+        try:
+            result = get(ray, ref)
+        except BenchError:
+            raise
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, Exception) else exc
+            return Outcome(task, error=cause, logged=exc)
+        except ray.exceptions.RayError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            lost = CellLost(f"Ray lost the cell after {NODE_RETRIES} retries ({first})")
+            return Outcome(task, error=lost, logged=exc)
+        store(result, task.run_dir, self.ray_dir / task.cell.run_id, self.opts.log)
+        return Outcome(task, result["record"])
+
+    def messages(self) -> list[tuple[str, str]]:
+        if self.queue is None:
+            return []
         with contextlib.suppress(Exception):  # the queue is gone once the suite is over
-            for kind, msg in queue.get_nowait_batch(queue.qsize()):
-                (opts.warn if kind == "warn" else opts.log)(msg)
+            return list(self.queue.get_nowait_batch(self.queue.qsize()))
+        return []
 
-    cluster = ray.cluster_resources()
-    opts.log(
-        f"training {len(todo)} cells on Ray ({cluster.get('CPU', 0):g} CPUs, "
-        f"{cluster.get('GPU', 0):g} GPUs; {shape[0]:g} CPUs and {shape[1]:g} GPUs per cell)"
-    )
-    refs: dict[Any, tuple[int, Cell, Path]] = {}
-    for i, cell, run_dir in todo:
-        work = ray_dir / cell.run_id
-        if not opts.resume:
-            shutil.rmtree(work, ignore_errors=True)
-        # The run folder exists from the start, so a rerun after a killed driver asks for
-        # --resume as it would after a plain run.
-        run_dir.mkdir(parents=True, exist_ok=True)
-        refs[task.remote(cell, settings, str(work), token, queue)] = (i, cell, run_dir)
-    pending = list(refs)
-    try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=0.25)
-            drain()
-            for ref in done:
-                i, cell, run_dir = refs[ref]
-                record = _finished(ray, ref, cell, run_dir, ray_dir, opts)
-                opts.on_cell("end", cell, record)
-                yield i, record
-                if opts.fail_fast and record["status"] == "failed":
-                    raise FailFast(cell.run_id)
-    except BaseException:
-        for ref in pending:  # fail fast; the work folders keep their checkpoints for --resume
+    def stop(self) -> None:
+        for ref in self.pending:  # fail fast; the work folders keep their checkpoints
             with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
-        raise
-    finally:
-        drain()
-        with contextlib.suppress(Exception):
-            queue.shutdown()
+                self.ray.cancel(ref, force=True)
+        self.pending = []
+
+    def close(self) -> None:
+        lines = self.messages()
+        for kind, line in lines:
+            (self.opts.warn if kind == "warn" else self.opts.log)(line)
+        if self.queue is not None:
+            with contextlib.suppress(Exception):
+                self.queue.shutdown()
+            self.queue = None
         with contextlib.suppress(OSError):  # only folders no cell left work in
-            (ray_dir / TOKEN_FILE).unlink()
-            for folder in (ray_dir, ray_dir.parent, ray_dir.parent.parent):
+            (self.ray_dir / TOKEN_FILE).unlink()
+            for folder in (self.ray_dir, self.ray_dir.parent, self.ray_dir.parent.parent):
                 folder.rmdir()
-
-
-class CellLost(RuntimeError):
-    """Ray could not keep a cell's task alive (its node or worker died every time)."""
-
-
-def _finished(
-    ray: Any, ref: Any, cell: Cell, run_dir: Path, ray_dir: Path, opts: RunOptions
-) -> dict[str, Any]:
-    """The record of a task that ended. The cell's own failures come back
-    as records (``train_cell`` catches them); an error outside it, or a cell Ray lost, gets a
-    ``failed`` record written here, so the suite goes on as with ``--jobs``. A user error
-    (:class:`BenchError`) stops the suite as in ``--jobs 1``."""
-    try:
-        result = get(ray, ref)
-    except BenchError:
-        raise
-    except ray.exceptions.RayTaskError as exc:
-        cause = exc.cause if isinstance(exc.cause, Exception) else exc
-        return CellTraining(cell, run_dir, opts).fail(cause, logged=exc)
-    except ray.exceptions.RayError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        lost = CellLost(f"Ray lost the cell after {NODE_RETRIES} retries ({first})")
-        return CellTraining(cell, run_dir, opts).fail(lost, logged=exc)
-    store(result, run_dir, ray_dir / cell.run_id, opts.log)
-    return result["record"]
+        self.stack.close()
 
 
 def get(ray: Any, ref: Any) -> Any:

@@ -6,13 +6,14 @@ import contextlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from bench import plugins
 from bench.errors import BenchError, ConfigError, FailFast
 from bench.locks import results_lock
-from bench.records import RECORD_FILE, DamagedRecord, read_record, set_aside
-from bench.runner.loop import train_cell
+from bench.records import RECORD_FILE, DamagedRecord, RunRecord, read_record, set_aside
+from bench.runner.cell import DataCache
+from bench.runner.driver import drive
+from bench.runner.executors import CellTask, Executor, InProcess
 from bench.runner.options import RunOptions, check_options
 from bench.runner.preflight import check_cells, check_writable
 from bench.specs import resolve_params
@@ -68,7 +69,7 @@ def _holds_results(run_dir: Path) -> bool:
     return any((run_dir / name).exists() for name in (RECORD_FILE, "checkpoint.pt", "epochs.jsonl"))
 
 
-def kept_record(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any] | None:
+def kept_record(cell: Cell, run_dir: Path, opts: RunOptions) -> RunRecord | None:
     """With --resume: the record to keep for ``cell``, or None to train it (again). A record
     that does not parse is set aside as ``record.json.corrupt``; one whose run crashed
     (it holds an ``error``) or whose configuration changed is trained again."""
@@ -81,12 +82,12 @@ def kept_record(cell: Cell, run_dir: Path, opts: RunOptions) -> dict[str, Any] |
         kept = set_aside(record_path)
         opts.warn(f"{exc}; kept as {kept.name}, the run is trained again")
         return None
-    if previous.get("cell") != json.loads(json.dumps(cell.as_dict())):
+    if previous.cell != json.loads(json.dumps(cell.as_dict())):
         opts.log(f"{cell.run_id}: configuration changed since the last run; training again")
-    elif previous.get("error"):
-        opts.log(f"{cell.run_id}: failed last time ({previous.get('reason')}); training again")
+    elif previous.error is not None:
+        opts.log(f"{cell.run_id}: failed last time ({previous.reason}); training again")
     else:
-        opts.log(f"{cell.run_id}: already {previous.get('status')}, skipped")
+        opts.log(f"{cell.run_id}: already {previous.status}, skipped")
         return previous
     record_path.unlink()
     return None
@@ -98,7 +99,7 @@ def run_suite(
     opts: RunOptions,
     overwrite: bool = False,
     cells: list[Cell] | None = None,
-) -> tuple[str, list[dict[str, Any]]]:
+) -> tuple[str, list[RunRecord]]:
     """Run every cell of a suite at a scale (or the given ``cells`` of it, filtered or
     overridden); returns the scale and the records produced.
 
@@ -127,8 +128,9 @@ def run_suite(
         if locked:
             stack.enter_context(results_lock(suite_dir))
         todo, records = _plan(cells, suite, scale, suite_dir, opts, overwrite)
-        if opts.ray is None:  # on Ray the data may live on the workers only
-            check_cells([c for _, c, _ in todo], opts)
+        cache: DataCache = {}  # what the checks load, training in this process reuses
+        if opts.placement.ray is None:  # on Ray the data may live on the workers only
+            check_cells([t.cell for t in todo], opts, cache)
         if not locked:
             # Another run may have created the folder meanwhile: lock, then plan again.
             stack.enter_context(results_lock(suite_dir))
@@ -137,13 +139,13 @@ def run_suite(
         remember_suite(suite, opts.results_dir)
         for i, cell in enumerate(cells):
             if records[i] is not None:
-                opts.on_cell("skip", cell, records[i])
-        return scale, _train(todo, records, opts)
+                opts.display.on_cell("skip", cell, records[i])
+        return scale, _train(todo, records, opts, cache)
 
 
 def _plan(
     cells: list[Cell], suite: Suite, scale: str, suite_dir: Path, opts: RunOptions, overwrite: bool
-) -> tuple[list[tuple[int, Cell, Path]], list[dict[str, Any] | None]]:
+) -> tuple[list[CellTask], list[RunRecord | None]]:
     """The cells to train (index, cell, run folder) and the records kept from earlier runs."""
     existing = [c for c in cells if _holds_results(suite_dir / c.run_id)]
     if existing and not (opts.resume or overwrite):
@@ -151,8 +153,8 @@ def _plan(
             f"results for {suite.name}/{scale} already exist in {suite_dir}; pass --resume to "
             "continue them or --overwrite to start again"
         )
-    records: list[dict[str, Any] | None] = [None] * len(cells)
-    todo: list[tuple[int, Cell, Path]] = []
+    records: list[RunRecord | None] = [None] * len(cells)
+    todo: list[CellTask] = []
     for i, cell in enumerate(cells):
         run_dir = suite_dir / cell.run_id
         kept = kept_record(cell, run_dir, opts) if opts.resume else None
@@ -160,33 +162,32 @@ def _plan(
             records[i] = kept
             continue
         (run_dir / RECORD_FILE).unlink(missing_ok=True)
-        todo.append((i, cell, run_dir))
+        todo.append(CellTask(i, cell, run_dir))
     return todo, records
 
 
+def executor_for(opts: RunOptions, n_tasks: int, cache: DataCache) -> Executor:
+    """Ray with ``--ray``, worker processes with ``--jobs N`` (N > 1, several cells), else
+    this process (keeping the data the preflight loaded)."""
+    if opts.placement.ray is not None:
+        from bench.runner.ray import RayCluster
+
+        return RayCluster(opts)
+    if opts.placement.jobs > 1 and n_tasks > 1:
+        from bench.runner.parallel import ProcessPool
+
+        return ProcessPool(opts)  # the workers load their own copies of the data
+    return InProcess(opts, cache)
+
+
 def _train(
-    todo: list[tuple[int, Cell, Path]], records: list[dict[str, Any] | None], opts: RunOptions
-) -> list[dict[str, Any]]:
-    try:
-        if opts.ray is not None and todo:
-            from bench.runner.ray import run_on_ray
-
-            for i, record in run_on_ray(todo, opts):
+    todo: list[CellTask], records: list[RunRecord | None], opts: RunOptions, cache: DataCache
+) -> list[RunRecord]:
+    if todo:
+        try:
+            for i, record in drive(executor_for(opts, len(todo), cache), todo, opts):
                 records[i] = record
-        elif opts.jobs > 1 and len(todo) > 1:
-            from bench.runner.parallel import run_parallel
-
-            opts.data_cache.clear()  # the workers load their own copies
-            for i, record in run_parallel(todo, opts):
-                records[i] = record
-        else:
-            for i, cell, run_dir in todo:
-                opts.on_cell("start", cell, None)
-                records[i] = train_cell(cell, run_dir, opts)
-                opts.on_cell("end", cell, records[i])
-                if opts.fail_fast and records[i]["status"] == "failed":
-                    raise FailFast(cell.run_id)
-    except FailFast as stop:
-        left = sum(r is None for r in records)
-        opts.warn(f"--fail-fast: {stop} failed; {left} cell(s) not run")
+        except FailFast as stop:
+            left = sum(r is None for r in records)
+            opts.warn(f"--fail-fast: {stop} failed; {left} cell(s) not run")
     return [r for r in records if r is not None]

@@ -140,7 +140,7 @@ class _TunedRows:
             record = train_cell(cell, run_dir, self.opts)
         write_record(run_dir / "tuning.json", {**tuning, "trial": t.number, "params": t.params})
         self.run_dirs.append(run_dir)
-        shown = json.loads(json.dumps(record))
+        shown = json.loads(json.dumps(record.to_json()))
         shown["cell"]["objective"] = label
         self.records.append(shown)
 
