@@ -23,7 +23,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from bench.errors import BenchError
-from bench.records import atomic_write_text
+from bench.files import atomic_write_text
 
 
 def lock_paths(folder: Path) -> tuple[Path, Path]:

@@ -323,7 +323,7 @@ def get_suite(name: str, results_dir: Path | None = None) -> Suite:
 def remember_suite(suite: Suite, results_dir: Path) -> None:
     """Note a suite beside its results, so ``bench leaderboard --suite NAME`` finds a suite
     that was read from a file by its name alone."""
-    from bench.records import atomic_write_text
+    from bench.files import atomic_write_text
 
     info = {
         "name": suite.name,

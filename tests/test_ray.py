@@ -197,7 +197,7 @@ def test_without_a_shared_folder_the_task_returns_its_files(
     run_dir = workdir / "results" / "tiny" / "custom" / cell.run_id
     on_ray.store(result, run_dir, work, print)
     assert json.loads((run_dir / RECORD_FILE).read_text()) == json.loads(
-        json.dumps(result["record"])
+        json.dumps(result["record"].to_json())
     )
     log = (run_dir / "epochs.jsonl").read_text()
     assert [json.loads(ln)["epoch"] for ln in log.splitlines()] == list(range(EPOCHS))

@@ -39,7 +39,14 @@ from bench.records import RECORD_FILE, write_record
 from bench.runner.checkpoints import CHECKPOINT_FILE
 from bench.runner.executors import CellTask, Outcome
 from bench.runner.loop import train_cell
-from bench.runner.options import Messages, Placement, Policy, RayPlacement, RunOptions
+from bench.runner.options import (
+    Messages,
+    Placement,
+    Policy,
+    RayPlacement,
+    RunOptions,
+    SpeedOptions,
+)
 from bench.runner.parallel import _in_process_plugins
 from bench.suites import Cell
 
@@ -156,11 +163,14 @@ def train_task(
     node = ray.get_runtime_context().get_node_id()
     atomic_write_text(work / TASK_FILE, json.dumps({"host": host, "node": node}) + "\n")
     device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
+    speed = settings.get("speed") or SpeedOptions()
+    if isinstance(speed, dict):  # the keywords, as drivers before SpeedOptions sent them
+        speed = SpeedOptions(**speed)
     opts = RunOptions(
         Path(settings["work_root"]),
         data_dir=settings["data_dir"],
         placement=Placement(device),
-        speed=settings["speed"],
+        speed=speed,
         # The work folder holds only this run's checkpoints; the driver ran no preflight (the
         # data may be on the nodes only), so the run checks the model contract itself.
         policy=Policy(
