@@ -16,8 +16,11 @@ if TYPE_CHECKING:
     from bench.data import DataInfo, DataSplits, TensorSplit
     from bench.errors import BenchError, StopRun
     from bench.hookspecs import hookimpl
+    from bench.leaderboard import Leaderboard
+    from bench.listener import EpochResult, Listener
     from bench.methods import Method, StepContext, TrainingBudget
     from bench.objectives import ScheduledObjective
+    from bench.records import MetricResult, RunError, RunRecord
     from bench.specs import (
         DatasetSpec,
         MetricSpec,
@@ -44,6 +47,12 @@ _EXPORTS: dict[str, str] = {
     "BenchError": "bench.errors",
     "StopRun": "bench.errors",
     "hookimpl": "bench.hookspecs",
+    "Leaderboard": "bench.leaderboard",
+    "EpochResult": "bench.listener",
+    "Listener": "bench.listener",
+    "MetricResult": "bench.records",
+    "RunError": "bench.records",
+    "RunRecord": "bench.records",
     "Method": "bench.methods",
     "StepContext": "bench.methods",
     "TrainingBudget": "bench.methods",
@@ -71,10 +80,14 @@ __all__ = [
     "DataInfo",
     "DataSplits",
     "DatasetSpec",
+    "EpochResult",
     "EvalSettings",
     "Group",
     "LatentVariableModel",
+    "Leaderboard",
+    "Listener",
     "Method",
+    "MetricResult",
     "MetricSpec",
     "MetricValue",
     "ModelSpec",
@@ -82,6 +95,8 @@ __all__ = [
     "ObjectiveSpec",
     "Param",
     "ReporterSpec",
+    "RunError",
+    "RunRecord",
     "ScheduledObjective",
     "StepContext",
     "StopRun",

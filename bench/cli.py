@@ -132,7 +132,6 @@ def leaderboard_cmd(
     """Rebuild a suite's leaderboard from its run records (or from its tuning studies); the
     filters keep some of its rows."""
     from bench import leaderboard as lb
-    from bench import plots
     from bench.records import results_root
     from bench.runner import RunOptions, resolve_device
     from bench.suites import get_suite
@@ -154,11 +153,10 @@ def leaderboard_cmd(
         )
     else:
         scale = scale or suite.default_scale
-        plots.remember_results_dir(results_root(results_dir))
         records = lb.load_records(results_root(results_dir), suite.name, scale)
         if cell_filter:
-            cell_filter.check_names([r["cell"] for r in records], f"{suite.name}/{scale}")
-            records = [r for r in records if cell_filter.matches(r["run_id"], r["cell"])]
+            cell_filter.check_names([r.cell for r in records], f"{suite.name}/{scale}")
+            records = [r for r in records if cell_filter.matches(r.run_id, r.cell)]
         board = lb.build(records, suite.name, scale, suite.columns)
     for path in lb.write(board, lb.leaderboard_dir(leaderboard_dir)):
         click.echo(path)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,7 +35,7 @@ from rich.text import Text
 from bench.data import data_dir
 from bench.describe import settings_text
 from bench.leaderboard import RECORD_COLUMNS, ROW_KEY, Leaderboard, record_key
-from bench.records import RECORD_FILE, device_name, read_record
+from bench.records import RECORD_FILE, RunRecord, device_name, read_record
 from bench.reporters import cell_text
 from bench.runner.options import RunOptions
 from bench.suites import Budget, Cell, EvalSettings
@@ -140,7 +140,7 @@ class RunConsole:
         text = f"run {k} of {self.total}" if self.done < self.total else f"{self.total} runs done"
         return f"{text}: {run_id}" if run_id else text
 
-    def on_cell(self, event: str, cell: Cell, record: dict[str, Any] | None) -> None:
+    def on_cell(self, event: str, cell: Cell, record: Mapping[str, Any] | None) -> None:
         """``RunOptions.on_cell``: a cell starts, ends, or was finished before (skip)."""
         if self.terminal:
             self._print_header()
@@ -149,6 +149,7 @@ class RunConsole:
             return
         self.done += 1
         if event == "end" and record is not None:
+            # A RunRecord, or any mapping of its JSON fields (callers may pass only these).
             self.durations.append(float(record.get("wall_time_s", 0.0)))
             eta = self.eta()
             # Cells trained elsewhere (--ray) say where.
@@ -178,12 +179,13 @@ class RunConsole:
     # ---- the summary ------------------------------------------------------------------------
 
     def summary(
-        self, board: Leaderboard, records: Sequence[dict[str, Any]], out: TextIO | None = None
+        self, board: Leaderboard, records: Sequence[RunRecord], out: TextIO | None = None
     ) -> None:
         """The rows this run touched, with the headline columns, and the unfinished runs."""
         out = out or sys.stdout
         console = Console(file=out, width=None if out.isatty() else WIDE)
-        touched = {record_key(r) for r in records if r.get("status") == "finished"}
+        records = [RunRecord.of(r) for r in records]
+        touched = {record_key(r) for r in records if r.finished}
         columns = [c for c in board.columns if c.name not in RECORD_COLUMNS][:HEADLINE_COLUMNS]
         table = Table(title=f"{board.suite}/{board.scale}: rows of this run", title_justify="left")
         for name in ("Dataset", "Model", "Objective", "Seeds"):
@@ -201,13 +203,13 @@ class RunConsole:
                 )
         if table.row_count:
             console.print(table)
-        unfinished = [r for r in records if r.get("status") != "finished"]
+        unfinished = [r for r in records if not r.finished]
         if unfinished:
             failed = Table(title="runs that did not finish", title_justify="left")
             for name in ("Run", "Status", "Reason"):
                 failed.add_column(name, overflow="fold")
             for r in unfinished:
-                failed.add_row(r["run_id"], r["status"], str(r.get("reason") or ""))
+                failed.add_row(r.run_id, r.status, str(r.reason or ""))
             console.print(failed)
 
 

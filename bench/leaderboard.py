@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import plugins
 from bench.errors import BenchError, ConfigError, print_warning
-from bench.records import RECORD_FILE, DamagedRecord, read_record
+from bench.records import RunRecord
+from bench.records import load_records as read_records
 from bench.registry import suggest
-from bench.suites import SETTING_PARTS, fingerprint, resolved_settings
+from bench.suites import SETTING_PARTS
 
 if TYPE_CHECKING:  # polars where a board is built: plugins (reporters, plots) load without it
     import polars as pl
@@ -95,6 +96,10 @@ class Leaderboard:
     failed: list[dict[str, Any]] = field(default_factory=list)
     runs: int = 0
     wall_time_s: float = 0.0
+    # Every record the board was built from (finished or not), each knowing its run folder
+    # (``record.run_dir``, None for a record that came from elsewhere): what a reporter needs
+    # to draw curves or write a page per run.
+    records: list[RunRecord] = field(default_factory=list)
 
     @property
     def datasets(self) -> list[str]:
@@ -102,24 +107,22 @@ class Leaderboard:
             return []
         return list(dict.fromkeys(self.table["dataset"].to_list()))
 
+    def records_of(self, row: Mapping[str, Any]) -> list[RunRecord]:
+        """The finished records (seeds) behind a row of :attr:`table`."""
+        key = tuple(row[k] for k in ROW_KEY)
+        return [r for r in self.records if r.finished and record_key(r) == key]
+
 
 def load_records(
     results_dir: Path, suite: str, scale: str, warn: Callable[[str], None] | None = None
-) -> list[dict[str, Any]]:
-    """Every run record of a suite and scale; a damaged record is skipped and named through
-    ``warn`` (default: a line on stderr). ``bench run --resume`` re-runs such runs."""
+) -> list[RunRecord]:
+    """Every run record of a suite and scale, each knowing its run folder; a damaged record is
+    skipped and named through ``warn`` (default: a line on stderr). ``bench run --resume``
+    re-runs such runs."""
     folder = results_dir / suite / scale
     if not folder.is_dir():
         raise BenchError(f"no results for suite {suite!r} at scale {scale!r} in {folder}")
-    records = []
-    for path in sorted(folder.glob(f"*/{RECORD_FILE}")):
-        try:
-            records.append(read_record(path))
-        except DamagedRecord as exc:
-            (warn or print_warning)(
-                f"skipped {exc}; `bench run ... --resume` trains that run again"
-            )
-    return records
+    return read_records(folder, warn or print_warning)
 
 
 # ---- columns --------------------------------------------------------------------------------
@@ -136,7 +139,7 @@ def check_columns(names: Iterable[str]) -> None:
             )
 
 
-def column(name: str, records: Sequence[dict[str, Any]] = ()) -> Column:
+def column(name: str, records: Sequence[RunRecord] = ()) -> Column:
     """The column of a metric: title and direction from the registry, else from the records
     (a metric whose plugin is no longer installed keeps its recorded direction)."""
     if name in RECORD_COLUMNS:
@@ -146,14 +149,13 @@ def column(name: str, records: Sequence[dict[str, Any]] = ()) -> Column:
         spec = metrics.get(name)
         return Column(name, spec.label or name, spec.direction, spec.description)
     direction = next(
-        (r["metrics"][name].get("direction", "min") for r in records if name in r["metrics"]),
-        "min",
+        (r.metrics[name].direction or "min" for r in records if name in r.metrics), "min"
     )
     return Column(name, name, direction)
 
 
 def choose_columns(
-    present: Iterable[str], chosen: Sequence[str], records: Sequence[dict[str, Any]] = ()
+    present: Iterable[str], chosen: Sequence[str], records: Sequence[RunRecord] = ()
 ) -> list[Column]:
     """``chosen`` in its order when a suite gives it, else the default order; only columns
     some row has a value for."""
@@ -187,12 +189,12 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def record_key(record: dict[str, Any]) -> tuple[str, str, str, str]:
+def record_key(record: RunRecord | Mapping[str, Any]) -> tuple[str, str, str, str]:
     """A record's row: its names and the fingerprint of its resolved settings (records written
-    before fingerprints existed are resolved against the loaded plugins)."""
-    cell = record["cell"]
-    fp = record.get("fingerprint") or fingerprint(record.get("resolved") or resolved_settings(cell))
-    return cell["dataset"], cell["model"], cell["objective"], fp
+    before fingerprints existed get one when read, see :func:`bench.records.migrate`)."""
+    record = RunRecord.of(record)
+    cell = record.cell
+    return cell["dataset"], cell["model"], cell["objective"], record.fingerprint
 
 
 def _flat_params(resolved: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -251,79 +253,109 @@ def _param_frame(params: dict[tuple, dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(data, strict=False)
 
 
-def build(
-    records: list[dict[str, Any]], suite: str, scale: str, columns: Sequence[str] = ()
-) -> Leaderboard:
-    """The leaderboard of ``records``; ``columns`` (a suite's choice) picks and orders them."""
-    import polars as pl
+@dataclass
+class _Rows:
+    """What the finished records give, per row key: one dict per run, the parameters, the
+    metrics' estimator settings and the data notes."""
 
-    if not records:
-        raise BenchError(f"no finished runs for suite {suite!r} at scale {scale!r}")
-    rows, failed, finished = [], [], []
-    params: dict[tuple, dict[str, Any]] = {}
-    settings: dict[tuple, dict[str, dict[str, Any]]] = {}
-    notes: dict[tuple, str] = {}
-    for r in records:
-        if r["status"] != "finished":
-            failed.append({"run_id": r["run_id"], "status": r["status"], "reason": r["reason"]})
-            continue
-        finished.append(r)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    settings: dict[tuple, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    notes: dict[tuple, str] = field(default_factory=dict)
+
+    def add(self, r: RunRecord) -> None:
         key = record_key(r)
-        params.setdefault(key, _flat_params(r.get("resolved") or resolved_settings(r["cell"])))
+        self.params.setdefault(key, _flat_params(r.resolved))
         row: dict[str, Any] = dict(zip(ROW_KEY, key, strict=True))
-        row["seed"] = r["cell"].get("seed", 0)
-        if _scalar(r.get("train_examples_per_s")):
-            row["train_examples_per_s"] = float(r["train_examples_per_s"])
-        for name, m in r["metrics"].items():
-            if not _scalar(m["value"]):
+        row["seed"] = r.cell.get("seed", 0)
+        if _scalar(r.train_examples_per_s):
+            row["train_examples_per_s"] = float(r.train_examples_per_s)
+        settings = self.settings.setdefault(key, {})
+        for name, m in r.metrics.items():
+            if not _scalar(m.value):
                 continue
-            row[name] = float(m["value"])
-            s = m.get("settings", {})
-            settings.setdefault(key, {}).setdefault(name, s)
+            row[name] = float(m.value)
+            settings.setdefault(name, m.settings)
             for extra in (CEILING, OUT_OF):
-                if _scalar(s.get(extra)):
-                    row[f"{name}_{extra}"] = float(s[extra])
+                if _scalar(m.settings.get(extra)):
+                    row[f"{name}_{extra}"] = float(m.settings[extra])
         for name, same in SAME_VALUE.items():
             if name not in row and same in row:
                 row[name] = row[same]
-                settings.setdefault(key, {})[name] = settings[key][same]
-        sizes = r.get("split_sizes")
-        text = r.get("data_notes") or ""
-        if sizes:
-            order = ["train", "valid", "test", *sorted(set(sizes) - {"train", "valid", "test"})]
-            shown = " / ".join(f"{k} {sizes[k]:,}" for k in order if k in sizes)
-            text += ("; " if text else "") + "splits as run: " + shown
-        notes.setdefault(key, text)
-        rows.append(row)
-    present = {k for row in rows for k in row if k not in ROW_KEY and k != "seed"}
-    present = {k for k in present if not k.endswith((f"_{CEILING}", f"_{OUT_OF}"))}
-    cols = choose_columns(present, columns, finished)
-    labels = _labels(params)
-    if rows:
-        table = _aggregate(pl.DataFrame(rows, infer_schema_length=None), cols, settings)
-        table = table.with_columns(
-            pl.Series("model_label", [labels[_key(r)][0] for r in table.iter_rows(named=True)]),
-            pl.Series("objective_label", [labels[_key(r)][1] for r in table.iter_rows(named=True)]),
-        )
-        table = table.join(_param_frame(params), on=ROW_KEY, how="left")
-        first = [*ROW_KEY, "model_label", "objective_label", "seeds"]
-        table = table.select(first + [c for c in table.columns if c not in first])
-        sort_col = "nll_mean" if "nll_mean" in table.columns else "model"
-        table = table.sort(["dataset", sort_col, "model", "objective"], nulls_last=True)
-    else:
-        table = pl.DataFrame(schema={k: pl.String for k in ROW_KEY})
+                settings[name] = settings[same]
+        self.notes.setdefault(key, _data_note(r))
+        self.runs.append(row)
+
+    def present(self) -> set[str]:
+        """Metric and record columns some run has a value for."""
+        names = {k for row in self.runs for k in row if k not in ROW_KEY and k != "seed"}
+        return {k for k in names if not k.endswith((f"_{CEILING}", f"_{OUT_OF}"))}
+
+
+def _data_note(r: RunRecord) -> str:
+    """The data set's notes and the split sizes the run used."""
+    sizes, text = r.split_sizes, r.data_notes or ""
+    if sizes:
+        order = ["train", "valid", "test", *sorted(set(sizes) - {"train", "valid", "test"})]
+        shown = " / ".join(f"{k} {sizes[k]:,}" for k in order if k in sizes)
+        text += ("; " if text else "") + "splits as run: " + shown
+    return text
+
+
+def build(
+    records: Sequence[RunRecord | Mapping[str, Any]],
+    suite: str,
+    scale: str,
+    columns: Sequence[str] = (),
+) -> Leaderboard:
+    """The leaderboard of ``records``; ``columns`` (a suite's choice) picks and orders them.
+    The board keeps the records (and through them the run folders) for its reporters."""
+    if not records:
+        raise BenchError(f"no finished runs for suite {suite!r} at scale {scale!r}")
+    kept = [RunRecord.of(r) for r in records]
+    finished = [r for r in kept if r.finished]
+    rows = _Rows()
+    for r in finished:
+        rows.add(r)
+    cols = choose_columns(rows.present(), columns, finished)
     board = Leaderboard(
         suite=suite,
         scale=scale,
-        table=table,
+        table=_table(rows, cols),
         columns=cols,
-        devices=sorted({r.get("device_name", r.get("device", "?")) for r in records}),
-        failed=failed,
-        runs=len(records),
-        wall_time_s=sum(r.get("wall_time_s", 0.0) for r in records),
+        devices=sorted({r.device_name or r.device or "?" for r in kept}),
+        failed=[
+            {"run_id": r.run_id, "status": r.status, "reason": r.reason}
+            for r in kept
+            if not r.finished
+        ],
+        runs=len(kept),
+        wall_time_s=sum(r.wall_time_s for r in kept),
+        records=kept,
     )
-    board.settings, board.notes = _per_dataset(board, settings, notes)
+    board.settings, board.notes = _per_dataset(board, rows.settings, rows.notes)
     return board
+
+
+def _table(rows: _Rows, cols: list[Column]) -> pl.DataFrame:
+    """One line per row key: the aggregates over seeds, labels and parameters, sorted by NLL
+    within each data set."""
+    import polars as pl
+
+    if not rows.runs:
+        return pl.DataFrame(schema={k: pl.String for k in ROW_KEY})
+    labels = _labels(rows.params)
+    table = _aggregate(pl.DataFrame(rows.runs, infer_schema_length=None), cols, rows.settings)
+    keys = [_key(r) for r in table.iter_rows(named=True)]
+    table = table.with_columns(
+        pl.Series("model_label", [labels[k][0] for k in keys]),
+        pl.Series("objective_label", [labels[k][1] for k in keys]),
+    )
+    table = table.join(_param_frame(rows.params), on=ROW_KEY, how="left")
+    first = [*ROW_KEY, "model_label", "objective_label", "seeds"]
+    table = table.select(first + [c for c in table.columns if c not in first])
+    sort_col = "nll_mean" if "nll_mean" in table.columns else "model"
+    return table.sort(["dataset", sort_col, "model", "objective"], nulls_last=True)
 
 
 def _key(row: dict[str, Any]) -> tuple:

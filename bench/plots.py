@@ -9,62 +9,61 @@
 
 A row keeps its colour (model) and marker (objective) in every figure of a board.
 
-The per-epoch curves need the run folders. They are found under every results folder this
-process has seen (runs that ended here, ``remember_results_dir``), ``BENCH_RESULTS_DIR`` and
-``./results``; a caller that knows the exact runs passes them with ``remember_run_dirs``.
+The per-epoch curves read each run's ``epochs.jsonl`` from the folders of the board's records
+(:attr:`bench.leaderboard.Leaderboard.records`), the same path any reporter has.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.files import atomic_write
 from bench.hookspecs import hookimpl
 from bench.leaderboard import CEILING, OUT_OF, ROW_KEY, Column, Leaderboard, record_key, row_label
-from bench.records import RECORD_FILE, atomic_write, read_epoch_log, read_record, results_root
+from bench.records import EPOCH_LOG, RunRecord, read_epoch_log
 from bench.specs import ReporterSpec
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from bench.suites import Cell
 
 FORMATS = ("png", "svg")
 CURVES = (("kl", "nats"), ("mi", "nats"), ("au", "active units"))  # per-epoch validation
-_results_dirs: list[Path] = []
-_run_dirs: dict[tuple[str, str], list[Path]] = {}
 
 
 def remember_results_dir(path: Path) -> None:
-    """A results folder whose runs the curves may use (``bench leaderboard --results-dir``)."""
-    path = Path(path)
-    if path not in _results_dirs:
-        _results_dirs.append(path)
+    """Deprecated, no effect: a board carries its records and their run folders."""
+    warnings.warn(
+        "bench.plots.remember_results_dir is deprecated and has no effect: leaderboards carry "
+        "their run records and folders (Leaderboard.records)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
 
 
 def remember_run_dirs(suite: str, scale: str, dirs: Iterable[Path]) -> None:
-    """Exactly the runs behind a leaderboard (tuned boards: not older best trials)."""
-    _run_dirs[(suite, scale)] = [Path(d) for d in dirs]
+    """Deprecated, no effect: a board carries its records and their run folders."""
+    warnings.warn(
+        "bench.plots.remember_run_dirs is deprecated and has no effect: leaderboards carry "
+        "their run records and folders (Leaderboard.records)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
 
 
-def _read_record(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return read_record(run_dir / RECORD_FILE)
-    except (OSError, ValueError):  # missing or damaged (DamagedRecord is a ValueError)
-        return None
-
-
-def _row_of(board: Leaderboard) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+def _row_of(board: Leaderboard) -> Callable[[RunRecord], dict[str, Any] | None]:
     """Finds a record's row: same data set, model and fingerprint, and the same objective
     (tuned boards show it as ``objective [trial N]``)."""
     rows: dict[tuple, list[dict[str, Any]]] = {}
     for r in board.table.iter_rows(named=True):
         rows.setdefault((r["dataset"], r["model"], r["fingerprint"]), []).append(r)
 
-    def find(record: dict[str, Any]) -> dict[str, Any] | None:
+    def find(record: RunRecord) -> dict[str, Any] | None:
         dataset, model, objective, fp = record_key(record)
         for r in rows.get((dataset, model, fp), []):
             if r["objective"] == objective or r["objective"].startswith(f"{objective} ["):
@@ -74,33 +73,17 @@ def _row_of(board: Leaderboard) -> Callable[[dict[str, Any]], dict[str, Any] | N
     return find
 
 
-def _find_runs(board: Leaderboard) -> list[tuple[dict[str, Any], Path, dict[str, Any]]]:
-    """Finished runs of the board's rows that have a per-epoch log, with their row."""
-    explicit = _run_dirs.get((board.suite, board.scale))
-    if explicit is not None:
-        candidates = explicit
-    else:
-        roots = [*_results_dirs, results_root()]
-        seen: set[Path] = set()
-        candidates = []
-        for root in roots:
-            folder = root / board.suite / board.scale
-            if folder.is_dir():
-                for d in sorted(folder.iterdir()):
-                    if d.resolve() not in seen:
-                        seen.add(d.resolve())
-                        candidates.append(d)
+def _find_runs(board: Leaderboard) -> list[tuple[RunRecord, Path, dict[str, Any]]]:
+    """Finished runs of the board's rows whose folder has a per-epoch log, with their row."""
     row_of = _row_of(board)
     out = []
-    for d in candidates:
-        record = _read_record(d)
-        if record is None or record.get("status") != "finished":
-            continue
-        if not (d / "epochs.jsonl").exists():
+    for record in board.records:
+        run_dir = record.run_dir
+        if not record.finished or run_dir is None or not (run_dir / EPOCH_LOG).exists():
             continue
         row = row_of(record)
         if row is not None:
-            out.append((record, d, row))
+            out.append((record, run_dir, row))
     return out
 
 
@@ -315,7 +298,7 @@ def _draw_au(fig: Figure, board: Leaderboard) -> None:
 
 
 def _epoch_log(run_dir: Path) -> list[dict[str, Any]]:
-    return read_epoch_log(run_dir / "epochs.jsonl")
+    return read_epoch_log(run_dir / EPOCH_LOG)
 
 
 def _epoch_ticks(ax: Axes, epochs: int) -> None:
@@ -432,9 +415,3 @@ def register_reporters(register: Callable[[ReporterSpec], None]) -> None:
             "PNG+SVG: NLL vs KL and vs MI with Pareto front, AU, per-epoch KL/MI/AU curves",
         )
     )
-
-
-@hookimpl
-def on_run_end(cell: Cell, record: dict[str, Any], model: Any, run_dir: Path) -> None:
-    # <results>/<suite>/<scale>/<run_id>: remember <results> so this run's curves are found.
-    remember_results_dir(Path(run_dir).parents[2])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
@@ -125,6 +125,19 @@ class RunRecord(Mapping[str, Any]):
     # Keys this version does not know (a newer harness, a plugin's additions): kept as read.
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # The record.json this record was read from or written to (not part of the JSON form): its
+    # folder holds the run's epoch log, weights and plugin files.
+    source: Path | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run folder, when the record came from (or went to) one."""
+        return None if self.source is None else self.source.parent
+
+    @property
+    def epoch_log(self) -> list[dict[str, Any]]:
+        """The run's per-epoch log (empty without a run folder or log)."""
+        return [] if self.run_dir is None else read_epoch_log(self.run_dir / EPOCH_LOG)
 
     @property
     def finished(self) -> bool:
@@ -143,7 +156,7 @@ class RunRecord(Mapping[str, Any]):
     def _json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name == "extra":
+            if f.name in ("extra", "source"):
                 continue
             value = getattr(self, f.name)
             if f.name == "metrics":
@@ -156,10 +169,10 @@ class RunRecord(Mapping[str, Any]):
         return {**self.extra, **out}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
-        """A record of any schema version (see :func:`migrate`)."""
+    def from_json(cls, data: Mapping[str, Any], source: Path | None = None) -> RunRecord:
+        """A record of any schema version (see :func:`migrate`), read from ``source``."""
         data = migrate(data)
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = {f.name for f in fields(cls)} - {"extra", "source"}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["metrics"] = {
             k: MetricResult.from_json(m) for k, m in (data.get("metrics") or {}).items()
@@ -167,7 +180,12 @@ class RunRecord(Mapping[str, Any]):
         error = data.get("error")
         kwargs["error"] = RunError(**_known(RunError, error)) if error else None
         extra = {k: v for k, v in data.items() if k not in known}
-        return cls(**kwargs, extra=extra)
+        return cls(**kwargs, extra=extra, source=source)
+
+    @classmethod
+    def of(cls, record: RunRecord | Mapping[str, Any]) -> RunRecord:
+        """``record`` itself, or the record its JSON form describes."""
+        return record if isinstance(record, RunRecord) else cls.from_json(record)
 
     def with_(self, **changes: Any) -> RunRecord:
         """A copy with ``changes`` (the cached JSON form is not carried over)."""
@@ -197,8 +215,6 @@ def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
 
     - without ``resolved`` and ``fingerprint`` (written before rows were keyed by settings),
       they are resolved against the loaded plugins' defaults, as the leaderboard did;
-    - without ``nll_bound``, which carries the single-sample bound the paper reports and is
-      ``neg_elbo``'s value, it is filled from ``neg_elbo``;
     - a device named only as ``device`` gives ``device_name``; no ``wall_time_s`` is 0.
 
     A version above this harness's is read as it is (unknown keys are kept).
@@ -221,18 +237,28 @@ def _complete_v1(out: dict[str, Any]) -> dict[str, Any]:
         out["resolved"] = resolved_settings(cell)
     if not out.get("fingerprint"):
         out["fingerprint"] = fingerprint(out["resolved"])
-    metrics = dict(out.get("metrics") or {})
-    if "nll_bound" not in metrics and "neg_elbo" in metrics:
-        metrics["nll_bound"] = metrics["neg_elbo"]
-    out["metrics"] = metrics
+    out["metrics"] = dict(out.get("metrics") or {})
     out.setdefault("device_name", out.get("device"))
     out.setdefault("wall_time_s", 0.0)
     return out
 
 
 def write_record(path: Path, record: RunRecord | Mapping[str, Any]) -> None:
+    """Write ``record`` to ``path`` whole or not at all (its JSON form)."""
     data = record.to_json() if isinstance(record, RunRecord) else dict(record)
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def load_records(folder: Path, warn: Callable[[str], None]) -> list[RunRecord]:
+    """Every run record in ``folder``'s run folders, each knowing its folder; a damaged one is
+    skipped and named through ``warn``."""
+    records = []
+    for path in sorted(folder.glob(f"*/{RECORD_FILE}")):
+        try:
+            records.append(read_record(path))
+        except DamagedRecord as exc:
+            warn(f"skipped {exc}; `bench run ... --resume` trains that run again")
+    return records
 
 
 def read_record(path: Path) -> RunRecord:
@@ -245,7 +271,7 @@ def read_record(path: Path) -> RunRecord:
     if not isinstance(data, dict) or not {"cell", "status", "run_id"} <= data.keys():
         raise DamagedRecord(f"{path}: not a run record (keys missing)")
     try:
-        return RunRecord.from_json(data)
+        return RunRecord.from_json(data, source=path)
     except (TypeError, ValueError, AttributeError) as exc:
         raise DamagedRecord(f"{path}: not a run record ({type(exc).__name__}: {exc})") from None
 
@@ -275,15 +301,3 @@ def read_epoch_log(path: Path) -> list[dict[str, Any]]:
 def results_root(value: str | Path | None = None) -> Path:
     """The results folder: an explicit value, else ``BENCH_RESULTS_DIR``, else ``./results``."""
     return Path(value or os.environ.get(RESULTS_DIR_ENV) or "results")
-
-
-@dataclass(frozen=True)
-class StoredRun:
-    """A record and the run folder it was read from (epoch log, weights, plugin files)."""
-
-    record: RunRecord
-    run_dir: Path
-
-    @property
-    def epoch_log(self) -> list[dict[str, Any]]:
-        return read_epoch_log(self.run_dir / EPOCH_LOG)

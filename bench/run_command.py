@@ -12,17 +12,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 import torch
 
 from bench import leaderboard as lb
-from bench import plots
 from bench.console import RunConsole, listing
 from bench.data import DATA_DIR_ENV
 from bench.errors import BenchError
-from bench.records import results_root
+from bench.records import RunRecord, results_root
 from bench.runner import RunOptions, resolve_device, run_suite, select_cells, validate_cells
 from bench.runner.preflight import check_writable
 from bench.runner.ray import ray_placement
@@ -142,20 +140,18 @@ def report(
     suite: Suite,
     scale: str,
     opts: RunOptions,
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     board_dir: Path,
     show: RunConsole,
     t0: float,
 ) -> None:
     """The leaderboard of every finished run of the suite and scale, the summary, one line;
     exit code 1 when a run of this invocation did not finish."""
-    # Cells trained in other processes (--jobs, --ray) did not tell the plots where they ran.
-    plots.remember_results_dir(opts.results_dir)
     records_all = lb.load_records(opts.results_dir, suite.name, scale)
     board = lb.build(records_all, suite.name, scale, suite.columns)
     paths = lb.write(board, board_dir)
     show.summary(board, records)  # its last table names each run that did not finish
-    unfinished = [r for r in records if r["status"] != "finished"]
+    unfinished = [r for r in records if not r.finished]
     where = "Ray" if opts.ray else ", ".join(map(str, opts.devices or [opts.device]))
     click.echo(
         f"{len(records)} runs ({len(unfinished)} not finished) of {suite.name}/{scale} on "
@@ -172,7 +168,7 @@ def board_of_finished_runs(results_dir: Path, suite: Suite, scale: str, out: Pat
     """After Ctrl-C: the leaderboard of the runs that did finish, if any (best effort)."""
     try:
         records = lb.load_records(results_dir, suite.name, scale, warn=lambda msg: None)
-        if any(r["status"] == "finished" for r in records):
+        if any(r.finished for r in records):
             lb.write(lb.build(records, suite.name, scale, suite.columns), out)
     except Exception:  # nothing more to save; the interrupt message follows
         pass

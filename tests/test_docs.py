@@ -36,6 +36,9 @@ REFERENCE = (
     "bench.estimators",
     "bench.hookspecs",
     "bench.errors",
+    "bench.records",
+    "bench.listener",
+    "bench.leaderboard",
 )
 
 

@@ -66,14 +66,11 @@ def fake_run(
 
 @pytest.fixture
 def board(workdir, fresh_plugins, monkeypatch):
-    monkeypatch.setattr(plots, "_results_dirs", [])
-    monkeypatch.setattr(plots, "_run_dirs", {})
     results = workdir / "runs"
     fake_run(results, "mlp-vae", "elbo", 0, kl=0.1, mi=0.1, nll=90.0, au=1)
     fake_run(results, "mlp-vae", "elbo", 1, kl=0.2, mi=0.1, nll=91.0, au=2)
     fake_run(results, "mlp-skip-vae", "elbo", 0, kl=3.0, mi=2.0, nll=89.5, au=8)
     fake_run(results, "mlp-vae", "free-bits", 0, kl=4.0, mi=1.0, nll=92.0, au=8)
-    plots.remember_results_dir(results)
     return lb.build(lb.load_records(results, "p", "smoke"), "p", "smoke")
 
 
@@ -93,9 +90,12 @@ def test_every_leaderboard_gets_linked_png_and_svg_plots(board, workdir):
 
 def test_curves_need_run_folders_and_plots_can_be_disabled(board, monkeypatch, workdir):
     assert [slug for slug, _ in plots.planned(board)] == ["nll-mi", "nll-kl", "au", "curves"]
-    # Exactly these runs (as tuned boards pass them): none here means no per-epoch figure.
-    plots.remember_run_dirs("p", "smoke", [])
-    assert "curves" not in [slug for slug, _ in plots.planned(board)]
+    # The curves come from the records' run folders: records without folders, no curves.
+    unplaced = lb.build([r.with_(source=None) for r in board.records], "p", "smoke")
+    assert "curves" not in [slug for slug, _ in plots.planned(unplaced)]
+    with pytest.warns(DeprecationWarning, match="Leaderboard.records"):
+        plots.remember_run_dirs("p", "smoke", [])  # the old way: no effect any more
+    assert "curves" in [slug for slug, _ in plots.planned(board)]
     monkeypatch.setenv("BENCH_DISABLE_PLUGINS", "plots")
     from bench import plugins
 

@@ -330,7 +330,7 @@ class RayCluster:
             lost = CellLost(f"Ray lost the cell after {NODE_RETRIES} retries ({first})")
             return Outcome(task, error=lost, logged=exc)
         store(result, task.run_dir, self.ray_dir / task.cell.run_id, self.opts.log)
-        return Outcome(task, result["record"])
+        return Outcome(task, result["record"].with_(source=task.run_dir / RECORD_FILE))
 
     def messages(self) -> list[tuple[str, str]]:
         if self.queue is None:

@@ -93,6 +93,7 @@ def run_record(
         data_notes=None if parts is None else parts.data.notes,
         method_state=None if parts is None or parts.method is None else parts.method.state_dict(),
         error=error,
+        source=run.run_dir / RECORD_FILE,
     )
 
 
@@ -121,6 +122,7 @@ def failed_record(
         started_at=now,
         **_provenance(opts.device),
         error=error,
+        source=run_dir / RECORD_FILE,
     )
     write_record(run_dir / RECORD_FILE, record)
     return record

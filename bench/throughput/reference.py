@@ -194,10 +194,10 @@ def _pair(cell: Any, data: Any, s: Settings, opts: Any, tmp: Path, r: int) -> di
             # The usual <results>/<suite>/<scale>/<run> layout (plugins rely on it).
             run_dir = tmp / cell.suite / cell.scale / f"{cell.run_id}-{r}"
             record = train_cell(cell, run_dir, opts)
-            examples = record["train_examples_per_s"] * record["train_time_s"]
-            row["runner"] = record["train_examples_per_s"]
-            row["runner_cpu"] = examples / max(record["train_cpu_time_s"], 1e-9)
-            row["runner_wall"] = examples / record["wall_time_s"]
+            examples = record.train_examples_per_s * record.train_time_s
+            row["runner"] = record.train_examples_per_s
+            row["runner_cpu"] = examples / max(record.train_cpu_time_s, 1e-9)
+            row["runner_wall"] = examples / record.wall_time_s
     s.log(
         f"overhead repeat {r}: runner {row['runner']:.0f}, plain {row['plain']:.0f} "
         f"examples/s (ratio {row['runner'] / row['plain']:.3f}; CPU time ratio "

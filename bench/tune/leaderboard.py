@@ -3,10 +3,8 @@ suite's seeds with the suite's full metric protocol, as the suite ``<suite>-tune
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
@@ -40,7 +38,6 @@ def tuned_leaderboard(
     suite's full metric protocol; the board is ``<suite>-tuned`` at the same scale.
     ``cell_filter`` keeps some of the suite's rows."""
     from bench import leaderboard as lb
-    from bench import plots
 
     scale, targets = select_targets(suite, scale, cell_filter)
     store = open_storage(storage_spec, opts.results_dir)
@@ -63,7 +60,6 @@ def tuned_leaderboard(
     extra = pl.DataFrame(rows.extra_rows)
     board.table = board.table.join(extra, on=lb.KEYS, how="left")
     board.devices = sorted(set(board.devices) | {f"tuning trials: {d}" for d in rows.devices})
-    plots.remember_run_dirs(rows.suite, scale, rows.run_dirs)
     return board
 
 
@@ -79,7 +75,6 @@ class _TunedRows:
     log: Callable[[str], None]
     records: list[dict[str, Any]] = field(default_factory=list)
     extra_rows: list[dict[str, Any]] = field(default_factory=list)
-    run_dirs: list[Path] = field(default_factory=list)
     devices: set[str] = field(default_factory=set)
 
     def add(self, target: Target) -> None:
@@ -139,10 +134,8 @@ class _TunedRows:
             )
             record = train_cell(cell, run_dir, self.opts)
         write_record(run_dir / "tuning.json", {**tuning, "trial": t.number, "params": t.params})
-        self.run_dirs.append(run_dir)
-        shown = json.loads(json.dumps(record.to_json()))
-        shown["cell"]["objective"] = label
-        self.records.append(shown)
+        # The row names its trial; the record keeps its folder for the board's curves.
+        self.records.append(record.with_(cell={**record.cell, "objective": label}))
 
 
 def _tuning_columns(

@@ -1,5 +1,5 @@
-"""One trial seen from outside the worker loop: the plugin that reports its epochs to Optuna,
-its best epoch, and how trials are counted and shown."""
+"""One trial seen from outside the worker loop: the listener that reports its epochs to
+Optuna, its best epoch, and how trials are counted and shown."""
 
 from __future__ import annotations
 
@@ -11,23 +11,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import StopRun
-from bench.hookspecs import hookimpl
+from bench.listener import EpochResult, Listener
 from bench.suites import Cell
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-    from bench.runner import RunOptions
+    from bench.records import RunRecord
+    from bench.runner import CellTraining, RunOptions
     from bench.tune.storage import OpenedStorage
 
 # How a trial ended, kept in its user attrs; only these count towards --n-trials.
 COUNTED_STATUS = ("finished", "pruned", "failed")
 
 
-@dataclass(eq=False)  # the plugin manager keys plugins by identity
-class TrialReporter:
-    """Temporary in-process plugin: reports each epoch to the trial and prunes via StopRun."""
+@dataclass(eq=False)
+class TrialReporter(Listener):
+    """The trial's listener: reports each epoch to the trial and prunes via StopRun; in
+    multi-objective studies, the final validation NLL and MI."""
 
     trial: optuna.Trial
     cell: Cell
@@ -36,11 +38,9 @@ class TrialReporter:
     pruner_name: str
     final: dict[str, float] = field(default_factory=dict)  # validation NLL and MI (multi)
 
-    @hookimpl
-    def on_epoch_end(self, cell: Cell, epoch: int, metrics: dict[str, Any]) -> None:
-        if cell is not self.cell:
-            return
-        value = metrics.get("val_neg_elbo")
+    def on_epoch_end(self, run: CellTraining, result: EpochResult) -> None:
+        epoch = result.epoch
+        value = result.entry.get("val_neg_elbo")
         if value is None:
             raise StopRun("no validation -ELBO was logged (metric neg_elbo missing)", "failed")
         if not math.isfinite(value):
@@ -55,18 +55,15 @@ class TrialReporter:
                 "pruned",
             )
 
-    @hookimpl
-    def on_run_end(self, cell: Cell, record: dict[str, Any], model: Any, run_dir: Path) -> None:
-        if cell is not self.cell or record["status"] != "finished" or not self.multi:
+    def on_run_end(self, run: CellTraining, record: RunRecord) -> None:
+        if not record.finished or not self.multi:
             return
-        from bench.runner import evaluate, load_data
+        from bench.runner import evaluate
 
-        # The trade-off is tuned on validation data; the test split stays for leaderboards.
-        valid = load_data(cell, self.opts).valid
-        n = cell.budget.valid_subset
-        if n is not None and n < len(valid):
-            valid = valid.subset(n)
-        out = evaluate(cell, model, valid, self.opts.device, ["nll", "mi"])
+        # The trade-off is tuned on validation data (the run's subset of it); the test split
+        # stays for leaderboards.
+        parts = run.parts
+        out = evaluate(run.cell, parts.model, parts.valid, self.opts.device, ["nll", "mi"])
         self.final = {k: float(v.value) for k, v in out.items()}
 
 

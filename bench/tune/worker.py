@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -40,7 +39,9 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
+    from bench.records import RunRecord
     from bench.runner import RunOptions
+    from bench.runner.cell import DataCache
 
 TRIAL_SCALE_SUFFIX = "-trials"  # trial cells are labelled <scale>-trials in their records
 
@@ -102,6 +103,7 @@ class Worker:
         self.name = target.study_name(settings.multi_objective)
         self.trials_dir = results_dir / TUNE_DIR / target.slug(settings.multi_objective)
         self.results_dir = results_dir
+        self.cache: DataCache = {}  # the data sets, loaded once for every trial of this worker
 
     def run(self) -> dict[str, int]:
         study = self.open_study()
@@ -250,22 +252,18 @@ class Worker:
         run_dir: Path,
         opts: RunOptions,
         reporter: TrialReporter,
-    ) -> dict[str, Any] | None:
+    ) -> RunRecord | None:
         """The run's record, or None when training raised (the trial then failed)."""
         from bench.runner import train_cell
 
         storage = self.store.storage
-        plugin_name = f"bench-tune-trial-{os.getpid()}"
-        plugins.register_plugin(reporter, plugin_name)
         try:
             with Heartbeat(storage, trial._trial_id, self.store.heartbeat_interval, self.log):
-                return train_cell(cell, run_dir, opts)
+                return train_cell(cell, run_dir, opts, listeners=[reporter], cache=self.cache)
         except BaseException as exc:
             if self._fail(study, trial, exc):
                 raise
             return None
-        finally:
-            plugins.unregister_plugin(plugin_name)
 
     def _fail(self, study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> bool:
         """Training raised: an interruption (Ctrl-C, SIGTERM) or a user error queues the trial
@@ -289,7 +287,7 @@ class Worker:
         self,
         study: optuna.Study,
         trial: optuna.Trial,
-        record: dict[str, Any],
+        record: RunRecord,
         reporter: TrialReporter,
         run_dir: Path,
         wall: float,
@@ -298,7 +296,7 @@ class Worker:
 
         best = best_epoch(run_dir)
         trial.set_user_attr("wall_time_s", round(wall, 3))
-        trial.set_user_attr("epochs_trained", record["epochs_trained"])
+        trial.set_user_attr("epochs_trained", record.epochs_trained)
         for key, value in best.items():
             trial.set_user_attr(key, value)
         status, reason = self._outcome(record, best, reporter.final)
@@ -323,10 +321,10 @@ class Worker:
         self.log(f"{self.name} trial {trial.number} ({params}): {shown} [{wall:.1f}s]")
 
     def _outcome(
-        self, record: dict[str, Any], best: dict[str, float], final: dict[str, float]
+        self, record: RunRecord, best: dict[str, float], final: dict[str, float]
     ) -> tuple[str, str | None]:
         """(status, reason): the run's own, or failed when it left nothing finite to tell."""
-        status, reason = record["status"], record["reason"]
+        status, reason = record.status, record.reason
         multi = self.settings.multi_objective
         if status == "finished" and multi:
             nll, mi = final.get("nll", math.nan), final.get("mi", math.nan)
