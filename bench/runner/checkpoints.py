@@ -1,8 +1,14 @@
 """Resume checkpoints: what a killed run continues from, written whole or not at all, and
-read back with a fallback to the one it replaced."""
+read back with a fallback to the one it replaced.
+
+A checkpoint is untrusted input (results folders are shared, and people send each other run
+folders): it holds tensors and plain values only, and is read with
+``torch.load(weights_only=True)``, which builds nothing else, so a crafted file cannot run code.
+One that does not load that way is set aside as ``*.corrupt``."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +23,9 @@ if TYPE_CHECKING:
 
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_WEIGHTS = "best.pt"
-REQUIRED = {"model", "optimizer", "state"}
+REQUIRED = {"model", "optimizer", "state", "rng"}
+# What each part must be once loaded: anything else is set aside like a damaged file.
+SHAPES: dict[str, type] = {"model": dict, "optimizer": dict, "state": dict, "rng": dict}
 
 
 def save_checkpoint(run: CellTraining) -> None:
@@ -47,9 +55,8 @@ def load_checkpoint(run_dir: Path, warn: Callable[[str], None]) -> dict[str, Any
             # Onto the CPU: RNG states must be CPU tensors, and Adam's step counters stay
             # on the host (on the GPU each would cost a sync per step); load_state_dict
             # moves the weights and the optimizer's moments to the parameters' device.
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-            if not isinstance(ckpt, dict) or not set(ckpt) >= REQUIRED:
-                raise ValueError("not a checkpoint")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            _check_shape(ckpt)
         except Exception as exc:
             then = "resuming from the previous one" if i + 1 < len(paths) else "from scratch"
             _damaged(path, exc, then, warn)
@@ -66,9 +73,30 @@ def load_checkpoint(run_dir: Path, warn: Callable[[str], None]) -> dict[str, Any
     return None
 
 
+def _check_shape(ckpt: Any) -> None:
+    """A ValueError unless ``ckpt`` has the parts :func:`save_checkpoint` writes."""
+    if not isinstance(ckpt, dict) or not set(ckpt) >= REQUIRED:
+        raise ValueError("not a checkpoint")
+    for key, kind in SHAPES.items():
+        if key in ckpt and not isinstance(ckpt[key], kind):
+            raise ValueError(f"{key} is a {type(ckpt[key]).__name__}")
+    if not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise ValueError("model weights that are not tensors")
+    rng = ckpt["rng"]
+    if not (
+        isinstance(rng.get("torch"), torch.Tensor)
+        and isinstance(rng.get("numpy"), dict)
+        and isinstance(rng.get("python"), list)
+    ):
+        raise ValueError("random generator states of another form")
+
+
 def _damaged(path: Path, exc: Exception, then: str, warn: Callable[[str], None]) -> None:
     kept = f", kept as {set_aside(path).name}" if path.exists() else ""
-    warn(f"{path.parent.name}: {path.name} does not load ({type(exc).__name__}){kept}; {then}")
+    why = type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError):  # what weights_only refuses to build
+        why += ": it holds objects other than tensors and plain values"
+    warn(f"{path.parent.name}: {path.name} does not load ({why}){kept}; {then}")
 
 
 def drop_resume_files(run_dir: Path) -> None:
