@@ -8,7 +8,6 @@ disk or a second process are in tests/test_signals.py.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers.cli import one_line, run_cli
+from tests.helpers.cli import run_cli
 from tests.helpers.suites import FEW_DIGITS, suite_toml
 
 REPO = Path(__file__).resolve().parents[1]
