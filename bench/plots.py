@@ -207,40 +207,8 @@ def _draw_tradeoff(fig: Figure, board: Leaderboard, metric: str) -> None:
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dataset in zip(axes, datasets, strict=True):
         rows = _rows(board, dataset)
-        points = []
-        for row in rows:
-            x, y = _num(row.get(f"{metric}_mean")), _num(row.get("nll_mean"))
-            if x is None or y is None:
-                continue
-            points.append((x, y))
-            xerr, yerr = _num(row.get(f"{metric}_std")), _num(row.get("nll_std"))
-            ax.errorbar(
-                x,
-                y,
-                xerr=xerr,
-                yerr=yerr,
-                markersize=7,
-                label=row_label(row),
-                **{**style(row), "linestyle": "none"},
-            )
-        front = pareto_front(points, col.direction == "max")
-        if len(front) > 1:
-            ax.plot(
-                *zip(*front, strict=True),
-                color="0.4",
-                linestyle="--",
-                linewidth=1,
-                zorder=0,
-                label="Pareto front",
-            )
-        elif front:
-            ax.scatter(
-                *zip(*front, strict=True),
-                s=200,
-                facecolors="none",
-                edgecolors="0.4",
-                label="Pareto front",
-            )
+        points = _draw_points(ax, rows, metric, style)
+        _draw_front(ax, pareto_front(points, col.direction == "max"))
         ceilings = _ceilings(rows, metric)
         for value in ceilings:
             _draw_ceiling(ax, value, col.title, vertical=True)
@@ -254,6 +222,50 @@ def _draw_tradeoff(fig: Figure, board: Leaderboard, metric: str) -> None:
         ax.set_ylabel(f"{nll.title} {nll.arrow} (test)")
         ax.grid(alpha=0.3)
     _legend(fig, axes)
+
+
+def _draw_points(
+    ax: Axes, rows: list[dict[str, Any]], metric: str, style: Callable[..., dict[str, Any]]
+) -> list[tuple[float, float]]:
+    """Each row at (metric, NLL) with its spread over seeds; returns the points."""
+    points = []
+    for row in rows:
+        x, y = _num(row.get(f"{metric}_mean")), _num(row.get("nll_mean"))
+        if x is None or y is None:
+            continue
+        points.append((x, y))
+        xerr, yerr = _num(row.get(f"{metric}_std")), _num(row.get("nll_std"))
+        ax.errorbar(
+            x,
+            y,
+            xerr=xerr,
+            yerr=yerr,
+            markersize=7,
+            label=row_label(row),
+            **{**style(row), "linestyle": "none"},
+        )
+    return points
+
+
+def _draw_front(ax: Axes, front: list[tuple[float, float]]) -> None:
+    """The Pareto front: a dashed line through its points, or a ring round a lone one."""
+    if len(front) > 1:
+        ax.plot(
+            *zip(*front, strict=True),
+            color="0.4",
+            linestyle="--",
+            linewidth=1,
+            zorder=0,
+            label="Pareto front",
+        )
+    elif front:
+        ax.scatter(
+            *zip(*front, strict=True),
+            s=200,
+            facecolors="none",
+            edgecolors="0.4",
+            label="Pareto front",
+        )
 
 
 def _legend(fig: Figure, axes: Iterable[Axes]) -> None:
@@ -326,29 +338,10 @@ def _draw_curves(fig: Figure, board: Leaderboard) -> None:
         longest = 1
         ceilings: dict[str, set[float]] = {}
         for key, runs_of_row in series.items():
-            if key[0] != dataset:
-                continue
-            row = rows[key]
-            logs = [log for log, _ in runs_of_row]
-            # AU as a fraction of D, where the record says out of how many.
-            d = _num(row.get(f"au_{OUT_OF}"))
-            for ax, (metric, _) in zip(row_axes, CURVES, strict=True):
-                name = f"val_{metric}"
-                n = min(len(log) for log in logs)
+            if key[0] == dataset:
+                logs = [log for log, _ in runs_of_row]
+                n = _draw_row_curves(row_axes, rows[key], logs, style, ceilings)
                 longest = max(longest, n)
-                values = [[float(log[i][name]) for log in logs if name in log[i]] for i in range(n)]
-                xs = [i + 1 for i, v in enumerate(values) if v]
-                ys = [sum(v) / len(v) for v in values if v]
-                if metric == "au" and d:
-                    ys = [y / d for y in ys]
-                if ys:
-                    ax.plot(xs, ys, markersize=3, linewidth=1.2, label=row_label(row), **style(row))
-                for log in logs:
-                    for entry in log:
-                        if f"{name}_{CEILING}" in entry:
-                            ceilings.setdefault(metric, set()).add(
-                                float(entry[f"{name}_{CEILING}"])
-                            )
         for ax, (metric, unit) in zip(row_axes, CURVES, strict=True):
             for value in sorted(ceilings.get(metric, ())):
                 _draw_ceiling(ax, value, titles.get(metric, metric), vertical=False)
@@ -361,6 +354,32 @@ def _draw_curves(fig: Figure, board: Leaderboard) -> None:
             ax.set_ylim(min(0.0, low), 1.05 if metric == "au" and high <= 1.05 else high)
             ax.grid(alpha=0.3)
     _legend(fig, axes.ravel())
+
+
+def _draw_row_curves(
+    row_axes: Any,
+    row: dict[str, Any],
+    logs: list[list[dict[str, Any]]],
+    style: Callable[..., dict[str, Any]],
+    ceilings: dict[str, set[float]],
+) -> int:
+    """One row's mean curve over its seeds on each axis; collects the ceilings the logs give.
+    Returns the epochs every seed reached."""
+    d = _num(row.get(f"au_{OUT_OF}"))  # AU as a fraction of D, where the record says of how many
+    n = min(len(log) for log in logs)
+    for ax, (metric, _) in zip(row_axes, CURVES, strict=True):
+        name = f"val_{metric}"
+        values = [[float(log[i][name]) for log in logs if name in log[i]] for i in range(n)]
+        xs = [i + 1 for i, v in enumerate(values) if v]
+        ys = [sum(v) / len(v) for v in values if v]
+        if metric == "au" and d:
+            ys = [y / d for y in ys]
+        if ys:
+            ax.plot(xs, ys, markersize=3, linewidth=1.2, label=row_label(row), **style(row))
+        for entry in (e for log in logs for e in log):
+            if f"{name}_{CEILING}" in entry:
+                ceilings.setdefault(metric, set()).add(float(entry[f"{name}_{CEILING}"]))
+    return n
 
 
 def _save(fig: Figure, out_dir: Path, stem: str) -> list[str]:

@@ -181,27 +181,34 @@ def evaluate(
         if progress is not None:
             progress(name, 0, None)
             ctx.progress = lambda done, total, name=name: progress(name, done, total)
-        try:
-            out[name] = spec.compute(ctx)
-        except Exception as exc:
-            culprit, _ = failures.blame(exc)
-            if culprit is not None and culprit != spec.plugin:
-                raise  # another plugin's code (the model's) failed: the run fails, not the metric
-            if on_error is not None:
-                on_error(name, exc)
-            error = {
-                "type": type(exc).__name__,
-                "message": failures.first_line(exc),
-                "plugin": spec.plugin,
-                "distribution": spec.distribution,
-            }
-            out[name] = MetricValue(None, {}, error)
+        out[name] = _compute(spec, ctx, on_error)
     if select and (SELECTION_METRIC not in out or out[SELECTION_METRIC].value is None):
         p = ctx.posterior
         out[SELECTION_METRIC] = MetricValue(
             mean_neg_elbo(p), {"z_samples": 1, "n": len(p.mu), "computed": "for selection"}
         )
     return out
+
+
+def _compute(
+    spec: Any, ctx: EvalContext, on_error: Callable[[str, Exception], None] | None
+) -> MetricValue:
+    """One metric's value; when the metric's own code raises, no value and its error."""
+    try:
+        return spec.compute(ctx)
+    except Exception as exc:
+        culprit, _ = failures.blame(exc)
+        if culprit is not None and culprit != spec.plugin:
+            raise  # another plugin's code (the model's) failed: the run fails, not the metric
+        if on_error is not None:
+            on_error(spec.name, exc)
+        error = {
+            "type": type(exc).__name__,
+            "message": failures.first_line(exc),
+            "plugin": spec.plugin,
+            "distribution": spec.distribution,
+        }
+        return MetricValue(None, {}, error)
 
 
 def metric_names(cell: Cell, per_epoch: bool) -> list[str]:

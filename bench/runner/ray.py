@@ -162,11 +162,21 @@ def train_task(
     host = socket.gethostname()
     node = ray.get_runtime_context().get_node_id()
     atomic_write_text(work / TASK_FILE, json.dumps({"host": host, "node": node}) + "\n")
-    device = torch.device("cuda" if ray.get_gpu_ids() else "cpu")
+    opts = _task_options(settings, log, torch.device("cuda" if ray.get_gpu_ids() else "cpu"))
+    try:
+        record = train_cell(cell, work, opts, cache=_DATA_CACHE)
+        files, large = _returned_files(work)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return {"record": record, "files": files, "large": large, "shared": shared, "host": host}
+
+
+def _task_options(settings: dict[str, Any], log: Any, device: torch.device) -> RunOptions:
     speed = settings.get("speed") or SpeedOptions()
     if isinstance(speed, dict):  # the keywords, as drivers before SpeedOptions sent them
         speed = SpeedOptions(**speed)
-    opts = RunOptions(
+    return RunOptions(
         Path(settings["work_root"]),
         data_dir=settings["data_dir"],
         placement=Placement(device),
@@ -181,21 +191,20 @@ def train_task(
             warn=lambda msg: log.put(("warn", msg)) if log is not None else print_warning(msg),
         ),
     )
-    try:
-        record = train_cell(cell, work, opts, cache=_DATA_CACHE)
-        files: dict[str, bytes] = {}
-        large: list[str] = []
-        for rel, path in run_files(work):
-            if rel == CHECKPOINT_FILE:  # only for resuming, which a finished run will not
-                continue
-            if path.stat().st_size <= SMALL_FILE_BYTES:
-                files[rel] = path.read_bytes()
-            else:
-                large.append(rel)
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return {"record": record, "files": files, "large": large, "shared": shared, "host": host}
+
+
+def _returned_files(work: Path) -> tuple[dict[str, bytes], list[str]]:
+    """The run's small files (sent back with the record) and the names of the large ones."""
+    files: dict[str, bytes] = {}
+    large: list[str] = []
+    for rel, path in run_files(work):
+        if rel == CHECKPOINT_FILE:  # only for resuming, which a finished run will not
+            continue
+        if path.stat().st_size <= SMALL_FILE_BYTES:
+            files[rel] = path.read_bytes()
+        else:
+            large.append(rel)
+    return files, large
 
 
 def run_files(work: Path) -> Iterator[tuple[str, Path]]:
