@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -98,42 +99,59 @@ def check_contract(model: LatentVariableModel, x: Any, where: str) -> None:
     def fail(what: str) -> ModelContractError:
         return ModelContractError(f"{where} breaks the model contract: {what}")
 
-    batch = len(x)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            try:
-                out = model.encode(x)
-            except Exception as exc:
-                raise fail(f"encode(x) raised {type(exc).__name__}: {exc}") from exc
-            if not (isinstance(out, tuple | list) and len(out) == 2):
-                raise fail(f"encode(x) returned {type(out).__name__}, expected (mu, logvar)")
-            mu, logvar = out
-            dims = getattr(model, "latent_dim", None)
-            if not isinstance(mu, Tensor) or mu.dim() != 2 or mu.shape[0] != batch:
-                raise fail(f"encode(x) gave mu {_shape(mu)}, expected [{batch}, D]")
-            expected = [batch, dims if isinstance(dims, int) else mu.shape[1]]
-            for name, t in (("mu", mu), ("logvar", logvar)):
-                if not isinstance(t, Tensor) or list(t.shape) != expected:
-                    shown = ", ".join(str(n) for n in expected)
-                    raise fail(f"encode(x) gave {name} {_shape(t)}, expected [{shown}]")
-                if not torch.isfinite(t).all():
-                    raise fail(f"encode(x) gave non-finite values in {name}")
-            gen = torch.Generator(device=mu.device).manual_seed(0)
-            eps = torch.randn((2, *mu.shape), generator=gen, device=mu.device, dtype=mu.dtype)
-            z = mu + eps * torch.exp(0.5 * logvar)
-            try:
-                ll = model.log_likelihood(x, z)
-            except Exception as exc:
-                raise fail(
-                    f"log_likelihood(x, z {_shape(z)}) raised {type(exc).__name__}: {exc}"
-                ) from exc
-            if not isinstance(ll, Tensor) or list(ll.shape) != [2, batch]:
-                raise fail(
-                    f"log_likelihood(x, z {_shape(z)}) returned {_shape(ll)}, expected [2, {batch}]"
-                )
-            if not torch.isfinite(ll).all():
-                raise fail(f"log_likelihood(x, z {_shape(z)}) returned non-finite values")
+            mu, logvar = _checked_posterior(model, x, fail)
+            _check_log_likelihood(model, x, mu, logvar, fail)
     finally:
         model.train(was_training)
+
+
+def _checked_posterior(
+    model: LatentVariableModel, x: Any, fail: Callable[[str], Exception]
+) -> tuple[Tensor, Tensor]:
+    """``encode(x)``: a pair ``(mu, logvar)``, each ``[B, latent_dim]`` and finite."""
+    batch = len(x)
+    try:
+        out = model.encode(x)
+    except Exception as exc:
+        raise fail(f"encode(x) raised {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        raise fail(f"encode(x) returned {type(out).__name__}, expected (mu, logvar)")
+    mu, logvar = out
+    dims = getattr(model, "latent_dim", None)
+    if not isinstance(mu, Tensor) or mu.dim() != 2 or mu.shape[0] != batch:
+        raise fail(f"encode(x) gave mu {_shape(mu)}, expected [{batch}, D]")
+    expected = [batch, dims if isinstance(dims, int) else mu.shape[1]]
+    for name, t in (("mu", mu), ("logvar", logvar)):
+        if not isinstance(t, Tensor) or list(t.shape) != expected:
+            shown = ", ".join(str(n) for n in expected)
+            raise fail(f"encode(x) gave {name} {_shape(t)}, expected [{shown}]")
+        if not torch.isfinite(t).all():
+            raise fail(f"encode(x) gave non-finite values in {name}")
+    return mu, logvar
+
+
+def _check_log_likelihood(
+    model: LatentVariableModel,
+    x: Any,
+    mu: Tensor,
+    logvar: Tensor,
+    fail: Callable[[str], Exception],
+) -> None:
+    """``log_likelihood`` of two posterior samples: ``[2, B]`` and finite. The samples come
+    from a generator of its own, so the global random state is left as it was."""
+    batch = len(x)
+    gen = torch.Generator(device=mu.device).manual_seed(0)
+    eps = torch.randn((2, *mu.shape), generator=gen, device=mu.device, dtype=mu.dtype)
+    z = mu + eps * torch.exp(0.5 * logvar)
+    try:
+        ll = model.log_likelihood(x, z)
+    except Exception as exc:
+        raise fail(f"log_likelihood(x, z {_shape(z)}) raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(ll, Tensor) or list(ll.shape) != [2, batch]:
+        raise fail(f"log_likelihood(x, z {_shape(z)}) returned {_shape(ll)}, expected [2, {batch}]")
+    if not torch.isfinite(ll).all():
+        raise fail(f"log_likelihood(x, z {_shape(z)}) returned non-finite values")

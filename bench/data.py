@@ -216,45 +216,15 @@ class DataSplits:
         The permutation ``perm`` of ``range(N)`` gives validation ``perm[:n_valid]``, test
         ``perm[n_valid:n_valid + n_test]`` and training the rest, each in permuted order.
         """
-        import torch
-
-        from bench.errors import ConfigError
-
-        n = len(x)
-        if labels is not None and len(labels) != n:
-            raise ConfigError(f"labels has {len(labels)} entries for {n} examples")
-        if test_x is not None and n_test:
-            raise ConfigError("give n_test or test_x, not both")
-        if test_x is None and test_labels is not None:
-            raise ConfigError("test_labels needs test_x")
-        if test_x is None and n_test < 1:
-            raise ConfigError("the test split needs n_test >= 1 or a separate test_x")
-        if test_x is not None and test_labels is not None and len(test_labels) != len(test_x):
-            raise ConfigError(f"test_labels has {len(test_labels)} entries for {len(test_x)}")
-        if n_valid < 1 or n_test < 0 or n_valid + n_test >= n:
-            raise ConfigError(
-                f"cannot split {n} examples into {n_valid} validation and {n_test} test "
-                "examples and a non-empty training set"
-            )
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        parts = (perm[n_valid + n_test :], perm[:n_valid], perm[n_valid : n_valid + n_test])
-
-        def take(idx: Tensor, src: Tensor | None) -> Tensor | None:
-            return None if src is None else src[idx]
-
-        train, valid, test = (
-            TensorSplit(x[idx], take(idx, labels), dynamic_binarization) for idx in parts
+        _require_splittable(len(x), labels, n_valid, n_test, test_x, test_labels)
+        train, valid, test = _permuted_splits(
+            x, labels, n_valid, n_test, seed, dynamic_binarization
         )
-        if test_x is not None:
+        if test_x is not None:  # the official test set, in place of the empty drawn one
             test = TensorSplit(test_x, test_labels, dynamic_binarization)
-        return cls(
-            info,
-            train,
-            valid.binarized(EVAL_BINARIZATION_SEED),
-            test.binarized(EVAL_BINARIZATION_SEED + 1),
-            num_classes,
-            notes,
-        )
+        valid = valid.binarized(EVAL_BINARIZATION_SEED)
+        test = test.binarized(EVAL_BINARIZATION_SEED + 1)
+        return cls(info, train, valid, test, num_classes, notes)
 
     def to(self, device: torch.device | str) -> DataSplits:
         return DataSplits(
@@ -265,6 +235,50 @@ class DataSplits:
             self.num_classes,
             self.notes,
         )
+
+
+def _require_splittable(
+    n: int,
+    labels: Tensor | None,
+    n_valid: int,
+    n_test: int,
+    test_x: Tensor | None,
+    test_labels: Tensor | None,
+) -> None:
+    """:class:`~bench.errors.ConfigError` unless :meth:`DataSplits.from_tensors` can make
+    three non-empty splits of ``n`` examples with these sizes and labels."""
+    from bench.errors import ConfigError
+
+    if labels is not None and len(labels) != n:
+        raise ConfigError(f"labels has {len(labels)} entries for {n} examples")
+    if test_x is not None and n_test:
+        raise ConfigError("give n_test or test_x, not both")
+    if test_x is None and test_labels is not None:
+        raise ConfigError("test_labels needs test_x")
+    if test_x is None and n_test < 1:
+        raise ConfigError("the test split needs n_test >= 1 or a separate test_x")
+    if test_x is not None and test_labels is not None and len(test_labels) != len(test_x):
+        raise ConfigError(f"test_labels has {len(test_labels)} entries for {len(test_x)}")
+    if n_valid < 1 or n_test < 0 or n_valid + n_test >= n:
+        raise ConfigError(
+            f"cannot split {n} examples into {n_valid} validation and {n_test} test "
+            "examples and a non-empty training set"
+        )
+
+
+def _permuted_splits(
+    x: Tensor, labels: Tensor | None, n_valid: int, n_test: int, seed: int, dynamic: bool
+) -> tuple[TensorSplit, TensorSplit, TensorSplit]:
+    """Training, validation and test splits of ``x`` drawn with a permutation seeded by
+    ``seed``: validation ``perm[:n_valid]``, test the next ``n_test``, training the rest."""
+    import torch
+
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    parts = (perm[n_valid + n_test :], perm[:n_valid], perm[n_valid : n_valid + n_test])
+    train, valid, test = (
+        TensorSplit(x[idx], None if labels is None else labels[idx], dynamic) for idx in parts
+    )
+    return train, valid, test
 
 
 def channels_last_split(split: Split) -> Split:
