@@ -12,7 +12,7 @@ import click
 
 from bench.hookspecs import hookimpl
 from bench.throughput.budget import TimeBudget, process_age
-from bench.throughput.presets import PRESETS
+from bench.throughput.presets import PRESETS, Preset
 from bench.throughput.report import PARTS, run_all, summary_lines, write_report
 from bench.throughput.workloads import COLLAPSE_SUITE, Settings
 
@@ -211,10 +211,7 @@ def settings_from_options(
         torch.set_num_threads(o["threads"])
     dev = resolve_device(o["device"])
     cuda = dev.type == "cuda"
-    preset = PRESETS[o["preset"]] if o.get("preset") else None
-    if preset is not None:
-        given = set(o) if given is None else given
-        o.update({k: v for k, v in preset.option_values(dev.type).items() if k not in given})
+    preset = _apply_preset(o, dev.type, given)
 
     def pick(name: str, cpu: Any, gpu: Any) -> Any:
         return o[name] if o[name] is not None else (gpu if cuda else cpu)
@@ -224,11 +221,7 @@ def settings_from_options(
     check_options(RunOptions(results_dir=Path("."), device=dev, compile=compile_mode))
     s = Settings(
         device=dev,
-        configs=[
-            (a, c)
-            for c in ([False, True] if compiled else [False])
-            for a in ([False, True] if o["amp"] else [False])
-        ],
+        configs=_configs(compiled, o["amp"]),
         compile_mode=compile_mode,
         min_time=pick("min_time", 0.5, 1.0),
         eval_batch_cap=None if cuda else 100,
@@ -242,7 +235,34 @@ def settings_from_options(
         **{name: o[name] for name in PASSED},
         **(preset.settings if preset is not None else {}),
     )
-    s.extra = {
+    s.extra = _recorded_options(o, s)
+    return s
+
+
+def _apply_preset(o: dict[str, Any], device_type: str, given: set[str] | None) -> Preset | None:
+    """The ``--preset`` named in ``o``, if any, with its values for ``device_type`` written
+    into ``o`` for the options not ``given`` (``None``: all were given, so it only adds its
+    settings)."""
+    preset = PRESETS[o["preset"]] if o.get("preset") else None
+    if preset is not None:
+        given = set(o) if given is None else given
+        o.update({k: v for k, v in preset.option_values(device_type).items() if k not in given})
+    return preset
+
+
+def _configs(compiled: bool, amp: bool) -> list[tuple[bool, bool]]:
+    """The ``(amp, compiled)`` configurations measured: eager fp32 first, then eager AMP (with
+    ``--amp``), then the compiled ones (when compiling is on)."""
+    return [
+        (a, c)
+        for c in ([False, True] if compiled else [False])
+        for a in ([False, True] if amp else [False])
+    ]
+
+
+def _recorded_options(o: dict[str, Any], s: Settings) -> dict[str, Any]:
+    """The options the report's settings record besides those :class:`Settings` lists."""
+    return {
         "preset": o.get("preset"),
         "train_batches": list(s.train_batches) if not s.train_batch else [s.train_batch],
         "threads_option": o["threads"],
@@ -254,7 +274,6 @@ def settings_from_options(
         "iw_examples": s.iw_examples,
         "iw_ref_examples": s.iw_ref_examples,
     }
-    return s
 
 
 def _parse_parts(value: str) -> set[str]:

@@ -42,8 +42,7 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any] | None:
     test = data.test
     gen = torch.Generator(device=s.device).manual_seed(0)
     flops, pilot = _pilot(model, test, k, s, gen)
-    affordable = max(IW_MIN_BATCH, int(s.iw_budget_s / 2 / max(pilot, 1e-9)))
-    nb_planned = min(s.iw_examples, affordable, len(test))
+    nb_planned = _planned_batch(pilot, len(test), s)
     # Under a time budget: one reference example, and each configuration's batched call at
     # most as slow per example as the reference, must fit, with half as much again for the
     # pilot's error (None: left out).
@@ -54,20 +53,63 @@ def iw_speedup(w: Workload, data: Any, s: Settings) -> dict[str, Any] | None:
     nb = len(xb)
     cap = nb if s.iw_ref_examples is None else min(nb, s.iw_ref_examples)
     ref_vals, ref_time = _reference(model, test, start, cap, k, s, gen)
-    n_ref = len(ref_vals)
     with torch.no_grad():
         chunk = auto_sample_chunk(model, xb, k)
+    ref_per_example = ref_time / len(ref_vals)
+    rows = _batched_rows(w, model, xb, configs, s, gen, ref_per_example, len(ref_vals), flops)
+    return _iw_entry(w, s, ref_vals, ref_time, nb, chunk, flops, rows)
+
+
+def _planned_batch(pilot: float, n_test: int, s: Settings) -> int:
+    """Examples in the batched call: ``iw_examples``, or as many as a batched call at the
+    pilot's pace scores in half of ``iw_budget_s`` (at least :data:`IW_MIN_BATCH`), and no
+    more than the test split holds."""
+    affordable = max(IW_MIN_BATCH, int(s.iw_budget_s / 2 / max(pilot, 1e-9)))
+    return min(s.iw_examples, affordable, n_test)
+
+
+def _batched_rows(
+    w: Workload,
+    model: Any,
+    xb: Any,
+    configs: list[tuple[bool, bool]],
+    s: Settings,
+    gen: Any,
+    ref_per_example: float,
+    n_ref: int,
+    flops: float | None,
+) -> list[dict[str, Any]]:
+    """Each configuration's row (see :func:`_batched_row`), logged as it is measured."""
     rows = []
     for amp, compiled in configs:
-        rows.append(_batched_row(model, xb, amp, compiled, s, gen, ref_time / n_ref, n_ref, flops))
+        rows.append(_batched_row(model, xb, amp, compiled, s, gen, ref_per_example, n_ref, flops))
         s.log(
-            f"{w.model} IW-NLL K={k} {rows[-1]['config']}: {rows[-1]['examples_per_s']:.1f} "
-            f"examples/s, {rows[-1]['speedup_vs_reference']:.2f}x the per-example reference"
+            f"{w.model} IW-NLL K={s.iw_samples} {rows[-1]['config']}: "
+            f"{rows[-1]['examples_per_s']:.1f} examples/s, "
+            f"{rows[-1]['speedup_vs_reference']:.2f}x the per-example reference"
         )
+    return rows
+
+
+def _iw_entry(
+    w: Workload,
+    s: Settings,
+    ref_vals: list[Any],
+    ref_time: float,
+    nb: int,
+    chunk: int,
+    flops: float | None,
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The report's IW-NLL entry for one model: the reference's rate and mean log-likelihood
+    over its ``len(ref_vals)`` examples, and the rows of the batched call on ``nb``."""
+    import torch
+
+    n_ref = len(ref_vals)
     return {
         "model": w.model,
         "dataset": w.dataset,
-        "iw_samples": k,
+        "iw_samples": s.iw_samples,
         "iw_budget_s": s.iw_budget_s,
         "reference": ("one sentence at a time" if w.kind == "text" else "one example at a time")
         + f", K samples in batches of {REFERENCE_BATCH} (Pythae style), eager fp32",

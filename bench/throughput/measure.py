@@ -36,34 +36,18 @@ def measure(
     of at least ``min_time`` seconds each, synchronising the device before reading a clock.
     Reports the median window and the best. With a ``deadline`` (``time.perf_counter``) the
     warm-up stops early and fewer windows are timed (at least one) rather than run past it."""
-    from bench.runner import synchronize
 
     def left() -> float:
         return math.inf if deadline is None else deadline - time.perf_counter()
 
-    first = None
-    for _ in range(warmup):
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        first = time.perf_counter() - t0 if first is None else first
-        if left() < 4 * (time.perf_counter() - t0):
-            break
-    t0 = time.perf_counter()
-    fn()
-    synchronize(device)
-    one = time.perf_counter() - t0
+    first = _warm_up(fn, device, warmup, left)
+    one = _seconds(fn, device)
     calls = max(1, math.ceil(min_time / max(one, 1e-6)))
     windows = repeats
     if deadline is not None:
         windows = min(repeats, int(left() // (calls * max(one, 1e-6))))
     rates = [examples / max(one, 1e-9)] if windows < 1 else []  # out of time: that call
-    for _ in range(windows):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        synchronize(device)
-        rates.append(examples * calls / (time.perf_counter() - t0))
+    rates += [examples * calls / _seconds(fn, device, calls) for _ in range(windows)]
     if windows < 1:
         windows, calls = 1, 1
     return {
@@ -74,6 +58,31 @@ def measure(
         "first_call_s": one if first is None else first,
         "call_s": examples / max(rates),
     }
+
+
+def _seconds(fn: Callable[[], Any], device: Any, calls: int = 1) -> float:
+    """Wall seconds of ``calls`` calls of ``fn``, read once the device has finished them."""
+    from bench.runner import synchronize
+
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    synchronize(device)
+    return time.perf_counter() - t0
+
+
+def _warm_up(
+    fn: Callable[[], Any], device: Any, warmup: int, left: Callable[[], float]
+) -> float | None:
+    """Up to ``warmup`` untimed calls, fewer when ``left()`` seconds would not hold four more
+    of the last; the first's seconds (None when there was none)."""
+    first = None
+    for _ in range(warmup):
+        dt = _seconds(fn, device)
+        first = dt if first is None else first
+        if left() < 4 * dt:
+            break
+    return first
 
 
 def count_flops(fn: Callable[[], Any]) -> int | None:

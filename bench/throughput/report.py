@@ -118,38 +118,74 @@ def plan(
     other configurations at the workload's batch, the runner against the plain loop, IW-NLL,
     the other batch sizes, ``--jobs``, evaluation rates and the data pipeline last. Each is
     ``(name, estimate of its seconds, run)``; estimates are taken when the part is reached."""
-    entries = {e["model"]: e for e in report["models"]}
-    batches = {w.model: train_batch_sizes(w, s) for w, _ in loaded}
+    steps = _PlanSteps(loaded, s, report, opts)
+    if "train" in parts:
+        yield from steps.training_at_workload_batch()
+    if "overhead" in parts and loaded:
+        yield steps.harness_overhead(overhead_model)
+    if "iw" in parts:
+        yield from steps.iw_nll()
+    if "train" in parts:
+        yield from steps.training_at_other_batches()
+    if "jobs" in parts and s.jobs > 1:
+        yield steps.jobs()
+    if "eval" in parts:
+        yield from steps.evaluation()
+    if "data" in parts:
+        yield from steps.data_pipelines()
 
-    def measured(kind: str, w: Workload, data: Any, amp: bool, compiled: bool, n: int) -> Part:
+
+class _PlanSteps:
+    """The parts of each step of :func:`plan`. A step's parts are made when the plan reaches
+    it, after the parts before it have run: the overhead's workload is the fastest measured,
+    and a data pipeline compares with the training rate measured first."""
+
+    def __init__(
+        self, loaded: list[tuple[Workload, Any]], s: Settings, report: dict[str, Any], opts: Any
+    ) -> None:
+        self.loaded, self.s, self.report, self.opts = loaded, s, report, opts
+        self.entries = {e["model"]: e for e in report["models"]}
+        self.batches = {w.model: train_batch_sizes(w, s) for w, _ in loaded}
+
+    def measured(
+        self, kind: str, w: Workload, data: Any, amp: bool, compiled: bool, n: int
+    ) -> Part:
         """A train or eval row at batch ``n``; train rows name their batch (it varies)."""
+        s = self.s
         row = partial(train_row if kind == "train" else eval_row, w, data, s, amp, compiled, n)
         batch = f" batch {n}" if kind == "train" else ""
         return (
             f"{w.model} {kind} {config_label(amp, compiled)}{batch}",
             partial(row_estimate, w, kind, n, compiled, s),
-            partial(_append, entries[w.model]["results"], row),
+            partial(_append, self.entries[w.model]["results"], row),
         )
 
-    if "train" in parts:
-        for w, data in loaded:
-            yield measured("train", w, data, *s.configs[0], batches[w.model][0])
-        for w, data in loaded:
-            for amp, compiled in s.configs[1:]:
-                yield measured("train", w, data, amp, compiled, batches[w.model][0])
-    if "overhead" in parts and loaded:
-        w, data = _overhead_workload(loaded, report["models"], overhead_model)
+    def training_at_workload_batch(self) -> Iterator[Part]:
+        """Every model's first configuration (eager fp32), then every model's others, all at
+        the workload's own batch size."""
+        for w, data in self.loaded:
+            yield self.measured("train", w, data, *self.s.configs[0], self.batches[w.model][0])
+        for w, data in self.loaded:
+            for amp, compiled in self.s.configs[1:]:
+                yield self.measured("train", w, data, amp, compiled, self.batches[w.model][0])
+
+    def harness_overhead(self, overhead_model: str | None) -> Part:
+        """The runner against the plain loop, on ``overhead_model`` or the fastest model."""
+        s, report = self.s, self.report
+        w, data = _overhead_workload(self.loaded, report["models"], overhead_model)
 
         def overhead() -> None:
             # Default speed settings for both sides: the overhead is the harness's, not a
             # layout's.
-            report["harness_overhead"] = harness_overhead(
-                w, data, s, replace(opts, channels_last=False)
-            )
+            opts = replace(self.opts, channels_last=False)
+            report["harness_overhead"] = harness_overhead(w, data, s, opts)
 
-        yield "harness overhead", lambda: overhead_estimate(w, data, s), overhead
-    if "iw" in parts:
-        for w, data in loaded:
+        return "harness overhead", lambda: overhead_estimate(w, data, s), overhead
+
+    def iw_nll(self) -> Iterator[Part]:
+        """Each model's batched IW-NLL against the per-example reference."""
+        s, report = self.s, self.report
+        for w, data in self.loaded:
             n_configs = sum(1 for _, c in s.configs if s.iw_compile or not c)
 
             def iw(w: Workload = w, data: Any = data) -> None:
@@ -159,28 +195,37 @@ def plan(
 
             # At least a few seconds for each of the pilot, the reference and each config.
             yield f"{w.model} IW-NLL", lambda n=n_configs: 3.0 * (3 + n), iw
-    if "train" in parts:
-        for w, data in loaded:
-            for n in batches[w.model][1:]:
-                for amp, compiled in s.configs:
-                    yield measured("train", w, data, amp, compiled, n)
-    if "jobs" in parts and s.jobs > 1:
+
+    def training_at_other_batches(self) -> Iterator[Part]:
+        """Every configuration at each model's other batch sizes."""
+        for w, data in self.loaded:
+            for n in self.batches[w.model][1:]:
+                for amp, compiled in self.s.configs:
+                    yield self.measured("train", w, data, amp, compiled, n)
+
+    def jobs(self) -> Part:
+        """A suite run ``--jobs`` at a time against one at a time."""
+        s, report = self.s, self.report
 
         def jobs() -> None:
             report["jobs"] = suite_jobs(s, s.jobs)
 
-        yield f"--jobs {s.jobs} vs --jobs 1", lambda: jobs_estimate(s), jobs
-    if "eval" in parts:
-        for w, data in loaded:
-            n = eval_batch_size(w, s)
-            for amp, compiled in s.configs:
-                yield measured("eval", w, data, amp, compiled, n)
-    if "data" in parts:
-        for w, data in loaded:
+        return f"--jobs {s.jobs} vs --jobs 1", lambda: jobs_estimate(s), jobs
+
+    def evaluation(self) -> Iterator[Part]:
+        """Every configuration's evaluation rate, at each model's evaluation batch."""
+        for w, data in self.loaded:
+            n = eval_batch_size(w, self.s)
+            for amp, compiled in self.s.configs:
+                yield self.measured("eval", w, data, amp, compiled, n)
+
+    def data_pipelines(self) -> Iterator[Part]:
+        """Each model's data pipeline, with its headroom over the fp32 training rate."""
+        for w, data in self.loaded:
 
             def pipeline(w: Workload = w, data: Any = data) -> None:
-                entry = entries[w.model]
-                pipe = data_pipeline_rate(w, data, s)
+                entry = self.entries[w.model]
+                pipe = data_pipeline_rate(w, data, self.s)
                 train_fp32 = _fp32_train_rates([entry]).get(w.model)
                 if train_fp32:
                     pipe["headroom_vs_training"] = pipe["examples_per_s"] / train_fp32
