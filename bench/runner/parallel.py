@@ -46,6 +46,16 @@ def _in_process_plugins(cells: list[Cell]) -> list[str]:
     return sorted(p for p in used if p and p not in loadable)
 
 
+def require_loadable(cells: list[Cell], where: str, hint: str) -> None:
+    """Refuse to send cells to other processes that would not find their plugins there."""
+    local = _in_process_plugins(cells)
+    if local:
+        raise ConfigError(
+            f"{where}: plugin(s) {', '.join(local)} were registered in this process only, and "
+            f"{hint}"
+        )
+
+
 def _worker_threads(opts: RunOptions) -> int:
     """CPU threads per worker: the cores this process may use, shared among the jobs."""
     if opts.threads:
@@ -160,13 +170,12 @@ class ProcessPool:
         from concurrent.futures import ProcessPoolExecutor
 
         opts = self.opts
-        local = _in_process_plugins([t.cell for t in tasks])
-        if local:
-            raise ConfigError(
-                f"--jobs {opts.jobs}: plugin(s) {', '.join(local)} were registered in this "
-                "process only, and worker processes load plugins from entry points; install "
-                "them as a package or use --jobs 1"
-            )
+        require_loadable(
+            [t.cell for t in tasks],
+            f"--jobs {opts.jobs}",
+            "worker processes load plugins from entry points; install them as a package or "
+            "use --jobs 1",
+        )
         ctx = _worker_context()
         self.queue = ctx.Queue()
         devices = [str(d) for d in opts.placement.devices or [opts.device]]

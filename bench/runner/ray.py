@@ -47,7 +47,7 @@ from bench.runner.options import (
     RunOptions,
     SpeedOptions,
 )
-from bench.runner.parallel import _in_process_plugins
+from bench.runner.parallel import require_loadable
 from bench.suites import Cell
 
 WORK_DIR = ".ray"  # in the results folder: <suite>/<scale>/<run id> work folders, and tokens
@@ -262,13 +262,11 @@ class RayCluster:
     def start(self, tasks: list[CellTask]) -> None:
         opts, place = self.opts, self.opts.placement.ray
         assert place is not None
-        local = _in_process_plugins([t.cell for t in tasks])
-        if local:
-            raise ConfigError(
-                f"--ray: plugin(s) {', '.join(local)} were registered in this process only, "
-                "and Ray workers load plugins from entry points; install them as a package on "
-                "every node"
-            )
+        require_loadable(
+            [t.cell for t in tasks],
+            "--ray",
+            "Ray workers load plugins from entry points; install them as a package on every node",
+        )
         first = tasks[0].cell
         self.ray_dir = opts.results_dir.resolve() / WORK_DIR / first.suite / first.scale
         self.ray = ray = self.stack.enter_context(connected(place.address))
