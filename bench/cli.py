@@ -132,6 +132,7 @@ def leaderboard_cmd(
     """Rebuild a suite's leaderboard from its run records (or from its tuning studies); the
     filters keep some of its rows."""
     from bench import leaderboard as lb
+    from bench.names import check_name
     from bench.records import results_root
     from bench.runner import RunOptions, resolve_device
     from bench.suites import get_suite
@@ -152,7 +153,7 @@ def leaderboard_cmd(
             suite, scale, storage, opts, multi_objective, log=opts.log, cell_filter=cell_filter
         )
     else:
-        scale = scale or suite.default_scale
+        scale = check_name(scale or suite.default_scale, "--scale")
         records = lb.load_records(results_root(results_dir), suite.name, scale)
         if cell_filter:
             cell_filter.check_names([r.cell for r in records], f"{suite.name}/{scale}")

@@ -453,6 +453,11 @@ def _per_dataset(
 
 def write(board: Leaderboard, out_dir: Path) -> list[str]:
     """Every registered reporter writes its output; returns the paths written."""
+    from bench.names import NAME_MAX, check_name
+
+    # Reporters name their files after the suite and scale: names, never paths.
+    check_name(board.suite, "suite", limit=2 * NAME_MAX)  # <suite>-tuned, too
+    check_name(board.scale, "scale")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[str] = []
     for reporter in plugins.registries().reporters:

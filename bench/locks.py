@@ -72,6 +72,12 @@ def results_lock(folder: Path) -> Iterator[None]:
     process holds it."""
     folder.mkdir(parents=True, exist_ok=True)
     lock_file, holder_file = lock_paths(folder)
+    for path in (lock_file, holder_file):
+        if path.is_symlink():  # opening the lock truncates what a link points to
+            raise BenchError(
+                f"{path} is a symbolic link (to {path.readlink()}); a lock is never taken "
+                "through one: remove it"
+            )
     lock = FileLock(str(lock_file), timeout=0)
     try:
         lock.acquire()

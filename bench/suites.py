@@ -18,6 +18,7 @@ from typing import Any
 
 from bench import plugins
 from bench.errors import ConfigError, UnknownNameError
+from bench.names import check_name, shown
 from bench.registry import suggest
 from bench.suite_types import Budget, EvalSettings, Group, Suite
 
@@ -35,6 +36,8 @@ __all__ = [
     "Suite",
     "check_field_type",
     "check_group",
+    "check_same_suite",
+    "check_settings",
     "expand",
     "fingerprint",
     "get_suite",
@@ -42,6 +45,7 @@ __all__ = [
     "read_toml",
     "remember_suite",
     "resolved_settings",
+    "suite_fingerprint",
 ]
 
 
@@ -170,17 +174,34 @@ EVAL_RULES: dict[str, tuple[str, Any]] = {
 }
 
 
-def check_group(group: Group, where: str) -> None:
-    """A group's budget and eval values, and that its parameter tables name only items in
-    the group; one-line ConfigError naming the key."""
-    for section, obj, rules in (
-        ("budget", group.budget, BUDGET_RULES),
-        ("eval", group.eval, EVAL_RULES),
-    ):
+def check_settings(budget: Budget, eval: EvalSettings, where: str) -> None:
+    """Every budget and eval value against its rule (:data:`BUDGET_RULES`,
+    :data:`EVAL_RULES`); a one-line ConfigError naming the key."""
+    for section, obj, rules in (("budget", budget, BUDGET_RULES), ("eval", eval, EVAL_RULES)):
         for name, (text, ok) in rules.items():
             value = getattr(obj, name)
             if not ok(value):
                 raise ConfigError(f"{where}: {section}.{name}: must be {text}, got {value!r}")
+
+
+SEED_MAX = 2**32 - 1  # numpy seeds with 32 bits; a run id holds at most ten digits of it
+LISTS = ("datasets", "models", "objectives", "metrics")
+
+
+def check_group(group: Group, where: str) -> None:
+    """A group's names (see :mod:`bench.names`), each listed once; its seeds; its budget and
+    eval values; and that its parameter tables name only items in the group; one-line
+    ConfigError naming the key."""
+    check_name(group.name, f"{where}: name")
+    for key in LISTS:
+        for item in getattr(group, key):
+            check_name(item, f"{where}: {key}")
+        _once(getattr(group, key), f"{where}: {key}")
+    for seed in group.seeds:
+        if not _int(seed) or not 0 <= seed <= SEED_MAX:
+            raise ConfigError(f"{where}: seeds: {shown(seed)} is not an integer in 0..{SEED_MAX}")
+    _once(group.seeds, f"{where}: seeds")
+    check_settings(group.budget, group.eval, where)
     for key, members, what in (
         ("dataset_params", group.datasets, "datasets"),
         ("model_params", group.models, "models"),
@@ -192,6 +213,33 @@ def check_group(group: Group, where: str) -> None:
                     f"{where}: {key}.{name}: {name!r} is not in the group's {what} "
                     f"({', '.join(members) or 'none'}){suggest(name, members)}"
                 )
+
+
+def _once(items: tuple[Any, ...], where: str) -> None:
+    """Each item once: an item listed twice would train twice into one run folder."""
+    seen: set[Any] = set()
+    for item in items:
+        if item in seen:
+            raise ConfigError(f"{where}: {item!r} is listed twice; each run needs its own folder")
+        seen.add(item)
+
+
+def check_group_names(groups: list[Group], where: str) -> None:
+    """No two groups of a suite's scale share a name: they would share run folders, and one
+    group's results would replace the other's."""
+    first: dict[str, int] = {}
+    for i, g in enumerate(groups):
+        if g.name in first:
+            j = first[g.name]
+            raise ConfigError(
+                f"{where}: group[{j}]{_origin(groups[j])} and group[{i}]{_origin(g)} are both "
+                f"named {g.name!r}; give each group its own name"
+            )
+        first[g.name] = i
+
+
+def _origin(group: Group) -> str:
+    return f" (plugin {group.plugin!r}, {group.distribution})" if group.plugin else ""
 
 
 def expand(suite: str, scale: str, groups: list[Group]) -> list[Cell]:
@@ -269,11 +317,20 @@ def check_field_type(f: dataclasses.Field, value: Any, where: str) -> None:
 def read_toml(path: Path, what: str) -> dict[str, Any]:
     """A TOML file's table; ``what`` names the file in the one-line errors."""
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text(encoding="utf-8"))  # TOML is UTF-8, whatever the locale
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        where = f"{exc.reason} at byte {exc.start}"
+        raise ConfigError(f"{what} {path}: not UTF-8 text ({where})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what} {path}: invalid TOML: {exc}") from None
+    except (OSError, ValueError) as exc:  # a folder, a name too long, a NUL byte...
+        raise ConfigError(f"{what} {shown(str(path), 80)}: cannot be read: {_why(exc)}") from None
+
+
+def _why(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def load_suite_file(path: Path) -> Suite:
@@ -286,15 +343,18 @@ def load_suite_file(path: Path) -> Suite:
     groups_raw = data.get("group")
     if not groups_raw or not isinstance(groups_raw, list):
         raise ConfigError(f"{path}: needs at least one [[group]] table")
+    name = data.get("name", path.stem)
+    given = "name" in data
+    check_name(name, f"{path}: name" + ("" if given else " (the file's; add a name key)"))
     groups = [_build(Group, g, f"{path}: group[{i}]") for i, g in enumerate(groups_raw)]
     for i, g in enumerate(groups):
         check_group(g, f"{path}: group[{i}]")
+    check_group_names(groups, str(path))
     columns = data.get("columns", [])
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise ConfigError(f"{path}: columns: expected a list of metric names")
-    name = data.get("name", path.stem)
     return Suite(
-        name=str(name),
+        name=name,
         description=str(data.get("description", f"from {path}")),
         scales=("custom",),
         default_scale="custom",
@@ -312,6 +372,7 @@ def get_suite(name: str, results_dir: Path | None = None) -> Suite:
     ``results_dir``, also a suite that ran there from a file (see :func:`remember_suite`)."""
     if name.endswith(".toml"):
         return load_suite_file(Path(name))
+    check_name(name, "--suite")  # it names a folder of the results: never a path
     try:
         return plugins.registries().suites.get(name)
     except UnknownNameError:
@@ -320,9 +381,23 @@ def get_suite(name: str, results_dir: Path | None = None) -> Suite:
     return _remembered_suite(results_dir / name)
 
 
+def suite_fingerprint(suite: Suite) -> str:
+    """What makes a suite's results comparable: its groups at every scale (not where they
+    came from)."""
+    groups = {
+        scale: [
+            {k: v for k, v in dataclasses.asdict(g).items() if k not in ("plugin", "distribution")}
+            for g in gs
+        ]
+        for scale, gs in suite.groups.items()
+    }
+    return fingerprint(groups)
+
+
 def remember_suite(suite: Suite, results_dir: Path) -> None:
     """Note a suite beside its results, so ``bench leaderboard --suite NAME`` finds a suite
-    that was read from a file by its name alone."""
+    that was read from a file by its name alone, and another suite of that name is told
+    apart (:func:`check_same_suite`)."""
     from bench.files import atomic_write_text
 
     info = {
@@ -330,13 +405,44 @@ def remember_suite(suite: Suite, results_dir: Path) -> None:
         "description": suite.description,
         "columns": list(suite.columns),
         "source": suite.source,
+        "settings": suite_fingerprint(suite),
     }
-    atomic_write_text(results_dir / suite.name / SUITE_FILE, json.dumps(info, indent=2) + "\n")
+    folder = results_dir / check_name(suite.name, "suite")
+    atomic_write_text(folder / SUITE_FILE, json.dumps(info, indent=2) + "\n")
+
+
+def check_same_suite(suite: Suite, results_dir: Path, overwrite: bool = False) -> None:
+    """A suite whose name another suite already used in ``results_dir`` (another file, or a
+    registered suite) may add its runs only if its settings are the same; else its rows
+    would mix into the other's leaderboard. ``overwrite`` (``--overwrite``) allows it."""
+    info = _suite_info(results_dir / suite.name)
+    if info is None or overwrite or info.get("source", "") == suite.source:
+        return
+    if info.get("settings") == suite_fingerprint(suite):
+        return
+    theirs = info.get("source") or "a registered suite"
+    raise ConfigError(
+        f"suite {suite.name!r}: {results_dir / suite.name} holds the results of another suite "
+        f"of that name ({shown(theirs, 80)}) with other settings; give this one another name, "
+        "use another --results-dir, or pass --overwrite to start this scale afresh"
+    )
+
+
+def _suite_info(folder: Path) -> dict[str, Any] | None:
+    """What :func:`remember_suite` noted in ``folder``; None if nothing (or nothing readable:
+    a damaged note is rewritten by the next run)."""
+    try:
+        info = json.loads((folder / SUITE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and isinstance(info.get("name"), str) else None
 
 
 def _remembered_suite(folder: Path) -> Suite:
-    info = json.loads((folder / SUITE_FILE).read_text())
-    source = Path(info.get("source") or "")
+    info = _suite_info(folder)
+    if info is None:
+        raise ConfigError(f"{folder / SUITE_FILE} is damaged; run the suite's file again")
+    source = Path(str(info.get("source") or ""))
     if source.suffix == ".toml" and source.is_file():
         try:
             suite = load_suite_file(source)
@@ -346,10 +452,10 @@ def _remembered_suite(folder: Path) -> Suite:
             return suite
     scales = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir())) or ("custom",)
     return Suite(
-        name=info["name"],
-        description=info.get("description", ""),
+        name=check_name(info["name"], str(folder / SUITE_FILE)),
+        description=str(info.get("description", "")),
         scales=scales,
         default_scale="custom" if "custom" in scales else scales[0],
-        columns=tuple(info.get("columns", ())),
+        columns=tuple(c for c in info.get("columns", ()) if isinstance(c, str)),
         source=str(source) if info.get("source") else "",
     )

@@ -8,6 +8,7 @@ disk or a second process are in tests/test_signals.py.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import one_line, run_cli
 from tests.helpers.suites import FEW_DIGITS, suite_toml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,3 +112,149 @@ def test_nothing_in_the_tree_unpickles_without_weights_only():
         assert not re.search(r"\bpickle\.loads?\(", text), path
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, (path, call)
+
+
+# ---- 2. names and paths ----------------------------------------------------------------------
+
+
+def _bench_user_error(capsys, *args: str) -> str:
+    """``bench args`` exits 2 with one line; returns it."""
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2, err
+    return one_line(err)
+
+
+def _nothing_created(workdir: Path) -> None:
+    """No folder but the suite file's own and the caches: nothing was written anywhere."""
+    made = {p.name for p in workdir.parent.iterdir()} - {workdir.name}
+    assert not made & {"x", "G", "escaped"}, made
+    assert not (workdir / "results").exists() and not (workdir / "leaderboards").exists()
+
+
+@pytest.mark.parametrize(
+    ("keys", "needle"),
+    [
+        ({"name": "../../x"}, "name: '../../x' is not a valid name"),
+        ({"name": "/tmp/escaped"}, "'/tmp/escaped' is not a valid name"),
+        ({"group": "../../../G"}, "group[0]: name: '../../../G' is not a valid name"),
+        ({"name": "a" * 300}, "name: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...' is not a valid"),
+        ({"group": "g\0x"}, "name: 'g\\x00x' is not a valid name"),
+        ({"group": "."}, "name: '.' is not a valid name"),
+    ],
+)
+def test_names_that_would_leave_their_folder_exit_2(capsys, fresh_plugins, workdir, keys, needle):
+    name, group = keys.get("name", "t"), keys.get("group", "g")
+    text = tiny_suite(name).replace('name = "g"', f"name = {json.dumps(group)}")
+    (workdir / "t.toml").write_text(text, encoding="utf-8")
+    line = _bench_user_error(capsys, "run", "--suite", "t.toml", "--quiet")
+    assert needle in line and "letters, digits" in line
+    _nothing_created(workdir)
+
+
+def test_a_suite_or_scale_argument_is_a_name_not_a_path(capsys, fresh_plugins, workdir):
+    line = _bench_user_error(capsys, "leaderboard", "--suite", "../../etc")
+    assert "--suite: '../../etc' is not a valid name" in line
+    line = _bench_user_error(capsys, "leaderboard", "--suite", "collapse", "--scale", "../..")
+    assert "--scale: '../..' is not a valid name" in line
+
+
+def test_a_symlinked_run_folder_is_refused_not_followed(capsys, fresh_plugins, workdir):
+    (workdir / "t.toml").write_text(tiny_suite())
+    target = workdir / "victim"
+    target.mkdir()
+    (target / "record.json").write_text("precious")
+    folder = workdir / "results/t/custom"
+    folder.mkdir(parents=True)
+    (folder / RUN).symlink_to(target)
+    line = _bench_user_error(capsys, "run", "--suite", "t.toml", "--quiet", "--overwrite")
+    assert f"run folder results/t/custom/{RUN} is a symbolic link" in line
+    assert (target / "record.json").read_text() == "precious"
+    assert [p.name for p in target.iterdir()] == ["record.json"]
+
+
+def test_a_link_inside_a_run_folder_or_above_it_is_refused(capsys, fresh_plugins, workdir):
+    (workdir / "t.toml").write_text(tiny_suite())
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    (workdir / "results").mkdir()
+    (workdir / "results/t").symlink_to(elsewhere)
+    line = _bench_user_error(capsys, "run", "--suite", "t.toml", "--quiet")
+    assert "results folder results/t is a symbolic link" in line
+    (workdir / "results/t").unlink()
+    run_dir = workdir / "results/t/custom" / RUN
+    run_dir.mkdir(parents=True)
+    (run_dir / "epochs.jsonl").symlink_to(elsewhere / "log")
+    line = _bench_user_error(capsys, "run", "--suite", "t.toml", "--quiet", "--overwrite")
+    assert "holds a symbolic link, epochs.jsonl" in line
+    assert not list(elsewhere.iterdir())
+
+
+def test_a_symlinked_lock_file_is_never_opened(workdir):
+    from bench.errors import BenchError
+    from bench.locks import results_lock
+
+    victim = workdir / "victim.txt"
+    victim.write_text("precious")
+    (workdir / "results/t").mkdir(parents=True)
+    (workdir / "results/t/.custom.lock").symlink_to(victim)
+    with (
+        pytest.raises(BenchError, match="is a symbolic link"),
+        results_lock(workdir / "results/t/custom"),
+    ):
+        pass
+    assert victim.read_text() == "precious"
+
+
+# ---- 3. one identity per run -----------------------------------------------------------------
+
+
+def test_two_groups_of_one_name_exit_2_naming_both(capsys, fresh_plugins, workdir):
+    from tests.helpers.suites import group_toml
+
+    groups = [
+        group_toml("g", model_params={"mlp-vae": {"latent_dim": d}}, budget={"epochs": 1})
+        for d in (2, 4)
+    ]
+    (workdir / "t.toml").write_text(suite_toml("t", *groups))
+    line = _bench_user_error(capsys, "run", "--suite", "t.toml", "--quiet")
+    assert "group[0] and group[1] are both named 'g'" in line
+    _nothing_created(workdir)
+
+
+@pytest.mark.parametrize("key", ["models", "seeds"])
+def test_an_item_listed_twice_exits_2(capsys, fresh_plugins, workdir, key):
+    value = ["mlp-vae", "mlp-vae"] if key == "models" else [0, 0]
+    (workdir / "t.toml").write_text(tiny_suite(**{key: value}))
+    line = _bench_user_error(capsys, "run", "--suite", "t.toml", "--quiet")
+    assert f"group[0]: {key}: {value[0]!r} is listed twice" in line
+
+
+def test_a_registered_suite_whose_plugins_add_two_groups_of_one_name_exits_2(fresh_plugins):
+    from bench import Group
+    from bench.errors import ConfigError
+    from bench.runner import select_cells
+    from tests.helpers.suites import one_group_suite
+
+    group = Group("g", ("digits",), ("mlp-vae",), ("elbo",))
+    suite = one_group_suite("s", group)
+    suite.groups["s"].append(group)
+    with pytest.raises(ConfigError, match=r"group\[0\] and group\[1\] are both named 'g'"):
+        select_cells(suite, None)
+
+
+@pytest.mark.slow
+def test_another_suite_of_the_same_name_cannot_mix_into_its_results(capsys, fresh_plugins, workdir):
+    (workdir / "a.toml").write_text(tiny_suite("t"))
+    code, _, err = run_cli(capsys, "run", "--suite", "a.toml", "--quiet")
+    assert code == 0, err
+    (workdir / "b.toml").write_text(tiny_suite("t", budget={"lr": 0.01}))
+    line = _bench_user_error(capsys, "run", "--suite", "b.toml", "--quiet", "--resume")
+    assert "holds the results of another suite of that name" in line and "a.toml" in line
+    # The same settings from another file (a copy, a colleague's checkout) may add to them.
+    (workdir / "copy").mkdir()
+    (workdir / "copy/a.toml").write_text(tiny_suite("t"))
+    record = workdir / "results/t/custom" / RUN / "record.json"
+    before = record.read_text()
+    code, out, err = run_cli(capsys, "run", "--suite", "copy/a.toml", "--quiet", "--resume")
+    assert code == 0, err
+    assert record.read_text() == before  # kept, not trained again

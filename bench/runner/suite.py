@@ -10,6 +10,7 @@ from pathlib import Path
 from bench import plugins
 from bench.errors import BenchError, ConfigError, FailFast
 from bench.locks import results_lock
+from bench.names import check_inside, check_name, check_no_links, check_no_links_in
 from bench.records import RECORD_FILE, DamagedRecord, RunRecord, read_record, set_aside
 from bench.runner.cell import DataCache
 from bench.runner.driver import drive
@@ -17,20 +18,31 @@ from bench.runner.executors import CellTask, Executor, InProcess
 from bench.runner.options import RunOptions, check_options
 from bench.runner.preflight import check_cells, check_writable
 from bench.specs import resolve_params
-from bench.suites import Cell, Suite, check_group, expand, remember_suite
+from bench.suites import (
+    Cell,
+    Suite,
+    check_group,
+    check_group_names,
+    check_same_suite,
+    expand,
+    remember_suite,
+)
 
 
 def select_cells(suite: Suite, scale: str | None) -> tuple[str, list[Cell]]:
     scale = scale or suite.default_scale
+    check_name(suite.name, "suite")
     if scale not in suite.scales:
         raise ConfigError(
             f"suite {suite.name!r} has no scale {scale!r}; scales: {', '.join(suite.scales)}"
         )
+    check_name(scale, f"suite {suite.name!r}: scale")
     groups = suite.groups.get(scale, [])
     if not groups:
         raise ConfigError(f"suite {suite.name!r} has no cells at scale {scale!r}")
     for g in groups:
         check_group(g, f"suite {suite.name!r} ({scale}), group {g.name!r}")
+    check_group_names(groups, f"suite {suite.name!r} ({scale})")
     cells = expand(suite.name, scale, groups)
     if not cells:
         empty = [
@@ -62,6 +74,27 @@ def validate_cells(cells: Iterable[Cell]) -> None:
         resolve_params(ds.params, c.dataset_params, f"dataset {c.dataset!r}")
         resolve_params(model.params, c.model_params, f"model {c.model!r}")
         resolve_params(obj.params, c.objective_params, f"objective {c.objective!r}")
+
+
+def check_run_ids(cells: list[Cell]) -> None:
+    """One run folder per cell: two cells with one run id would overwrite each other."""
+    seen: dict[str, Cell] = {}
+    for c in cells:
+        if c.run_id in seen:
+            raise ConfigError(
+                f"groups {seen[c.run_id].group!r} and {c.group!r} both make run {c.run_id!r}; "
+                "each run needs its own folder"
+            )
+        seen[c.run_id] = c
+
+
+def output_folder(opts: RunOptions, suite: Suite, scale: str) -> Path:
+    """``<results>/<suite>/<scale>``, checked: inside the results folder, and no link on
+    the way (the results folder itself may be one)."""
+    suite_dir = opts.results_dir / check_name(suite.name, "suite") / check_name(scale, "scale")
+    check_no_links(opts.results_dir, suite_dir, "results folder")
+    check_inside(opts.results_dir, suite_dir, "results folder")
+    return suite_dir
 
 
 def _holds_results(run_dir: Path) -> bool:
@@ -118,8 +151,10 @@ def run_suite(
     else:
         scale = scale or suite.default_scale
     validate_cells(cells)
+    check_run_ids(cells)
     check_options(opts)
-    suite_dir = opts.results_dir / suite.name / scale
+    suite_dir = output_folder(opts, suite, scale)
+    check_same_suite(suite, opts.results_dir, overwrite)
     check_writable(suite_dir, "results folder")
     with contextlib.ExitStack() as stack:
         # A folder in use is refused at once; a new one is created (and locked) only once the
@@ -157,6 +192,8 @@ def _plan(
     todo: list[CellTask] = []
     for i, cell in enumerate(cells):
         run_dir = suite_dir / cell.run_id
+        check_no_links(suite_dir, run_dir, "run folder")
+        check_no_links_in(run_dir, "run folder")
         kept = kept_record(cell, run_dir, opts) if opts.resume else None
         if kept is not None:
             records[i] = kept
