@@ -14,9 +14,19 @@ from bench_remedies import methods as m
 from bench_remedies.objectives import cyclical_beta, free_bits_kl
 from bench_remedies.plugin import ROWS
 
-from bench import Budget, EvalSettings, Group, Method, Suite, plugins
+from bench import (
+    Budget,
+    EvalSettings,
+    Group,
+    Method,
+    ObjectiveSpec,
+    Param,
+    Suite,
+    hookimpl,
+    plugins,
+)
 from bench.data import without_labels
-from bench.estimators import gaussian_kl, gaussian_kl_per_dim
+from bench.estimators import gaussian_kl_per_dim
 from bench.methods import (
     MethodTraining,
     PosteriorTransformed,
@@ -28,6 +38,7 @@ from bench.methods import (
 from bench.runner import TrainStep, build_model, make_optimizer, run_suite
 from bench.specs import resolve_params
 from bench.suites import expand
+from bench.validation import validation_pass
 from tests.helpers.models import LinearGaussian
 from tests.helpers.plugins import Kill
 from tests.helpers.suites import SMALL_MLP, cpu_options, one_group_suite
@@ -163,47 +174,44 @@ def test_bn_vae_kl_never_below_its_floor():
     assert min(kls) < floor * 1.5  # the floor is near-tight here, not vacuous
 
 
-def test_delta_vae_kl_never_below_delta():
-    delta = 2.0
-    steps = list(train_steps("delta-vae", {"delta": delta}))
+@pytest.mark.parametrize("form", ["bn-vae", "variance"])
+def test_delta_vae_kl_never_below_delta(form):
+    delta = 0.5  # nats per dimension
+    steps = list(train_steps("delta-vae", {"delta": delta, "form": form}))
     for _, (_, kl) in steps:
-        assert float(kl.sum(-1).min()) >= delta - 1e-4
+        assert float(kl.min()) >= delta - 1e-4
     transform = steps[-1][0].model.transform
-    mu = torch.zeros(3, 4)
     for raw in (-50.0, 0.0, 50.0):  # any encoder output, even the prior's mean
-        _, logvar = transform(mu, torch.full((3, 4), raw))
-        assert float(gaussian_kl(mu, logvar).min()) >= delta - 1e-4
-    assert math.isclose(
-        float(gaussian_kl_per_dim(torch.zeros(1), torch.tensor([math.log(transform.high)]))),
-        delta / 4,
-        rel_tol=1e-6,
-    )
+        mu, logvar = transform(torch.full((3, 4), raw), torch.full((3, 4), raw))
+        if form == "variance":
+            mu = torch.zeros(3, 4)
+        assert float(gaussian_kl_per_dim(mu, logvar).min()) >= delta - 1e-4
+    if form == "variance":
+        assert math.isclose(
+            float(gaussian_kl_per_dim(torch.zeros(1), torch.tensor([math.log(transform.high)]))),
+            delta,
+            rel_tol=1e-6,
+        )
 
 
 # ---- aggressive training and pretraining, through the runner --------------------------------
 
 
-def test_aggressive_updates_encoder_more_and_records_the_switch(fresh_plugins, workdir):
-    params = {"aggressive": {"window": 1.0, "max_inner": 6, "check_every": 2}}
+def test_aggressive_updates_encoder_more_and_switches_on_validation_mi(fresh_plugins, workdir):
+    params = {"aggressive": {"window": 1.0, "max_inner": 6, "check_every": 2, "mi_patience": 1}}
     _, (rec,) = run_suite(suite_of(["aggressive"], 4, params), None, cpu_options(workdir))
     s = rec["method_state"]
-    assert s["switch_step"] is None or s["switch_step"] % 3 == 0  # at a window's end
+    # 300 examples in batches of 100: validation MI after every third step while aggressive.
+    steps = [step for step, _ in s["mi_checks"]]
     before = s["switch_step"] or rec["steps"]
+    assert steps == list(range(2, before, 3))
+    mis = [mi for _, mi in s["mi_checks"]]
+    switch = m.mi_switch(mis, 1)
+    assert s["switch_step"] == (None if switch is None else steps[switch] + 1)
     # Each aggressive step: 2..6 encoder updates, exactly one decoder update.
     after = rec["steps"] - before
     assert s["decoder_updates"] == rec["steps"]
     assert s["encoder_updates"] - after >= 2 * before
-    method = m.Aggressive(window_steps=2, max_inner=1, check_every=1)
-
-    class Ctx:
-        step = 3
-
-    for loss in (5.0, 4.0, 3.0, 3.5):  # windows 4.5 then 3.25: improving, keeps going
-        method._watch_bound(Ctx, loss)
-    assert method.state["aggressive"]
-    for loss in (3.3, 3.4):  # 3.35 >= 3.25: stops improving -> switch
-        method._watch_bound(Ctx, loss)
-    assert not method.state["aggressive"] and method.state["switch_step"] == 4
 
 
 def test_pretraining_resets_the_decoder_exactly_once(fresh_plugins, workdir):
@@ -224,6 +232,85 @@ def test_pretraining_resets_the_decoder_exactly_once(fresh_plugins, workdir):
     enc = {id(p) for p in groups["encoder"]}
     for p, old in zip(model.parameters(), before, strict=True):
         assert torch.equal(p, old) == (id(p) in enc)
+
+
+# ---- the method hook through the runner ----------------------------------------------------
+
+
+class Stuck(Method):
+    """Two phases; it reaches the second only at ``switch`` (never, when None)."""
+
+    final_phase = "second"
+
+    def __init__(self, switch: int | None) -> None:
+        super().__init__()
+        self.switch = switch
+        self.state["looked"] = []
+
+    def phase(self) -> str:
+        return "second" if self.state["looked"] and self.state["looked"][-1][1] else "first"
+
+    def step(self, ctx):
+        log_px, kl, _, _ = ctx.forward(ctx.x)
+        loss = (-log_px[0] + kl.sum(-1)).mean()
+        ctx.update(loss)
+        if ctx.last_of_epoch:
+            v = ctx.validate()
+            reached = self.switch is not None and ctx.step >= self.switch
+            self.state["looked"].append([ctx.step, reached, v.mi(), v.kl(), v.au(), v.neg_elbo()])
+        return {"loss": loss, "kl": kl}
+
+
+class StuckPlugin:
+    @staticmethod
+    @hookimpl
+    def register_objectives(register):
+        register(
+            ObjectiveSpec(
+                "stuck",
+                lambda budget, switch: Stuck(None if switch < 0 else switch),
+                "test method",
+                params={"switch": Param(-1)},
+            )
+        )
+
+
+def stuck_suite(switch: int, patience: int) -> Suite:
+    group = Group(
+        "g",
+        ("digits",),
+        ("mlp-vae",),
+        ("stuck",),
+        metrics=("neg_elbo", "kl", "mi", "au"),
+        model_params=TINY,
+        objective_params={"stuck": {"switch": switch}},
+        budget=Budget(epochs=4, batch_size=100, train_subset=300, patience=patience),
+        eval=EvalSettings(iw_samples=2, batch_size=300),
+    )
+    return one_group_suite("stuck", group)
+
+
+def test_a_method_that_never_reaches_its_final_phase_fails_and_holds_the_decisions(
+    fresh_plugins, workdir
+):
+    plugins.register_plugin(StuckPlugin(), "stuck")
+    # patience 1 would stop a run after its second epoch; the held decisions keep it going.
+    _, (rec,) = run_suite(stuck_suite(-1, 1), None, cpu_options(workdir))
+    assert rec["status"] == "failed" and rec["steps"] == 12
+    assert rec["best_epoch"] == -1  # no epoch was ever selected
+    assert "never reached its final phase 'second'" in rec["reason"]
+    assert not rec["metrics"]
+    # Validation through the harness's estimators, at the points the method chose.
+    looked = rec["method_state"]["looked"]
+    assert [x[0] for x in looked] == [2, 5, 8, 11]
+    for _, _, mi, kl, au, neg_elbo in looked:
+        assert math.isfinite(mi) and kl >= 0 and 0 <= au <= 4 and math.isfinite(neg_elbo)
+    # Reaching it at step 5: selection starts there, and the run stands.
+    _, (rec,) = run_suite(stuck_suite(5, 10), None, cpu_options(workdir / "2"))
+    assert rec["status"] == "finished" and rec["best_epoch"] >= 1
+    epochs = (workdir / "2/results/stuck/s").glob("*/epochs.jsonl")
+    lines = [json.loads(x) for x in next(epochs).read_text().splitlines()]
+    assert len(lines) == 4
 
 
 # ---- resume, every model --------------------------------------------------------------------
@@ -299,6 +386,9 @@ def test_every_method_trains_every_registered_model(fresh_plugins):
                     5.0,
                     lambda mdl, opt, method=method: TrainStep(
                         mdl, opt, method.loss, 5.0, torch.device("cpu")
+                    ),
+                    validation=lambda mdl, step, valid=splits.valid: validation_pass(
+                        mdl, valid.subset(12), EvalSettings(batch_size=6), 0, step
                     ),
                 )
             else:

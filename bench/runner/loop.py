@@ -143,6 +143,11 @@ class CellTraining:
             return "failed", f"diverged: {exc}"
         except StopRun as exc:
             return exc.status, exc.reason
+        # A method that never reached its final phase (an autoencoder that never became a VAE)
+        # trained something other than its row says.
+        unfinished = None if self.parts.method is None else self.parts.method.unfinished()
+        if unfinished:
+            return "failed", unfinished
         return "finished", None
 
     def watch_phase(self) -> None:

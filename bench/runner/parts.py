@@ -21,6 +21,7 @@ from bench.runner.preflight import check_cell_model
 from bench.runner.step import TrainStep, eval_log_likelihood
 from bench.specs import Objective, resolve_params
 from bench.suites import Cell
+from bench.validation import validation_pass
 
 
 @dataclass
@@ -75,7 +76,7 @@ def build_parts(cell: Cell, opts: RunOptions, cache: build.DataCache | None = No
     params = resolve_params(spec.params, cell.objective_params, f"objective {cell.objective!r}")
     objective = build_objective(spec, budget, params)
     method = objective if isinstance(objective, Method) else None
-    model, optimizer, step = _training(cell, opts, model, objective, method, budget, train)
+    model, optimizer, step = _training(cell, opts, model, objective, method, budget, train, valid)
     return CellParts(
         data=data,
         train=train,
@@ -104,8 +105,10 @@ def _training(
     method: Method | None,
     budget: TrainingBudget,
     train: Split,
+    valid: Split,
 ) -> tuple[LatentVariableModel, Any, TrainStep | MethodStep]:
-    """The model (a method may wrap its posterior), its optimizer(s) and the step."""
+    """The model (a method may wrap its posterior), its optimizer(s) and the step; a method
+    that validates (``ctx.validate()``) sees ``valid`` with the cell's estimator settings."""
     speed = opts.speed
 
     def default_step(model: Any, optimizer: Any, loss: Any) -> TrainStep:
@@ -133,5 +136,6 @@ def _training(
         cell.seed,
         cell.budget.grad_clip,
         lambda model, opt: default_step(model, opt, method.loss),
+        validation=lambda model, step: validation_pass(model, valid, cell.eval, cell.seed, step),
     )
     return built.model, built.optimizer, built.step

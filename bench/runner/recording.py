@@ -91,7 +91,7 @@ def run_record(
         if parts is None
         else {"train": len(parts.train), "valid": len(parts.valid), "test": len(parts.test)},
         data_notes=None if parts is None else parts.data.notes,
-        method_state=None if parts is None or parts.method is None else parts.method.state_dict(),
+        method_state=None if parts is None or parts.method is None else parts.method.record_state(),
         error=error,
         source=run.run_dir / RECORD_FILE,
     )

@@ -31,7 +31,11 @@ class LinearAnneal(ScheduledObjective):
 
 class FreeBits(Objective):
     """Free bits (Kingma et al. 2016): each latent dimension's batch-averaged KL is clamped
-    from below at ``lam`` nats, so the optimizer gains nothing by pushing it under ``lam``."""
+    from below at ``lam`` nats, so the optimizer gains nothing by pushing it under ``lam``.
+
+    As openai/iaf ``tf_train.py`` 77-82 (``kl_min``, default 0.25 at line 106) and
+    ``models.py`` 457-461: per latent group, KL averaged over the minibatch, then
+    ``max(kl_min, .)``, summed over groups; with vector latents a group is one dimension."""
 
     def __init__(self, lam: float) -> None:
         self.lam = lam
@@ -65,7 +69,9 @@ def register_objectives(register):
             lambda budget, lam: FreeBits(lam),
             "free bits: per-dimension KL floor lambda (nats), batch-averaged",
             params={
-                "lam": float_param(0.5, 0.0, 2.0, minimum=0.0, help="per-dimension KL target, nats")
+                "lam": float_param(
+                    0.25, 0.0, 2.0, minimum=0.0, help="per-dimension KL target, nats (iaf: 0.25)"
+                )
             },
         )
     )
