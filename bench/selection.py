@@ -19,7 +19,7 @@ import click
 
 from bench.errors import ConfigError
 from bench.registry import suggest
-from bench.suites import Budget, Cell, EvalSettings, check_field_type
+from bench.suites import Budget, Cell, EvalSettings, check_field_type, check_setting
 
 PARAM_PARTS = ("model", "objective", "dataset")
 SETTINGS_PARTS: dict[str, type] = {"budget": Budget, "eval": EvalSettings}
@@ -142,6 +142,8 @@ def parse_override(text: str) -> Override:
                 f"{where}: {part} has no {override.key!r}{suggest(override.key, fields)}"
             )
         check_field_type(fields[override.key], override.value, where)
+        # The same rules and bounds a suite file's value meets, before anything is created.
+        check_setting(part, override.key, override.value, where)
     return override
 
 

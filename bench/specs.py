@@ -78,6 +78,8 @@ class Param:
         kind = self.value_type()
         if kind is not None:
             value = _coerce(value, kind, where)
+        if isinstance(value, float) and value != value:  # NaN: every comparison is False
+            raise ConfigError(f"{where}: expected a number, got nan")
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
             raise ConfigError(f"{where}: {value!r} is not one of {allowed}")

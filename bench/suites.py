@@ -25,7 +25,9 @@ from bench.suite_types import Budget, EvalSettings, Group, Suite
 # Budget, EvalSettings, Group and Suite are defined below the plugin manager (which registers
 # suites and groups) and documented here, with everything that works on them.
 __all__ = [
+    "BUDGET_MAX",
     "BUDGET_RULES",
+    "EVAL_MAX",
     "EVAL_RULES",
     "SETTING_PARTS",
     "SUITE_FILE",
@@ -37,6 +39,7 @@ __all__ = [
     "check_field_type",
     "check_group",
     "check_same_suite",
+    "check_setting",
     "check_settings",
     "expand",
     "fingerprint",
@@ -174,14 +177,51 @@ EVAL_RULES: dict[str, tuple[str, Any]] = {
 }
 
 
+# Upper bounds, where a larger value cannot be meaningful: it would run for weeks or ask for
+# more memory than any machine has (memory is also estimated before training, see
+# bench.runner.memory). Checked after the rules above. A learning rate has none: a huge one
+# diverges, and the run is recorded as diverged.
+BUDGET_MAX: dict[str, float] = {
+    "epochs": 100_000,
+    "batch_size": 1_000_000,
+    "patience": 100_000,
+    "lr_decay_after": 100_000,
+    "lr_decay_patience": 100_000,
+    "max_decays": 1_000,
+    "train_subset": 1_000_000_000,
+    "valid_subset": 1_000_000_000,
+    "test_subset": 1_000_000_000,
+}
+EVAL_MAX: dict[str, float] = {
+    "iw_samples": 1_000_000,
+    "mi_samples": 100_000,
+    "batch_size": 1_000_000,
+    "probe_train_size": 1_000_000_000,
+    "mi_train_size": 1_000_000,
+}
+SETTINGS_RULES = {"budget": (BUDGET_RULES, BUDGET_MAX), "eval": (EVAL_RULES, EVAL_MAX)}
+
+
+def check_setting(section: str, name: str, value: Any, where: str) -> None:
+    """One budget or eval value against its rule and its upper bound; a one-line
+    ConfigError naming the key."""
+    rules, maxima = SETTINGS_RULES[section]
+    text, ok = rules[name]
+    if not ok(value):
+        raise ConfigError(f"{where}: {section}.{name}: must be {text}, got {value!r}")
+    if value is not None and name in maxima and value > maxima[name]:
+        raise ConfigError(
+            f"{where}: {section}.{name}: must be at most {maxima[name]:.15g} (a larger value "
+            f"cannot be meaningful), got {value!r}"
+        )
+
+
 def check_settings(budget: Budget, eval: EvalSettings, where: str) -> None:
     """Every budget and eval value against its rule (:data:`BUDGET_RULES`,
-    :data:`EVAL_RULES`); a one-line ConfigError naming the key."""
-    for section, obj, rules in (("budget", budget, BUDGET_RULES), ("eval", eval, EVAL_RULES)):
-        for name, (text, ok) in rules.items():
-            value = getattr(obj, name)
-            if not ok(value):
-                raise ConfigError(f"{where}: {section}.{name}: must be {text}, got {value!r}")
+    :data:`EVAL_RULES`) and upper bound; a one-line ConfigError naming the key."""
+    for section, obj in (("budget", budget), ("eval", eval)):
+        for name in SETTINGS_RULES[section][0]:
+            check_setting(section, name, getattr(obj, name), where)
 
 
 SEED_MAX = 2**32 - 1  # numpy seeds with 32 bits; a run id holds at most ten digits of it

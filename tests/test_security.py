@@ -258,3 +258,92 @@ def test_another_suite_of_the_same_name_cannot_mix_into_its_results(capsys, fres
     code, out, err = run_cli(capsys, "run", "--suite", "copy/a.toml", "--quiet", "--resume")
     assert code == 0, err
     assert record.read_text() == before  # kept, not trained again
+
+
+# ---- 4. --set meets the suite file's checks; upper bounds; memory ----------------------------
+
+SET_CASES = [
+    ("budget.epochs=-1", "budget.epochs: must be >= 1 (an integer), got -1"),
+    ("budget.batch_size=0", "budget.batch_size: must be >= 1 (an integer), got 0"),
+    ("budget.lr=-1", "budget.lr: must be > 0 (a number), got -1"),
+    ("budget.lr=nan", "budget.lr: must be > 0 (a number), got nan"),
+    ("eval.iw_samples=0", "eval.iw_samples: must be >= 1 (an integer), got 0"),
+    ("budget.epochs=1000000000", "budget.epochs: must be at most 100000"),
+    ("eval.iw_samples=1000000000", "eval.iw_samples: must be at most 1000000"),
+]
+
+
+@pytest.mark.parametrize(("override", "needle"), SET_CASES)
+def test_set_values_meet_the_suite_files_checks_before_anything_is_created(
+    capsys, fresh_plugins, workdir, override, needle
+):
+    (workdir / "t.toml").write_text(tiny_suite())
+    line = _bench_user_error(capsys, "run", "--suite", "t.toml", "--quiet", "--set", override)
+    assert line.startswith(f"error: --set {override}: {needle}")
+    _nothing_created(workdir)
+
+
+@pytest.mark.parametrize(
+    ("table", "value", "needle"),
+    [
+        ("budget", {"epochs": 10**9}, "budget.epochs: must be at most 100000"),
+        ("eval", {"iw_samples": 10**9}, "eval.iw_samples: must be at most 1000000"),
+        ("budget", {"patience": 10**9}, "budget.patience: must be at most 100000"),
+    ],
+)
+def test_values_no_run_could_use_are_refused_in_a_suite_file(
+    capsys, fresh_plugins, workdir, table, value, needle
+):
+    keys = {"budget": value} if table == "budget" else {}
+    text = tiny_suite(**keys)
+    if table == "eval":
+        text = text.replace("iw_samples = 2", f"iw_samples = {value['iw_samples']}")
+    (workdir / "t.toml").write_text(text)
+    assert needle in _bench_user_error(capsys, "run", "--suite", "t.toml", "--quiet")
+
+
+def test_list_shows_the_values_after_the_overrides(capsys, fresh_plugins, workdir):
+    (workdir / "t.toml").write_text(tiny_suite())
+    args = ["run", "--suite", "t.toml", "--list", "--set", "budget.epochs=3"]
+    code, out, err = run_cli(capsys, *args, "--set", "eval.iw_samples=7")
+    assert code == 0, err
+    assert "budget: epochs=3 " in out and "eval:   iw_samples=7 " in out
+
+
+def test_a_nan_parameter_is_refused():
+    from bench.errors import ConfigError
+    from bench.specs import float_param
+
+    with pytest.raises(ConfigError, match="beta: expected a number, got nan"):
+        float_param(1.0, minimum=0.0).check(float("nan"), "beta")
+
+
+def test_a_model_too_large_for_memory_is_refused_before_it_is_built(capsys, fresh_plugins, workdir):
+    (workdir / "t.toml").write_text(tiny_suite())
+    args = ["run", "--suite", "t.toml", "--quiet", "--set", "model.mlp-vae.hidden=100000000"]
+    line = _bench_user_error(capsys, *args)
+    assert "model 'mlp-vae' (plugin 'vae', " in line
+    assert "its weights, gradients and Adam's moments would take at least" in line
+    assert line.endswith("lower the model's size (its parameters)")
+
+
+@pytest.mark.parametrize(
+    ("room", "needle"),
+    [
+        (1_000, "one training batch of 100 would take at least"),
+        (10**6, "evaluation with eval.iw_samples=100000, eval.batch_size=100"),
+    ],
+)
+def test_a_batch_or_an_evaluation_that_cannot_fit_is_refused_in_one_line(
+    capsys, fresh_plugins, workdir, monkeypatch, room, needle
+):
+    from bench.runner import memory
+
+    # The weights fit whatever the room; the batch and the evaluation do not.
+    monkeypatch.setattr(memory, "OPTIMIZER_COPIES", 0)
+    monkeypatch.setattr(memory, "available_bytes", lambda device, share=1: room)
+    (workdir / "t.toml").write_text(tiny_suite())
+    args = ["run", "--suite", "t.toml", "--quiet", "--set", "eval.iw_samples=100000"]
+    line = _bench_user_error(capsys, *args)
+    assert needle in line
+    assert not list(workdir.glob("results/t/custom/g__*"))

@@ -18,8 +18,10 @@ from bench.contract import check_contract
 from bench.data import DataSplits, Split, data_dir
 from bench.errors import BenchError, DataError, ModelContractError
 from bench.runner import cell as parts
+from bench.runner import memory
 from bench.runner.cell import DataCache
 from bench.runner.options import RunOptions
+from bench.specs import resolve_params
 from bench.suites import Cell
 
 CONTRACT_BATCH = 32  # examples put through each model before training
@@ -77,10 +79,62 @@ def check_cell_model(cell: Cell, model: Any, train: Split) -> None:
         parts.set_rng_state(state)
 
 
+def _available(opts: RunOptions) -> int:
+    devices = len(opts.placement.devices) or 1
+    return memory.available_bytes(opts.device, memory.device_share(opts.placement.jobs, devices))
+
+
+def check_weights_fit(cell: Cell, data: DataSplits, opts: RunOptions) -> None:
+    """The model's weights, gradients and Adam's moments fit, counted before it is built."""
+    spec = plugins.registries().models.get(cell.model)
+    params = resolve_params(spec.params, cell.model_params, f"model {cell.model!r}")
+    weights = memory.parameter_bytes(lambda: spec.build(data.info, **params))
+    if weights is not None:
+        memory.refuse_if_too_large(
+            weights * memory.OPTIMIZER_COPIES,
+            _available(opts),
+            f"{_model_text(cell)}: its weights, gradients and Adam's moments",
+            "the model's size (its parameters)",
+        )
+
+
+def check_cell_memory(cell: Cell, model: Any, data: DataSplits, opts: RunOptions) -> None:
+    """One training batch and one evaluation fit in the device's memory (lower bounds; see
+    :mod:`bench.runner.memory`); a one-line ConfigError naming the setting to lower."""
+    b, have = cell.budget, _available(opts)
+    n_train = min(len(data.train), b.train_subset or len(data.train))
+    n_test = min(len(data.test), b.test_subset or len(data.test))
+    state = parts.rng_state()  # the forward pass draws noise: the run must not see it
+    try:
+        x, _ = next(iter(data.train.batches(min(b.batch_size, CONTRACT_BATCH))))
+        footprint = memory.forward_footprint(model, x)
+    finally:
+        parts.set_rng_state(state)
+    if footprint is None:
+        return
+    per_example, latent_dim = footprint
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    batch = min(b.batch_size, n_train)
+    memory.refuse_if_too_large(
+        weights * memory.OPTIMIZER_COPIES + per_example * batch,
+        have,
+        f"{_model_text(cell)}: one training batch of {batch}",
+        "budget.batch_size",
+    )
+    memory.refuse_if_too_large(
+        weights + memory.evaluation_bytes(cell, latent_dim, n_test, n_train),
+        have,
+        f"{_model_text(cell)}: evaluation with eval.iw_samples={cell.eval.iw_samples}, "
+        f"eval.batch_size={cell.eval.batch_size}, eval.mi_samples={cell.eval.mi_samples}",
+        "them",
+    )
+
+
 def check_cells(cells: Iterable[Cell], opts: RunOptions, cache: DataCache | None = None) -> None:
-    """Load each data set (into ``cache``, for the training that follows) and put one batch
-    through each distinct model configuration."""
-    seen: set[tuple[str, ...]] = set()
+    """Load each data set (into ``cache``, for the training that follows), put one batch
+    through each distinct model configuration, and check that its runs fit in memory (once
+    per distinct budget and eval settings)."""
+    configs: dict[tuple[str, ...], list[Cell]] = {}
     for cell in cells:
         key = (
             cell.dataset,
@@ -88,11 +142,12 @@ def check_cells(cells: Iterable[Cell], opts: RunOptions, cache: DataCache | None
             cell.model,
             json.dumps(cell.model_params, sort_keys=True),
         )
-        if key in seen:
-            continue
-        seen.add(key)
+        configs.setdefault(key, []).append(cell)
+    for same_model in configs.values():
+        cell = same_model[0]
         data = load_checked(cell, opts, cache)
         where = _model_text(cell)
+        check_weights_fit(cell, data, opts)
         try:
             model = parts.build_model(cell, data, opts.device)
         except BenchError:
@@ -102,6 +157,9 @@ def check_cells(cells: Iterable[Cell], opts: RunOptions, cache: DataCache | None
                 f"{where}: building it raised {type(exc).__name__}: {exc}"
             ) from exc
         check_cell_model(cell, model, data.train)
+        settings = {(c.budget, c.eval): c for c in same_model}
+        for c in settings.values():
+            check_cell_memory(c, model, data, opts)
         del model
     if opts.device.type == "cuda":
         torch.cuda.empty_cache()
