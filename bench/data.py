@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # torch is imported where a split is made or used: plugins re
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
 EVAL_BINARIZATION_SEED = 1234  # every model is scored on the same binarized pixels
+# Seeds every subset (``Split.subset``): one fixed value, so every model, objective and seed of
+# a data set gets the same examples at a given size and rows compare pairwise.
+SUBSET_SEED = 2718
+MAX_CLASS_COUNTS = 100  # a record lists each class's count up to this many classes
 CACHE_DIR_ENV = "BENCH_CACHE_DIR"
 OFFLINE_ENV = "BENCH_OFFLINE"
 
@@ -75,7 +79,11 @@ class Split(Protocol):
 
     def to(self, device: torch.device | str) -> Split: ...
 
-    def subset(self, n: int) -> Split: ...
+    def subset(self, n: int, seed: int = SUBSET_SEED) -> Split:
+        """``n`` examples drawn at random with ``seed`` (see :func:`subset_indices`):
+        stratified by label where the split has labels, never a prefix, since data sets are
+        often stored in order (by class, by character, by article)."""
+        ...
 
     def batches(
         self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
@@ -97,9 +105,10 @@ class TensorSplit:
         labels = None if self.labels is None else self.labels.to(device)
         return TensorSplit(self.x.to(device), labels, self.dynamic_binarization)
 
-    def subset(self, n: int) -> TensorSplit:
-        labels = None if self.labels is None else self.labels[:n]
-        return TensorSplit(self.x[:n], labels, self.dynamic_binarization)
+    def subset(self, n: int, seed: int = SUBSET_SEED) -> TensorSplit:
+        idx = subset_indices(len(self), n, self.labels, seed).to(self.x.device)
+        labels = None if self.labels is None else self.labels[idx]
+        return TensorSplit(self.x[idx], labels, self.dynamic_binarization)
 
     def binarized(self, seed: int) -> TensorSplit:
         """A fixed binarization, used for evaluation splits."""
@@ -297,3 +306,67 @@ def without_labels(split: Split) -> Split:
     if isinstance(split, TensorSplit) and split.labels is not None:
         return TensorSplit(split.x, None, split.dynamic_binarization)
     return split
+
+
+# ---- subsets ------------------------------------------------------------------------------
+
+
+def subset_indices(
+    total: int, n: int, labels: Tensor | None = None, seed: int = SUBSET_SEED
+) -> Tensor:
+    """Which ``n`` of ``total`` examples a subset keeps, in their stored order (a CPU tensor).
+
+    Unlabelled: a seeded random sample. Labelled: a stratified one, where each class gets its
+    share of ``n`` to within one example. Both come from one seeded order of all examples, so
+    a smaller subset is part of every larger one, and the sample depends on nothing but the
+    split, ``n`` and ``seed``: every model, objective and training seed sees the same
+    examples. ``n >= total`` keeps everything.
+    """
+    import torch
+
+    if n >= total:
+        return torch.arange(total)
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    if labels is not None:
+        order = order[_stratified_order(labels.detach().cpu()[order])]
+    return order[:n].sort().values
+
+
+def _stratified_order(labels: Tensor) -> Tensor:
+    """An order of examples (already in random order) in which every prefix holds each class
+    in proportion: the r-th example of a class of size m is ranked at (r + 1/2) / m."""
+    import torch
+
+    _, classes, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    by_class = torch.argsort(classes, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(classes)
+    rank[by_class] = torch.arange(len(classes)) - starts[classes[by_class]]
+    position = (rank.double() + 0.5) / counts[classes].double()
+    return torch.argsort(position, stable=True)
+
+
+def class_counts(labels: Tensor | None) -> dict[str, int] | None:
+    """Examples per class (keys are the class ids as text, for JSON), None without labels."""
+    if labels is None:
+        return None
+    import torch
+
+    values, counts = torch.unique(labels.detach().cpu(), return_counts=True)
+    return {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def subset_record(full: Split, part: Split, seed: int = SUBSET_SEED) -> dict[str, Any]:
+    """What a run's record says about one split it used: its size, the split's size, and
+    for a subset how it was drawn and (labelled) its class counts."""
+    out: dict[str, Any] = {"size": len(part), "of": len(full)}
+    if len(part) < len(full):
+        out["seed"] = seed
+        out["sample"] = "random, stratified by label" if part.labels is not None else "random"
+        counts = class_counts(part.labels)
+        if counts is not None and len(counts) <= MAX_CLASS_COUNTS:
+            out["class_counts"] = counts
+        elif counts is not None:  # Omniglot's characters: a summary, not 1,623 entries
+            out["classes"] = len(counts)
+            out["per_class"] = [min(counts.values()), max(counts.values())]
+    return out

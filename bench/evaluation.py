@@ -131,7 +131,8 @@ class EvalContext:
 
     @property
     def train_posterior(self) -> PosteriorPass:
-        """The same pass over the first ``settings.probe_train_size`` training examples."""
+        """The same pass over ``settings.probe_train_size`` training examples, a stratified
+        random sample (``Split.subset``): the same examples for every model and seed."""
         if self.train is None:
             raise ValueError("this evaluation has no training split")
         if "train_posterior" not in self._cache:

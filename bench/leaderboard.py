@@ -297,9 +297,18 @@ def _data_note(r: RunRecord) -> str:
     sizes, text = r.split_sizes, r.data_notes or ""
     if sizes:
         order = ["train", "valid", "test", *sorted(set(sizes) - {"train", "valid", "test"})]
-        shown = " / ".join(f"{k} {sizes[k]:,}" for k in order if k in sizes)
+        shown = " / ".join(_split_text(k, sizes[k], r.subsets.get(k)) for k in order if k in sizes)
         text += ("; " if text else "") + "splits as run: " + shown
     return text
+
+
+def _split_text(name: str, size: int, subset: Mapping[str, Any] | None) -> str:
+    """``valid 5,000 of 10,000 (random, stratified by label, seed 2718)`` for a subset the
+    record describes, else ``valid 5,000``."""
+    if not subset or "seed" not in subset or not _scalar(subset.get("of")):
+        return f"{name} {size:,}"
+    how = f"{subset.get('sample', 'random')}, seed {subset['seed']}"
+    return f"{name} {size:,} of {int(subset['of']):,} ({how})"
 
 
 def build(

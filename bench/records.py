@@ -119,6 +119,10 @@ class RunRecord(Mapping[str, Any]):
     packages: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
     split_sizes: dict[str, int] = field(default_factory=dict)
+    # Per split: size, the split's full size and, for a subset, how it was drawn (seed, sample,
+    # class counts); see bench.data.subset_record. Empty in records written before subsets
+    # were random (they were the first N examples).
+    subsets: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_notes: str | None = None
     method_state: dict[str, Any] | None = None
     error: RunError | None = None

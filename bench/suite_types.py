@@ -30,7 +30,7 @@ class Budget:
     # decay switches it on for good, and lr is multiplied by lr_decay after every later epoch.
     lr_decay_sticky: bool = False
     min_lr: float | None = None  # stop training once lr falls below this
-    train_subset: int | None = None  # first N training examples
+    train_subset: int | None = None  # N training examples drawn at random (Split.subset)
     valid_subset: int | None = None
     test_subset: int | None = None
 

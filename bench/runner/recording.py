@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench import plugins
+from bench.data import subset_record
 from bench.provenance import device_name, git_commit, machine_info, package_versions
 from bench.records import (
     RECORD_FILE,
@@ -27,6 +28,7 @@ from bench.suites import Cell, fingerprint, resolved_settings
 if TYPE_CHECKING:
     from bench.runner.loop import CellTraining
     from bench.runner.options import RunOptions
+    from bench.runner.parts import CellParts
 
 
 def _metric(name: str, v: MetricValue) -> MetricResult:
@@ -53,6 +55,15 @@ def _provenance(device: torch.device) -> dict[str, Any]:
         "machine": machine_info(),
         "packages": package_versions(),
         "git_commit": git_commit(),
+    }
+
+
+def _subsets(parts: CellParts) -> dict[str, dict[str, Any]]:
+    """How each split the run used was drawn from the data set's (bench.data.subset_record)."""
+    data = parts.data
+    return {
+        name: subset_record(getattr(data, name), getattr(parts, name))
+        for name in ("train", "valid", "test")
     }
 
 
@@ -90,6 +101,7 @@ def run_record(
         split_sizes={}
         if parts is None
         else {"train": len(parts.train), "valid": len(parts.valid), "test": len(parts.test)},
+        subsets={} if parts is None else _subsets(parts),
         data_notes=None if parts is None else parts.data.notes,
         method_state=None if parts is None or parts.method is None else parts.method.record_state(),
         error=error,

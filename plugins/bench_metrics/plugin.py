@@ -139,11 +139,17 @@ def _labelled(ctx: EvalContext) -> tuple[PosteriorPass, PosteriorPass]:
 
 
 def _probe_settings(ctx: EvalContext, train: PosteriorPass, features: str) -> dict[str, Any]:
-    return {
+    from bench.data import SUBSET_SEED
+
+    out: dict[str, Any] = {
         "classifier": f"logistic regression on {features}",
         "train_n": len(train.mu),
         "n": len(ctx.posterior.mu),
     }
+    if ctx.train is not None and len(train.mu) < len(ctx.train):
+        # EvalContext.train_posterior's sample (Split.subset): the same examples for every row.
+        out["train_sample"] = f"random, stratified by label, seed {SUBSET_SEED}"
+    return out
 
 
 def _probe(ctx: EvalContext) -> MetricValue:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bench.data import SUBSET_SEED, subset_indices
+
 
 @dataclass
 class TokenBatch:
@@ -79,9 +81,14 @@ class TextSplit:
             self.ids.to(device), self.lengths.to(device), self.pad_id, labels, self.width_multiple
         )
 
-    def subset(self, n: int) -> TextSplit:
-        labels = None if self.labels is None else self.labels[:n]
-        return TextSplit(self.ids[:n], self.lengths[:n], self.pad_id, labels, self.width_multiple)
+    def subset(self, n: int, seed: int = SUBSET_SEED) -> TextSplit:
+        """``n`` sentences drawn at random (:func:`bench.data.subset_indices`): a corpus is
+        stored article by article, so a prefix would be a few articles."""
+        idx = subset_indices(len(self), n, self.labels, seed).to(self.ids.device)
+        labels = None if self.labels is None else self.labels[idx]
+        return TextSplit(
+            self.ids[idx], self.lengths[idx], self.pad_id, labels, self.width_multiple
+        )
 
     def padded_to(self, multiple: int) -> TextSplit:
         """The same split with every batch padded to a width that is a multiple of
