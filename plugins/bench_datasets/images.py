@@ -96,25 +96,29 @@ def _download_mnist(data_dir: Path) -> None:
         MNIST(str(data_dir), train=True, download=True)
 
 
-def _read_mnist(data_dir: Path) -> tuple[torch.Tensor, ...]:
-    """MNIST from ``<data_dir>/mnist/*-ubyte.gz`` (the shared layout) or torchvision's
-    ``<data_dir>/MNIST/raw``, read straight from the files (no derived cache to go stale)."""
+def find_mnist(data_dir: Path) -> dict[str, Path] | None:
+    """MNIST's four IDX files in ``<data_dir>/mnist/*-ubyte.gz`` (the shared layout) or
+    torchvision's ``<data_dir>/MNIST/raw``; None when neither holds them (nothing is
+    downloaded here), a DataError when a folder holds some of them only."""
     layouts = [(data_dir / "mnist", ".gz"), (data_dir / "MNIST" / "raw", "")]
-    found = None
     for folder, suffix in layouts:
         paths = {name: folder / f"{name}{suffix}" for name in MNIST_FILES}
         present = [p for p in paths.values() if p.exists()]
         if len(present) == len(paths):
-            found = paths
-            break
+            return paths
         if present:
             missing = [str(p) for p in paths.values() if not p.exists()]
             raise DataError(f"MNIST is incomplete in {folder}: {', '.join(missing)} missing")
+    return None
+
+
+def _read_mnist(data_dir: Path) -> tuple[torch.Tensor, ...]:
+    """MNIST from :func:`find_mnist`'s files (downloaded by torchvision when absent and
+    online), read straight from the files (no derived cache to go stale)."""
+    found = find_mnist(data_dir)
     if found is None:
         _download_mnist(data_dir)
-        raw = data_dir / "MNIST" / "raw"
-        if all((raw / name).exists() for name in MNIST_FILES):
-            found = {name: raw / name for name in MNIST_FILES}
+        found = find_mnist(data_dir)
     if found is None:
         how = "BENCH_OFFLINE is set" if offline() else "could not download it"
         raise DataError(
@@ -123,6 +127,12 @@ def _read_mnist(data_dir: Path) -> tuple[torch.Tensor, ...]:
             f"the four IDX files in {data_dir / 'mnist'} or point --data-dir / BENCH_DATA_DIR at "
             "a folder that has them"
         )
+    return read_mnist_files(found)
+
+
+def read_mnist_files(found: dict[str, Path]) -> tuple[torch.Tensor, ...]:
+    """``(train images, train labels, test images, test labels)`` from the four IDX files;
+    images ``[N, 1, 28, 28]`` in [0, 1]."""
     arrays = {name: read_idx(path, MNIST_SHAPES[name]) for name, path in found.items()}
 
     def images(name: str) -> torch.Tensor:
@@ -193,24 +203,69 @@ def read_amat(path: Path, features: int = 784) -> np.ndarray:
     return x
 
 
-def load_mnist_static(data_dir: Path) -> DataSplits:
-    """Statically binarized MNIST (Larochelle's 50k/10k/10k split), no labels."""
+STATIC_NOTE = (
+    "statically binarized MNIST (binarized_mnist/*.amat), 50k / 10k / 10k; one fixed "
+    "binarization for every split, as in the skip-VAE reference"
+)
+
+
+def load_mnist_static(data_dir: Path, recover_labels: bool = True) -> DataSplits:
+    """Statically binarized MNIST (Larochelle's 50k/10k/10k split). Labelled when MNIST's IDX
+    files are in ``data_dir`` too (:mod:`bench_datasets.static_labels`, cached), else not."""
     folder = data_dir / "binarized_mnist"
+    paths = {name: folder / f"binarized_mnist_{name}.amat" for name in ("train", "valid", "test")}
     arrays = {}
-    for split in ("train", "valid", "test"):
-        path = folder / f"binarized_mnist_{split}.amat"
+    for name, path in paths.items():
         if not path.exists():
             raise DataError(
                 f"statically binarized MNIST not found: {path} is missing; put "
                 "binarized_mnist_{train,valid,test}.amat there or set --data-dir / BENCH_DATA_DIR"
             )
-        arrays[split] = torch.from_numpy(read_amat(path).reshape(-1, 1, 28, 28))
+        arrays[name] = read_amat(path)
+    labels, note = _static_labels(data_dir, list(paths.values()), arrays, recover_labels)
+
+    def split(name: str) -> TensorSplit:
+        y = None if labels is None else torch.from_numpy(labels[name])
+        return TensorSplit(torch.from_numpy(arrays[name].reshape(-1, 1, 28, 28)), y)
+
     return DataSplits(
         DataInfo("image", (1, 28, 28)),
-        TensorSplit(arrays["train"]),
-        TensorSplit(arrays["valid"]),
-        TensorSplit(arrays["test"]),
-        None,
-        "statically binarized MNIST (binarized_mnist/*.amat), 50k / 10k / 10k, unlabelled; one "
-        "fixed binarization for every split, as in the skip-VAE reference",
+        split("train"),
+        split("valid"),
+        split("test"),
+        None if labels is None else 10,
+        f"{STATIC_NOTE}; {note}",
     )
+
+
+def _static_labels(
+    data_dir: Path, static_paths: list[Path], arrays: dict[str, np.ndarray], recover: bool
+) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The recovered labels (None without MNIST) and what the data notes say about them."""
+    from bench_datasets import static_labels
+
+    try:
+        mnist = find_mnist(data_dir) if recover else None
+    except DataError as exc:  # an incomplete copy of MNIST: the binarized set still loads
+        return None, f"unlabelled: {exc}"
+    if mnist is None:
+        return None, (
+            "unlabelled: put MNIST's four IDX files in <data-dir>/mnist to recover the labels "
+            "(each image's most likely MNIST image), which gives the probe columns"
+        )
+    sources = static_paths + [mnist[name] for name in MNIST_FILES]
+
+    def compute() -> static_labels.Recovered:
+        train_x, train_y, test_x, test_y = read_mnist_files(mnist)
+        grey = (train_x.flatten(1), train_y, test_x.flatten(1), test_y)
+        return static_labels.recover(arrays, grey)
+
+    try:
+        recovered = static_labels.cached_recovery(sources, compute)
+    except DataError as exc:  # the class counts disagree: unlabelled, and the note says why
+        return None, f"unlabelled: {exc}"
+    note = (
+        "labels recovered from MNIST (each image's most likely MNIST image under a Bernoulli "
+        f"model, class counts checked against MNIST's; {recovered.summary()})"
+    )
+    return recovered.labels, note

@@ -66,7 +66,8 @@ def register_datasets(register):
         DatasetSpec(
             "mnist-static",
             load_mnist_static,
-            "statically binarized MNIST (binarized_mnist/*.amat), unlabelled",
+            "statically binarized MNIST (binarized_mnist/*.amat); labels recovered from "
+            "MNIST when its IDX files are there too",
             sizes="50,000 / 10,000 / 10,000",
         )
     )
