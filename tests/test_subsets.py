@@ -166,4 +166,3 @@ def test_static_mnist_subset_covers_every_class():
     for split in (data.train, data.valid, data.test):
         counts = class_counts(split.subset(1000).labels)
         assert len(counts) == 10 and min(counts.values()) >= 85, counts
-

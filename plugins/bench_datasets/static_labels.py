@@ -24,9 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -88,9 +88,7 @@ def bernoulli_matches(x: torch.Tensor, grey: torch.Tensor, chunk: int = CHUNK) -
         best.append(idx[:, 0])
         runner_up.append(idx[:, 1])
         gap.append(top[:, 0] - top[:, 1])
-    return Matches(
-        torch.cat(best).numpy(), torch.cat(runner_up).numpy(), torch.cat(gap).numpy()
-    )
+    return Matches(torch.cat(best).numpy(), torch.cat(runner_up).numpy(), torch.cat(gap).numpy())
 
 
 def match_stats(m: Matches, source_labels: np.ndarray) -> dict[str, int]:
@@ -151,7 +149,7 @@ def cache_path(sources: list[Path]) -> Path:
 
 
 def cached_recovery(
-    sources: list[Path], compute: Any, cache: Path | None = None
+    sources: list[Path], compute: Callable[[], Recovered], cache: Path | None = None
 ) -> Recovered:
     """The recovery of ``sources`` from the cache, else ``compute()``'s, written atomically
     to the cache (a damaged cache is computed again)."""

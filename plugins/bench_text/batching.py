@@ -86,9 +86,7 @@ class TextSplit:
         stored article by article, so a prefix would be a few articles."""
         idx = subset_indices(len(self), n, self.labels, seed).to(self.ids.device)
         labels = None if self.labels is None else self.labels[idx]
-        return TextSplit(
-            self.ids[idx], self.lengths[idx], self.pad_id, labels, self.width_multiple
-        )
+        return TextSplit(self.ids[idx], self.lengths[idx], self.pad_id, labels, self.width_multiple)
 
     def padded_to(self, multiple: int) -> TextSplit:
         """The same split with every batch padded to a width that is a multiple of
