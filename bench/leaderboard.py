@@ -54,6 +54,8 @@ DEFAULT_ORDER = (
 # show their ``neg_elbo`` there, and by default ``neg_elbo`` gets no column beside it.
 SAME_VALUE = {"nll_bound": "neg_elbo"}
 CEILING, CEILING_MARGIN, OUT_OF = "ceiling", "ceiling_margin", "of"
+# Per metric: seeds with a value, and the 95% interval of the mean (bench.intervals).
+SEEDS_N, CI_LOW, CI_HIGH = "n", "ci_low", "ci_high"
 HIDDEN_SETTINGS = {CEILING, CEILING_MARGIN}  # shown as the flag, not in the settings lines
 
 
@@ -83,8 +85,10 @@ RECORD_COLUMNS = {
 class Leaderboard:
     suite: str
     scale: str
-    # One row per ROW_KEY: model_label, objective_label, seeds, <m>_mean, <m>_std, and where a
-    # metric's settings give them <m>_ceiling, <m>_saturated, <m>_of; then "<part>.<param>".
+    # One row per ROW_KEY: model_label, objective_label, seeds, <m>_mean, <m>_std, <m>_n,
+    # <m>_ci_low, <m>_ci_high (95% interval), and where a metric's settings give them
+    # <m>_ceiling, <m>_saturated, <m>_of; then "<part>.<param>"; with a baseline (see
+    # bench.baselines) "baseline" and <m>_diff, _diff_low, _diff_high, _diff_n, _poi.
     table: pl.DataFrame
     columns: list[Column]
     # dataset -> column name -> (settings all its rows share, [(other settings, which rows)]);
@@ -262,10 +266,12 @@ class _Rows:
     params: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     settings: dict[tuple, dict[str, dict[str, Any]]] = field(default_factory=dict)
     notes: dict[tuple, str] = field(default_factory=dict)
+    groups: dict[tuple, set[str]] = field(default_factory=dict)  # the suite groups of a row
 
     def add(self, r: RunRecord) -> None:
         key = record_key(r)
         self.params.setdefault(key, _flat_params(r.resolved))
+        self.groups.setdefault(key, set()).add(str(r.cell.get("group", "")))
         row: dict[str, Any] = dict(zip(ROW_KEY, key, strict=True))
         row["seed"] = r.cell.get("seed", 0)
         if _scalar(r.train_examples_per_s):
@@ -316,9 +322,14 @@ def build(
     suite: str,
     scale: str,
     columns: Sequence[str] = (),
+    baselines: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Leaderboard:
     """The leaderboard of ``records``; ``columns`` (a suite's choice) picks and orders them.
-    The board keeps the records (and through them the run folders) for its reporters."""
+    ``baselines`` (group name -> ``Group.baseline``; by default the suite's own) adds the
+    paired differences of :mod:`bench.baselines`. The board keeps the records (and through
+    them the run folders) for its reporters."""
+    from bench.baselines import differences, suite_baselines
+
     if not records:
         raise BenchError(f"no finished runs for suite {suite!r} at scale {scale!r}")
     kept = [RunRecord.of(r) for r in records]
@@ -342,6 +353,10 @@ def build(
         wall_time_s=sum(r.wall_time_s for r in kept),
         records=kept,
     )
+    if baselines is None:
+        baselines = suite_baselines(suite, scale, finished)
+    if baselines and board.table.height:
+        board.table = differences(board.table, rows.runs, rows.groups, rows.params, cols, baselines)
     board.settings, board.notes = _per_dataset(board, rows.settings, rows.notes)
     return board
 
@@ -380,10 +395,11 @@ def _aggregate(
     for c in cols:
         aggs += [pl.col(c.name).mean().alias(f"{c.name}_mean")]
         aggs += [pl.col(c.name).std().alias(f"{c.name}_std")]
+        aggs += [pl.col(c.name).count().alias(f"{c.name}_{SEEDS_N}")]
         for extra in (CEILING, OUT_OF):
             if f"{c.name}_{extra}" in df.columns:
                 aggs.append(pl.col(f"{c.name}_{extra}").first())
-    table = df.group_by(ROW_KEY).agg(aggs)
+    table = _with_intervals(df.group_by(ROW_KEY).agg(aggs), cols)
     for c in cols:
         if f"{c.name}_{CEILING}" not in table.columns:
             continue
@@ -394,6 +410,34 @@ def _aggregate(
         close = pl.col(f"{c.name}_mean") >= pl.col(f"{c.name}_{CEILING}") - pl.Series(margins)
         table = table.with_columns(close.alias(f"{c.name}_saturated"))
     return table
+
+
+def _with_intervals(table: pl.DataFrame, cols: list[Column]) -> pl.DataFrame:
+    """``<m>_ci_low`` and ``<m>_ci_high``: the 95% Student-t interval of each mean over its
+    ``<m>_n`` seeds (bench.intervals); null for one seed, where no interval exists."""
+    import polars as pl
+
+    from bench.intervals import t_quantile
+
+    for c in cols:
+        n = table[f"{c.name}_{SEEDS_N}"].to_list()
+        quantile = [t_quantile(k - 1) if k >= 2 else None for k in n]
+        table = table.with_columns(pl.Series("_t", quantile, dtype=pl.Float64))
+        half = pl.col("_t") * pl.col(f"{c.name}_std") / pl.col(f"{c.name}_{SEEDS_N}").sqrt()
+        table = table.with_columns(
+            (pl.col(f"{c.name}_mean") - half).alias(f"{c.name}_{CI_LOW}"),
+            (pl.col(f"{c.name}_mean") + half).alias(f"{c.name}_{CI_HIGH}"),
+        ).drop("_t")
+    return table
+
+
+def interval_half_width(row: Mapping[str, Any], metric: str) -> float | None:
+    """Half the width of a row's 95% interval of ``metric`` (None with one seed): what
+    tables print after ``±`` and plots draw as error bars."""
+    mean, high = row.get(f"{metric}_mean"), row.get(f"{metric}_{CI_HIGH}")
+    if not _scalar(mean) or not _scalar(high) or high != high:  # high != high: NaN
+        return None
+    return float(high) - float(mean)
 
 
 def row_label(row: dict[str, Any]) -> str:

@@ -227,14 +227,20 @@ def _draw_tradeoff(fig: Figure, board: Leaderboard, metric: str) -> None:
 def _draw_points(
     ax: Axes, rows: list[dict[str, Any]], metric: str, style: Callable[..., dict[str, Any]]
 ) -> list[tuple[float, float]]:
-    """Each row at (metric, NLL) with its spread over seeds; returns the points."""
+    """Each row at (metric, NLL) with its 95% interval over seeds as error bars (the std
+    for a table without intervals); returns the points."""
+    from bench.leaderboard import CI_HIGH, interval_half_width
+
     points = []
     for row in rows:
         x, y = _num(row.get(f"{metric}_mean")), _num(row.get("nll_mean"))
         if x is None or y is None:
             continue
         points.append((x, y))
-        xerr, yerr = _num(row.get(f"{metric}_std")), _num(row.get("nll_std"))
+        xerr, yerr = (
+            interval_half_width(row, m) if f"{m}_{CI_HIGH}" in row else _num(row.get(f"{m}_std"))
+            for m in (metric, "nll")
+        )
         ax.errorbar(
             x,
             y,

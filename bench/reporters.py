@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.baselines import BASELINE, DIFF, HIGH, LOW, POI, N, headline
 from bench.hookspecs import hookimpl
-from bench.leaderboard import OUT_OF, Column, Leaderboard
+from bench.leaderboard import OUT_OF, Column, Leaderboard, interval_half_width
 from bench.records import atomic_write, atomic_write_text
 from bench.specs import ReporterSpec
 
@@ -23,6 +24,15 @@ TEXT_COLUMNS_BEFORE = [("tuning", "Tuning budget")]
 TEXT_COLUMNS_AFTER = [("params", "Tuned values")]
 SATURATED = "⚑"
 SINGLE_SEED = "†"  # marks a row averaged over one seed
+SIGNIFICANT = "*"  # a difference whose 95% interval excludes zero
+DIFFERENCE_LEGEND = (
+    "- Against the baseline (a table under each data set whose group names one): Δ = row − "
+    "baseline over the seeds both ran (the same seed sees the same data subset), ± half the "
+    f"width of the 95% t-interval of the per-seed differences; {SIGNIFICANT} where that "
+    "interval excludes zero; P = the probability of improvement (rliable: the chance that a "
+    "run of the row beats a run of the baseline in the metric's direction), given with 3 or "
+    "more seeds a side. docs/comparing.md explains them."
+)
 FIXED_DIGITS = {"train_examples_per_s": 0}
 
 
@@ -37,8 +47,8 @@ def _number(value: Any) -> float | None:
 
 
 def cell_text(row: dict[str, Any], col: Column) -> str:
-    """A row's value of a column: mean ± std over seeds, ``/ D`` for counts out of D, and the
-    saturation flag."""
+    """A row's value of a column: the mean over seeds ± its 95% interval (see
+    :func:`interval_text`), ``/ D`` for counts out of D, and the saturation flag."""
     mean, std = _number(row.get(f"{col.name}_mean")), _number(row.get(f"{col.name}_std"))
     if mean is None:
         return "–"
@@ -49,14 +59,59 @@ def cell_text(row: dict[str, Any], col: Column) -> str:
         digits = 0  # a count out of D (active units) that all seeds agree on
     else:
         digits = 3 if abs(mean) < 1 else 2
-    text = f"{mean:.{digits}f}"
-    if std is not None:
-        text += f" ± {std:.{digits}f}"
+    text = f"{mean:.{digits}f}" + interval_text(row, col, digits)
     if of is not None:
         text += f" / {of:g}"
     if row.get(f"{col.name}_saturated"):
         text += f" {SATURATED}"
     return text
+
+
+def interval_text(row: dict[str, Any], col: Column, digits: int) -> str:
+    """`` ± h``, ``h`` half the width of the row's 95% Student-t interval over its seeds;
+    nothing for a row of one seed, which has no interval."""
+    half = interval_half_width(row, col.name)
+    return "" if half is None else f" ± {half:.{digits}f}"
+
+
+def difference_text(row: dict[str, Any], col: Column) -> str:
+    """A row's difference from its baseline in one metric: ``+d ± h``, ``*`` where the 95%
+    interval excludes zero, and ``P p`` (probability of improvement) with 3+ seeds a side."""
+    m = col.name
+    diff = _number(row.get(f"{m}_{DIFF}"))
+    if diff is None:
+        return "–"
+    digits = FIXED_DIGITS.get(m, 3 if abs(diff) < 1 else 2)
+    text = f"{diff:+.{digits}f}"
+    low, high = _number(row.get(f"{m}_{LOW}")), _number(row.get(f"{m}_{HIGH}"))
+    if low is not None and high is not None:
+        text += f" ± {high - diff:.{digits}f}"
+        if low > 0 or high < 0:
+            text += f" {SIGNIFICANT}"
+    poi = _number(row.get(f"{m}_{POI}"))
+    if poi is not None:
+        text += f" (P {poi:.2f})"
+    return text
+
+
+def difference_table(board: Leaderboard, rows: list[dict[str, Any]]) -> list[str]:
+    """A data set's rows against their baselines (see :data:`DIFFERENCE_LEGEND`): one line per
+    row that has a baseline, one column per headline metric; nothing when no row has one."""
+    compared = [r for r in rows if r.get(BASELINE)]
+    columns = [c for c in headline(board.columns) if any(f"{c.name}_{DIFF}" in r for r in rows)]
+    if not compared or not columns:
+        return []
+    header = ["Model", "Objective", "Baseline", "Seeds"]
+    header += [f"Δ {c.title} {c.arrow}" for c in columns]
+    align = ["---"] * 4 + ["---:"] * len(columns)
+    lines = ["", "Against the baseline (seeds: those both rows ran):", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for row in compared:
+        seeds = max((row.get(f"{c.name}_{N}") or 0 for c in columns), default=0)
+        cells = [row["model_label"], row["objective_label"], row[BASELINE], str(seeds)]
+        cells += [difference_text(row, c) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _for(which: str) -> str:
@@ -69,14 +124,18 @@ def _legend(board: Leaderboard) -> list[str]:
     }
     lines = [
         "- Each row is one data set, model, objective and setting (parameters, budget and eval "
-        f"settings); values are mean ± std over its seeds; a row marked {SINGLE_SEED} ran one "
-        "seed, so it has no spread. Rows of one model that differ in a parameter name it, e.g. "
-        "`mlp-vae (latent_dim=32)`. Rows are sorted by NLL within each data set.",
+        "settings); values are the mean over its seeds ± half the width of its 95% Student-t "
+        "interval (t(0.975, n−1)·s/√n; the std is in the CSV); a row marked "
+        f"{SINGLE_SEED} ran one seed, so no interval exists for it. Rows of one model that "
+        "differ in a parameter name it, e.g. `mlp-vae (latent_dim=32)`. Rows are sorted by NLL "
+        "within each data set.",
         f"- Directions: ↓ lower is better ({by_direction['min'] or 'none'}); ↑ higher is better "
         f"({by_direction['max'] or 'none'}). The same in every table and plot.",
         "- Columns:",
     ]
     lines += [f"  - **{c.title}** {c.arrow} {c.description}".rstrip() for c in board.columns]
+    if BASELINE in board.table.columns:
+        lines.append(DIFFERENCE_LEGEND)
     flagged = [c.title for c in board.columns if f"{c.name}_saturated" in board.table.columns]
     if flagged:
         lines.append(
@@ -129,6 +188,7 @@ def markdown(board: Leaderboard) -> str:
             cells += [cell_text(row, c) for c in columns]
             cells += [str(row[c] or "") for c, _ in after]
             lines.append("| " + " | ".join(cells) + " |")
+        lines += difference_table(board, rows)
     plot_links = _plot_links(board)
     if plot_links:
         lines += ["", "Plots: " + " · ".join(f"[{title}]({name})" for title, name in plot_links)]

@@ -66,6 +66,9 @@ class Group:
     eval: EvalSettings = EvalSettings()
     plugin: str = ""
     distribution: str = ""
+    # The row each row of the group is compared with: the row that differs only in the parts
+    # named here, e.g. {"objective": "elbo"} or {"model": "lstm-vae"} (docs/comparing.md).
+    baseline: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,7 @@ def check_group(group: Group, where: str) -> None:
             raise ConfigError(f"{where}: seeds: {shown(seed)} is not an integer in 0..{SEED_MAX}")
     _once(group.seeds, f"{where}: seeds")
     check_settings(group.budget, group.eval, where)
+    _check_baseline(group, where)
     for key, members, what in (
         ("dataset_params", group.datasets, "datasets"),
         ("model_params", group.models, "models"),
@@ -280,6 +281,24 @@ def check_group_names(groups: list[Group], where: str) -> None:
 
 def _origin(group: Group) -> str:
     return f" (plugin {group.plugin!r}, {group.distribution})" if group.plugin else ""
+
+
+BASELINE_PARTS = {"model": "models", "objective": "objectives"}
+
+
+def _check_baseline(group: Group, where: str) -> None:
+    """``baseline`` names a model and/or an objective of the group (docs/comparing.md)."""
+    if not isinstance(group.baseline, dict):
+        raise ConfigError(f'{where}: baseline: expected a table such as {{objective = "elbo"}}')
+    for part, name in group.baseline.items():
+        if part not in BASELINE_PARTS:
+            raise ConfigError(f"{where}: baseline: {shown(part)} is not model or objective")
+        members = getattr(group, BASELINE_PARTS[part])
+        if name not in members:
+            raise ConfigError(
+                f"{where}: baseline.{part}: {shown(name)} is not in the group's "
+                f"{BASELINE_PARTS[part]} ({', '.join(members)}){suggest(str(name), members)}"
+            )
 
 
 def expand(suite: str, scale: str, groups: list[Group]) -> list[Cell]:

@@ -179,7 +179,7 @@ def test_every_pixelcnn_cell_validates_and_builds():
         for d in ("mnist-static", "omniglot")
         for m in REF_MODELS
         for o in ("elbo", "kl-anneal-ref", "free-bits")
-        for s in (0, 1, 2)
+        for s in (0, 1, 2, 3, 4)
     }
     for c in paper:
         b = c.budget

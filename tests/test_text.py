@@ -298,7 +298,7 @@ def test_registered_items_and_collapse_rows(fresh_plugins, tmp_path, monkeypatch
         assert g.objective_params["kl-anneal-ref"] == {"beta0": 0.1, "epochs": 10.0}
         assert set(g.models) == {"lstm-vae-ref", "lstm-skip-vae-ref"}
         assert set(g.objectives) == {"elbo", "kl-anneal-ref", "free-bits"}
-        assert g.seeds == (0, 1, 2)
+        assert g.seeds == (0, 1, 2, 3, 4)
 
 
 def test_paper_uses_full_yahoo_when_its_training_file_is_there(

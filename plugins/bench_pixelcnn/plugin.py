@@ -203,6 +203,7 @@ def register_suite_groups(register):
             objective_params=REFERENCE_WARMUP,
             budget=REFERENCE_IMAGE_BUDGET,
             eval=PAPER_EVAL,
+            baseline={"model": REF_PLAIN},  # skip-VAE vs VAE, as the collapse suite's
         ),
     )
     for point, group in sweep_groups().items():

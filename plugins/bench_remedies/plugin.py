@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from bench_suites.plugin import PAPER_SEEDS
 from bench_text.plugin import REFERENCE_TEXT_BUDGET
 
 from bench import (
@@ -374,8 +375,9 @@ def register_suite_groups(register):
                 datasets=(dataset,),
                 models=("lstm-vae", "lstm-skip-vae"),
                 objectives=ROWS,
-                seeds=(0, 1, 2),
+                seeds=PAPER_SEEDS,
                 budget=text_paper,
+                baseline={"objective": "elbo"},
                 eval=EvalSettings(iw_samples=500, batch_size=50),
             ),
         )
@@ -387,8 +389,9 @@ def register_suite_groups(register):
             datasets=("mnist",),
             models=("pixelcnn-vae", "pixelcnn-skip-vae"),
             objectives=ROWS,
-            seeds=(0, 1, 2),
+            seeds=PAPER_SEEDS,
             budget=Budget(epochs=100, batch_size=50, patience=10),
+            baseline={"objective": "elbo"},
             eval=EvalSettings(iw_samples=500, batch_size=100),
         ),
     )

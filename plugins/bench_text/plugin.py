@@ -265,6 +265,7 @@ def paper_groups(yahoo_full: bool) -> list[tuple[str, Group]]:
             objective_params=REFERENCE_WARMUP,
             budget=REFERENCE_TEXT_BUDGET,
             eval=EvalSettings(iw_samples=500, batch_size=50),
+            baseline={"model": "lstm-vae-ref"},  # skip-VAE vs VAE, as the collapse suite's
         )
 
     groups = [("paper", group("lstm-ptb", "ptb"))]
