@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 from bench.intervals import paired_difference, probability_of_improvement
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from bench.leaderboard import Column
     from bench.records import RunRecord
 
@@ -83,37 +81,27 @@ def baseline_of(
 
 
 def differences(
-    table: pl.DataFrame,
-    runs: Sequence[Mapping[str, Any]],
+    labels: Mapping[tuple, str],
+    per_seed: Mapping[tuple, Mapping[str, Mapping[int, float]]],
     groups: Mapping[tuple, set[str]],
     params: Mapping[tuple, Mapping[str, Any]],
     columns: Sequence[Column],
     baselines: Mapping[str, Mapping[str, str]],
-) -> pl.DataFrame:
-    """``table`` with, for rows whose group names a baseline, the baseline's label and per
-    headline metric ``<m>_diff``, ``_diff_low``, ``_diff_high``, ``_diff_n`` and ``_poi``."""
-    import polars as pl
-
-    from bench.leaderboard import ROW_KEY, row_label
-
-    cols = headline(columns)
-    labels = {tuple(r[k] for k in ROW_KEY): row_label(r) for r in table.iter_rows(named=True)}
-    per_seed = _per_seed(runs, [c.name for c in cols])
-    out: list[dict[str, Any]] = []
+) -> dict[tuple, dict[str, Any]]:
+    """Per row key (of ``labels``, row key -> label) whose group names a baseline: the
+    baseline's label and per headline metric ``<m>_diff``, ``_diff_low``, ``_diff_high``,
+    ``_diff_n`` and ``_poi``, from ``per_seed`` (row key -> metric -> seed -> value)."""
+    out: dict[tuple, dict[str, Any]] = {}
     for key in labels:
         base = _baseline_key(key, groups, params, baselines)
         if base is None or base not in labels:
             continue
-        row: dict[str, Any] = {**dict(zip(ROW_KEY, key, strict=True)), BASELINE: labels[base]}
-        for c in cols:
-            row.update(_metric_difference(c, per_seed[key].get(c.name), per_seed[base].get(c.name)))
-        out.append(row)
-    if not out:
-        return table
-    frame = pl.DataFrame(out, infer_schema_length=None)
-    # Joined in the table's own order (its rows are sorted by NLL within each data set).
-    joined = table.with_row_index("_order").join(frame, on=ROW_KEY, how="left")
-    return joined.sort("_order").drop("_order")
+        row: dict[str, Any] = {BASELINE: labels[base]}
+        for c in headline(columns):
+            mine, theirs = per_seed.get(key, {}), per_seed.get(base, {})
+            row.update(_metric_difference(c, mine.get(c.name), theirs.get(c.name)))
+        out[key] = row
+    return out
 
 
 def _baseline_key(
@@ -129,21 +117,6 @@ def _baseline_key(
             peers = {k for k, g in groups.items() if group in g}
             return baseline_of(key, spec, params, peers)
     return None
-
-
-def _per_seed(
-    runs: Sequence[Mapping[str, Any]], metrics: Sequence[str]
-) -> dict[tuple, dict[str, dict[int, float]]]:
-    """row key -> metric -> seed -> value."""
-    from bench.leaderboard import ROW_KEY
-
-    out: dict[tuple, dict[str, dict[int, float]]] = {}
-    for run in runs:
-        key = tuple(run[k] for k in ROW_KEY)
-        for name in metrics:
-            if run.get(name) is not None:
-                out.setdefault(key, {}).setdefault(name, {})[run["seed"]] = run[name]
-    return out
 
 
 def _metric_difference(

@@ -292,6 +292,16 @@ class _Rows:
         self.notes.setdefault(key, _data_note(r))
         self.runs.append(row)
 
+    def per_seed(self) -> dict[tuple, dict[str, dict[int, float]]]:
+        """Row key -> metric -> seed -> value (what paired differences match seeds by)."""
+        out: dict[tuple, dict[str, dict[int, float]]] = {}
+        for run in self.runs:
+            values = out.setdefault(tuple(run[k] for k in ROW_KEY), {})
+            for name, value in run.items():
+                if name not in ROW_KEY and name != "seed" and value is not None:
+                    values.setdefault(name, {})[run["seed"]] = value
+        return out
+
     def present(self) -> set[str]:
         """Metric and record columns some run has a value for."""
         names = {k for row in self.runs for k in row if k not in ROW_KEY and k != "seed"}
@@ -328,7 +338,7 @@ def build(
     ``baselines`` (group name -> ``Group.baseline``; by default the suite's own) adds the
     paired differences of :mod:`bench.baselines`. The board keeps the records (and through
     them the run folders) for its reporters."""
-    from bench.baselines import differences, suite_baselines
+    from bench.baselines import suite_baselines
 
     if not records:
         raise BenchError(f"no finished runs for suite {suite!r} at scale {scale!r}")
@@ -356,9 +366,30 @@ def build(
     if baselines is None:
         baselines = suite_baselines(suite, scale, finished)
     if baselines and board.table.height:
-        board.table = differences(board.table, rows.runs, rows.groups, rows.params, cols, baselines)
+        board.table = _with_differences(board.table, rows, cols, baselines)
     board.settings, board.notes = _per_dataset(board, rows.settings, rows.notes)
     return board
+
+
+def _with_differences(
+    table: pl.DataFrame, rows: _Rows, cols: list[Column], baselines: Mapping[str, Any]
+) -> pl.DataFrame:
+    """``table`` with each row's paired differences from its baseline (bench.baselines)."""
+    import polars as pl
+
+    from bench.baselines import differences
+
+    labels = {_key(r): row_label(r) for r in table.iter_rows(named=True)}
+    found = differences(labels, rows.per_seed(), rows.groups, rows.params, cols, baselines)
+    if not found:
+        return table
+    frame = pl.DataFrame(
+        [{**dict(zip(ROW_KEY, k, strict=True)), **v} for k, v in found.items()],
+        infer_schema_length=None,
+    )
+    # Joined in the table's own order (its rows are sorted by NLL within each data set).
+    joined = table.with_row_index("_order").join(frame, on=ROW_KEY, how="left")
+    return joined.sort("_order").drop("_order")
 
 
 def _table(rows: _Rows, cols: list[Column]) -> pl.DataFrame:
