@@ -14,9 +14,11 @@ from typing import Any
 import click
 
 from bench import plugins
+from bench.diskerrors import DiskError, disk_error
 from bench.errors import BenchError
 from bench.ray_cli import ray_options
 from bench.selection import filter_options
+from bench.signals import exit_code, stopping_on_signals
 
 
 @click.group()
@@ -90,8 +92,9 @@ def run(**options: Any) -> None:
     """Train and evaluate every cell of a suite (or those -k and the filters select), then
     write its leaderboard.
 
-    Exit code 0 when every run finished, 1 when any failed or diverged, 2 on bad input
-    (nothing trains), 130 when interrupted (`--resume` continues).
+    Exit code 0 when every run finished, 1 when any failed or diverged or the disk could not
+    be written, 2 on bad input (nothing trains), 130 when interrupted, 143 on SIGTERM, 129 on
+    SIGHUP (`--resume` continues).
     """
     from bench.run_command import RunArgs, run_command
 
@@ -243,20 +246,42 @@ def plugins_cmd() -> None:
         sys.exit(1)
 
 
+def _resume_argv(argv: list[str]) -> list[str]:
+    """``bench run``'s arguments that continue it: with ``--resume``, without ``--overwrite``."""
+    args = [a for a in argv if a != "--overwrite"]
+    return args if "--resume" in args else [*args, "--resume"]
+
+
 def interrupted_message(argv: list[str]) -> str:
     """What continues an interrupted command: ``bench run`` again with ``--resume``."""
     if argv[:1] == ["run"]:
-        args = [a for a in argv if a != "--overwrite"]
-        if "--resume" not in args:
-            args.append("--resume")
-        return f"interrupted: bench {shlex.join(args)} continues"
+        return f"interrupted: bench {shlex.join(_resume_argv(argv))} continues"
     if argv[:1] == ["tune"]:
         return f"interrupted: the same command (bench {shlex.join(argv)}) continues"
     return "interrupted"
 
 
+def _disk_failed(argv: list[str], disk: DiskError) -> None:
+    """A full, read-only or size-limited disk: one line, how to continue, exit code 1."""
+    click.echo(f"error: {disk}", err=True)
+    if argv[:1] == ["run"]:
+        click.echo(
+            f"stopped: bench {shlex.join(_resume_argv(argv))} continues once the disk can be "
+            "written",
+            err=True,
+        )
+    sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """``bench``: user errors exit 2 in one line; SIGTERM and SIGHUP stop it as Ctrl-C does
+    (exit code 128 + the signal); a disk that cannot be written exits 1 in one line."""
     args = list(sys.argv[1:] if argv is None else argv)
+    with stopping_on_signals():
+        _main(args)
+
+
+def _main(args: list[str]) -> None:
     try:
         plugins.call_each("register_commands", cli=cli)
         cli.main(args=args, standalone_mode=False)
@@ -265,16 +290,21 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc.__cause__, EOFError):
             raise exc.__cause__ from None
         click.echo(interrupted_message(args), err=True)
-        sys.exit(130)
+        sys.exit(exit_code(exc.__cause__ or exc))
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(2)
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.echo(interrupted_message(args), err=True)
-        sys.exit(130)
+        sys.exit(exit_code(exc))
+    except Exception as exc:
+        disk = disk_error(exc)
+        if disk is None:
+            raise
+        _disk_failed(args, disk)
 
 
 if __name__ == "__main__":

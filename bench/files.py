@@ -21,6 +21,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     try:
         write(Path(tmp))
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write() names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -47,9 +52,18 @@ def atomic_torch_save(obj: Any, path: Path, keep_previous: bool = False) -> None
     import torch
 
     def write(tmp: Path) -> None:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        # Through a Python file, so a full disk or a size limit raises its OSError (torch's
+        # own writer reports only "enforce fail at inline_container.cc").
+        try:
+            with open(tmp, "wb") as fh:
+                torch.save(obj, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except RuntimeError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, OSError):
+                raise OSError(cause.errno, cause.strerror, str(path)) from exc
+            raise
         with zipfile.ZipFile(tmp) as archive:  # raises if the file is incomplete
             archive.namelist()
         if keep_previous and path.exists():

@@ -19,6 +19,7 @@ import torch
 from bench import leaderboard as lb
 from bench.console import RunConsole, listing
 from bench.data import DATA_DIR_ENV
+from bench.diskerrors import disk_error
 from bench.errors import BenchError
 from bench.records import RunRecord, results_root
 from bench.runner import RunOptions, resolve_device, run_suite, select_cells, validate_cells
@@ -79,10 +80,17 @@ def run_command(a: RunArgs) -> None:
     try:
         with show:
             scale, records = run_suite(suite, scale, opts, overwrite=a.overwrite, cells=cells)
-    except KeyboardInterrupt:
+        report(suite, scale, opts, records, board_dir, show, t0)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP (bench.signals)
         board_of_finished_runs(opts.results_dir, suite, scale, board_dir)
         raise
-    report(suite, scale, opts, records, board_dir, show, t0)
+    except Exception as exc:
+        disk = disk_error(exc, opts.results_dir)
+        if disk is None:
+            raise
+        # The disk, not a run, failed: the runs that finished still get their board.
+        disk.board = board_of_finished_runs(opts.results_dir, suite, scale, board_dir)
+        raise disk from None
 
 
 def chosen_cells(a: RunArgs) -> tuple[Suite, str, list[Cell]]:
@@ -164,11 +172,14 @@ def report(
         sys.exit(1)
 
 
-def board_of_finished_runs(results_dir: Path, suite: Suite, scale: str, out: Path) -> None:
-    """After Ctrl-C: the leaderboard of the runs that did finish, if any (best effort)."""
+def board_of_finished_runs(results_dir: Path, suite: Suite, scale: str, out: Path) -> str | None:
+    """After Ctrl-C (or a full disk): the leaderboard of the runs that did finish, if any (best
+    effort); returns its markdown file, None when none was written."""
     try:
         records = lb.load_records(results_dir, suite.name, scale, warn=lambda msg: None)
         if any(r.finished for r in records):
-            lb.write(lb.build(records, suite.name, scale, suite.columns), out)
+            paths = lb.write(lb.build(records, suite.name, scale, suite.columns), out)
+            return next((p for p in paths if p.endswith(".md")), None)
     except Exception:  # nothing more to save; the interrupt message follows
         pass
+    return None

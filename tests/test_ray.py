@@ -278,6 +278,34 @@ def test_a_killed_driver_continues_with_resume(cluster, fresh_plugins, suite_fil
 
 
 @pytest.mark.slow
+def test_sigterm_stops_the_driver_as_ctrl_c_does(cluster, fresh_plugins, suite_file, workdir):
+    """ray.init makes SIGTERM exit the driver at once; bench's handler comes back after it:
+    the `--resume` line, the finished cells' leaderboard, no holder file, exit code 143."""
+    c, _ = cluster
+    args = ["run", "--suite", "tiny.toml", "--ray", c.address, "--results-dir", "term"]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", *args, "--quiet"],
+        cwd=workdir,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    suite_dir = workdir / "term" / "tiny" / "custom"
+    deadline = time.time() + 300
+    while driver.poll() is None and time.time() < deadline:
+        if list(suite_dir.glob(f"*/{RECORD_FILE}")):
+            driver.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.02)
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 143, err
+    assert err.strip().splitlines()[-1] == (
+        f"interrupted: bench {' '.join(args)} --quiet --resume continues"
+    )
+    assert (workdir / "leaderboards/tiny.md").exists()
+    assert not (workdir / "term/tiny/.custom.holder.json").exists()
+
+
+@pytest.mark.slow
 def test_a_raising_plugin_fails_its_cell_only(
     cluster, faulty_site, fresh_plugins, workdir, monkeypatch
 ):

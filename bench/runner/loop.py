@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from bench import plugins
+from bench.diskerrors import disk_error
 from bench.errors import BenchError, DivergedError, PluginError, StopRun
 from bench.files import atomic_write_text
 from bench.records import EPOCH_LOG, RECORD_FILE, RunRecord, read_epoch_log, write_record
@@ -321,7 +322,8 @@ def train_cell(
     sets between the cells one process trains. An exception from the cell's code (a plugin's
     model, objective, data loader or listener) ends this cell with status ``failed`` (see
     :meth:`CellTraining.fail`); a user error (:class:`~bench.errors.BenchError` other than a
-    plugin's) and Ctrl-C stop the suite.
+    plugin's), a full or read-only disk (:class:`~bench.diskerrors.DiskError`) and Ctrl-C
+    stop the suite.
     """
     if compile_kwargs(opts.speed.compile) is not None:
         fresh_compile_cache()  # this cell's compilations start from an empty cache
@@ -334,6 +336,20 @@ def train_cell(
         except BenchError as exc:
             if not isinstance(exc, PluginError):
                 raise
-            return run.fail(exc)
+            return _failed(run, exc)
         except Exception as exc:
+            return _failed(run, exc)
+
+
+def _failed(run: CellTraining, exc: Exception) -> RunRecord:
+    """The run's failure, unless the disk failed (no run would do better there): then a
+    :class:`~bench.diskerrors.DiskError` stops the suite, and ``--resume`` continues."""
+    disk = disk_error(exc, run.run_dir)
+    if disk is None:
+        try:
             return run.fail(exc)
+        except OSError as fail_exc:  # writing the failure met the disk error
+            disk = disk_error(fail_exc, run.run_dir)
+            if disk is None:
+                raise
+    raise disk from None

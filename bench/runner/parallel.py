@@ -20,6 +20,7 @@ from bench.runner.cell import DataCache
 from bench.runner.executors import CellTask, Outcome
 from bench.runner.loop import train_cell
 from bench.runner.options import Messages, Placement, RunOptions, use_device
+from bench.signals import ignore_stop_signals
 from bench.suites import Cell
 
 _WORKER_OPTS: RunOptions | None = None
@@ -87,6 +88,9 @@ def _exit_with(parent_pid: int) -> None:
 def _worker_init(settings: dict[str, Any], queue: Any, started: Any) -> None:
     global _WORKER_OPTS
     _exit_with(settings.pop("parent_pid"))
+    # Ctrl-C and a scheduler's SIGTERM reach the whole process group: the parent handles
+    # them and stops its workers (ProcessPool.stop).
+    ignore_stop_signals()
     torch.set_num_threads(settings.pop("threads"))
     with started.get_lock():  # the n-th worker takes the n-th device, round the list
         n = started.value
@@ -240,7 +244,7 @@ class ProcessPool:
         workers = list((getattr(self.pool, "_processes", None) or {}).values())
         self.pool.shutdown(wait=False, cancel_futures=True)
         for proc in workers:
-            proc.terminate()
+            proc.kill()  # they ignore SIGTERM (see _worker_init)
 
     def close(self) -> None:
         if self.pool is not None:

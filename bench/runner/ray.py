@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from bench.diskerrors import DiskError
 from bench.errors import BenchError, ConfigError, print_warning
 from bench.files import atomic_write_bytes, atomic_write_text
 from bench.ray_cli import LOCAL
@@ -48,6 +49,7 @@ from bench.runner.options import (
     SpeedOptions,
 )
 from bench.runner.parallel import require_loadable
+from bench.signals import stop_on_signals, stopping_on_signals
 from bench.suites import Cell
 
 WORK_DIR = ".ray"  # in the results folder: <suite>/<scale>/<run id> work folders, and tokens
@@ -102,14 +104,17 @@ def connected(address: str | None) -> Iterator[Any]:
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
     if address is None:
         kwargs["include_dashboard"] = False
-    try:
-        ray.init(address=address, **kwargs)
-    except ConnectionError as exc:
-        raise ConfigError(f"--ray {address}: {exc}") from None
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
+    with stopping_on_signals():  # the handlers from before come back after
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            raise ConfigError(f"--ray {address}: {exc}") from None
+        # ray.init makes SIGTERM exit at once (sys.exit): the driver stops as on Ctrl-C.
+        stop_on_signals()
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
 
 
 def forwarded_env() -> dict[str, str]:
@@ -327,7 +332,7 @@ class RayCluster:
         ray, task = self.ray, self.refs[ref]
         try:
             result = get(ray, ref)
-        except BenchError:
+        except (BenchError, DiskError):
             raise
         except ray.exceptions.RayTaskError as exc:
             cause = exc.cause if isinstance(exc.cause, Exception) else exc
@@ -373,6 +378,6 @@ def get(ray: Any, ref: Any) -> Any:
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
-        if isinstance(exc.cause, BenchError):
+        if isinstance(exc.cause, (BenchError, DiskError)):  # the task met the user's problem
             raise exc.cause from None
         raise

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from bench.errors import BenchError
 from bench.hookspecs import hookimpl
 from bench.ray_cli import ray_options
 from bench.selection import filter_options
+from bench.signals import stop_on_signals
 from bench.tune.plan import Log, Plan, TuneArgs, check_args, run_here
 from bench.tune.space import search_space, study_budget
 from bench.tune.storage import STORAGE_ENV
@@ -162,10 +162,17 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (a scheduler stopping the worker) ends the trial like Ctrl-C: queued again."""
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        click.get_current_context().call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
+    """SIGTERM and SIGHUP (a scheduler stopping the worker) end the trial like Ctrl-C: queued
+    again (see bench.signals; `bench` itself already stops on them, this covers callers of
+    run_tune)."""
+    previous = stop_on_signals()
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    if previous:
+        click.get_current_context().call_on_close(restore)
 
 
 def run_workers(a: TuneArgs, plan: Plan, log: Log) -> None:
