@@ -1,8 +1,10 @@
 """``bench show KIND NAME`` and ``bench ls KIND --params``: what a registered item takes.
 
 For models, objectives and data sets: each parameter's default, validity bounds, tuning range
-and help. For metrics: direction, column title and when it runs. For suites: scales, groups,
-budgets and leaderboard columns.
+and help. For objectives also what the builder returns with its defaults: a loss, or a training
+method and what it takes over (its optimizers, its own step, phases, the learning rate); that
+one build imports torch. For metrics: direction, column title and when it runs. For suites:
+scales, groups, budgets and leaderboard columns.
 """
 
 from __future__ import annotations
@@ -107,6 +109,52 @@ def _suite(suite: Suite) -> list[Any]:
     return out
 
 
+def objective_kind(spec: Any) -> list[str]:
+    """What ``spec`` builds with its default parameters: a loss or a method, and how it trains."""
+    import warnings
+
+    from bench.methods import Method, TrainingBudget, build_objective
+    from bench.specs import resolve_params
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params = resolve_params(spec.params, {}, f"objective {spec.name!r}")
+            built = build_objective(spec, TrainingBudget(epochs=10, steps_per_epoch=100), params)
+    except Exception as exc:
+        return [f"kind: unknown (building it with its defaults raised {type(exc).__name__}: {exc})"]
+    if not isinstance(built, Method):
+        return ["kind: a loss (bench.Objective), trained by the runner's fast step; one optimizer"]
+    return _method_lines(built)
+
+
+def _method_lines(method: Any) -> list[str]:
+    from bench.methods import Method
+
+    named = method.optimizers != ("all",)
+    groups = ", ".join(method.optimizers)
+    lines = [
+        "kind: a training method (bench.Method)",
+        f"optimizers: {groups}"
+        + (" (separate encoder and decoder parameter groups)" if named else " (every parameter)"),
+        "step: its own (bench.Method.step)"
+        if not method.uses_default_step()
+        else "step: the runner's fast step (the method sets the loss and its schedules)",
+    ]
+    if method.posterior_transform(2) is not None:
+        lines.append("posterior: transformed in training and evaluation (posterior_transform)")
+    if method.final_phase is not None:
+        lines.append(
+            f"phases: selection, lr decay and early stopping held until phase "
+            f"{method.final_phase!r}; a run that ends before it fails"
+        )
+    if type(method).lr_scale is not Method.lr_scale:
+        lines.append("learning rate: set by the method (lr_scale)")
+    if method.host_reads:
+        lines.append("host reads: its step reads values back on purpose (an inner loop's rule)")
+    return lines
+
+
 def describe(kind: str, name: str) -> Renderables:
     """Everything ``bench show`` prints about one registered item."""
     registry = getattr(plugins.registries(), SHOW_KINDS[kind])
@@ -132,6 +180,8 @@ def describe(kind: str, name: str) -> Renderables:
             parts.append("needs labels: skipped on unlabelled data")
     elif kind == "suite":
         parts += _suite(item)
+    elif kind == "objective":
+        parts += objective_kind(item)
     if kind in ("model", "objective", "dataset"):
         if item.params:
             parts += ["", params_table(item.params)]

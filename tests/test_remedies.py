@@ -348,6 +348,28 @@ def example_plugin():
     return bench_example_plugin
 
 
+def training(method, model, budget, splits) -> MethodTraining:
+    """What the runner would train ``model`` with, Adam at 1e-3 (a method's steps validate on
+    a few of ``splits``' validation examples)."""
+    if not isinstance(method, Method):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        return MethodTraining(model, opt, TrainStep(model, opt, method, 5.0, torch.device("cpu")))
+    return assemble(
+        method,
+        model,
+        budget,
+        lambda ps: torch.optim.Adam(ps, lr=1e-3),
+        splits.train,
+        6,
+        0,
+        5.0,
+        lambda mdl, opt: TrainStep(mdl, opt, method.loss, 5.0, torch.device("cpu")),
+        validation=lambda mdl, step: validation_pass(
+            mdl, splits.valid.subset(12), EvalSettings(batch_size=6), 0, step
+        ),
+    )
+
+
 @pytest.mark.slow
 def test_every_method_trains_every_registered_model(fresh_plugins):
     plugins.register_plugin(example_plugin(), "example")
@@ -374,27 +396,7 @@ def test_every_method_trains_every_registered_model(fresh_plugins):
             method = build_objective(ospec, budget, resolve_params(ospec.params, {}, name))
             if isinstance(method, m.SemiAmortized | m.Aggressive):
                 method = type(method)(*([2, 2, 1.0] if name == "sa-vae" else [1, 2, 2]))
-            if isinstance(method, Method):
-                built = assemble(
-                    method,
-                    model,
-                    budget,
-                    lambda ps: torch.optim.Adam(ps, lr=1e-3),
-                    splits.train,
-                    6,
-                    0,
-                    5.0,
-                    lambda mdl, opt, method=method: TrainStep(
-                        mdl, opt, method.loss, 5.0, torch.device("cpu")
-                    ),
-                    validation=lambda mdl, step, valid=splits.valid: validation_pass(
-                        mdl, valid.subset(12), EvalSettings(batch_size=6), 0, step
-                    ),
-                )
-            else:
-                opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-                step = TrainStep(model, opt, method, 5.0, torch.device("cpu"))
-                built = MethodTraining(model, opt, step)
+            built = training(method, model, budget, splits)
             before = [p.detach().clone() for p in built.model.parameters()]
             loss, kl = built.step(x, 0, torch.Generator().manual_seed(0))
             assert torch.isfinite(loss), (spec.name, name)

@@ -179,7 +179,7 @@ def reference_savae_step(model, x, steps, lr, momentum, beta, gen, sgd_lr, r=1e-
     mean, logvar = model.encode(x)
     inp = [mean.detach().requires_grad_(), logvar.detach().requires_grad_()]
     cache, in_grads, p_grads, zs, mom = [], [], [], [], []
-    for k in range(steps):
+    for k in range(steps):  # forward_mom, keeping what backward_mom reads
         zs.append(noise(gen, mean))
         grads = torch.autograd.grad(svi_loss(model, x, *inp, zs[k], beta), inp + dec)
         gi = clip([grads[0]]) + clip([grads[1]])  # 94-96
@@ -189,9 +189,10 @@ def reference_savae_step(model, x, steps, lr, momentum, beta, gen, sgd_lr, r=1e-
         mom.append(
             [-g for g in gi]
             if k == 0
-            else [p * momentum - g for p, g in zip(mom[-1], gi, strict=True)]
+            else [p * momentum - g for p, g in zip(*mom, gi, strict=True)]
         )
         inp = [(t.detach() + lr * p).requires_grad_() for t, p in zip(inp, mom[-1], strict=True)]
+        mom = mom[-1:]
     model.zero_grad()
     var_loss = svi_loss(model, x, *inp, noise(gen, mean), beta)  # 200-206
     var_loss.backward()  # 207: the decoder's direct gradient, and d loss / d (mu_N, logvar_N)
@@ -426,39 +427,9 @@ def fb2_loss(model: Tiny, x: Tensor, gen: torch.Generator, kl_weight: float, tar
     return (loss_rc + kl_weight * (kl_mask * loss_kl).sum(dim=1)).mean()
 
 
-def test_pretrain_fb_phase_switch_is_the_reference_restart():
-    """Steps 0-3 train an autoencoder (``text_beta.py --beta 0``: both optimizers, clip 5);
-    at step 4 the VAE run of ``text_anneal_fb.py`` starts: the encoder of the best validation
-    reconstruction epoch (206-211, ``model.pt`` is ``text_beta.py``'s best), the decoder
-    re-initialized (213-215), new optimizers at the initial learning rate (253-256), and the
-    fb = 2 loss under the warm-up weight increased before the step (271-273, 306)."""
-    n, total, target = 2, 8, 0.5
-    x_of = {i: batch(20 + i, scale=2.0) for i in range(5)}
-    split = TensorSplit(batch(40, n=30, scale=2.0))
-    settings = EvalSettings(batch_size=10)
-
-    def validation(mdl: LatentVariableModel, step: int):
-        return validation_pass(mdl, split, settings, 0, step)
-
-    model = Tiny(scale=0.7)
-    ref = copy.deepcopy(model)
-    method = m.PretrainFreeBits(total, 0.5, "dimension", target, warm_up=0.5)
-    step = method_step(
-        method, model, x_of[0], lr=0.3, momentum=0.9, steps_per_epoch=n, epochs=4,
-        validation=validation,
-    )  # fmt: skip
-    for i in range(4):
-        assert method.phase() == "pretrain" and all(method.holds(d) for d in m_decisions())
-        step(x_of[i], i, torch.Generator().manual_seed(i))
-    for opt in step.optimizers.values():  # a decay during the AE phase must not carry over
-        for g in opt.param_groups:
-            g["lr"] = 0.15
-    torch.manual_seed(11)  # the decoder's re-initialization draws from the global stream
-    step(x_of[4], 4, torch.Generator().manual_seed(4))
-    assert method.phase() == "vae" and not any(method.holds(d) for d in m_decisions())
-    assert method.unfinished() is None and method.state["reset_step"] == 4
-
-    # The reference, run again: the AE phase, its best epoch, then the VAE run's first step.
+def reference_pretrain_fb(ref, x_of, validation, n, total, target, method) -> None:
+    """The reference's AE run (``text_beta.py`` 296-314, best at 348-354), then the first step
+    of its VAE run from that checkpoint."""
     opts = [torch.optim.SGD(p.parameters(), lr=0.3, momentum=0.9) for p in (ref.enc, ref.dec)]
     kept: dict[int, tuple[float, list[Tensor]]] = {}
     for i in range(4):
@@ -491,6 +462,41 @@ def test_pretrain_fb_phase_switch_is_the_reference_restart():
     torch.nn.utils.clip_grad_norm_(ref.parameters(), 5.0)
     for o in opts:
         o.step()
+
+
+def test_pretrain_fb_phase_switch_is_the_reference_restart():
+    """Steps 0-3 train an autoencoder (``text_beta.py --beta 0``: both optimizers, clip 5);
+    at step 4 the VAE run of ``text_anneal_fb.py`` starts: the encoder of the best validation
+    reconstruction epoch (206-211, ``model.pt`` is ``text_beta.py``'s best), the decoder
+    re-initialized (213-215), new optimizers at the initial learning rate (253-256), and the
+    fb = 2 loss under the warm-up weight increased before the step (271-273, 306)."""
+    n, total, target = 2, 8, 0.5
+    x_of = {i: batch(20 + i, scale=2.0) for i in range(5)}
+    split = TensorSplit(batch(40, n=30, scale=2.0))
+    settings = EvalSettings(batch_size=10)
+
+    def validation(mdl: LatentVariableModel, step: int):
+        return validation_pass(mdl, split, settings, 0, step)
+
+    model = Tiny(scale=0.7)
+    ref = copy.deepcopy(model)
+    method = m.PretrainFreeBits(total, 0.5, "dimension", target, warm_up=0.5)
+    step = method_step(
+        method, model, x_of[0], lr=0.3, momentum=0.9, steps_per_epoch=n, epochs=4,
+        validation=validation,
+    )  # fmt: skip
+    for i in range(4):
+        assert method.phase() == "pretrain" and all(method.holds(d) for d in m_decisions())
+        step(x_of[i], i, torch.Generator().manual_seed(i))
+    for opt in step.optimizers.values():  # a decay during the AE phase must not carry over
+        for g in opt.param_groups:
+            g["lr"] = 0.15
+    torch.manual_seed(11)  # the decoder's re-initialization draws from the global stream
+    step(x_of[4], 4, torch.Generator().manual_seed(4))
+    assert method.phase() == "vae" and not any(method.holds(d) for d in m_decisions())
+    assert method.unfinished() is None and method.state["reset_step"] == 4
+
+    reference_pretrain_fb(ref, x_of, validation, n, total, target, method)
     assert_same(model, ref)
 
 

@@ -8,9 +8,9 @@ the fixtures below are available in any test suite without an import::
     def test_my_model(bench_image_data, bench_image_batch):
         check_model(build_my_model(bench_image_data.info), bench_image_batch)
 
-Checks: :func:`check_model`, :func:`check_objective`, :func:`check_metric`,
-:func:`check_dataset`; each raises :class:`ContractCheckError` listing every violation
-(``ContractError``, its old name, still imports with a DeprecationWarning).
+Checks: :func:`check_model`, :func:`check_objective`, :func:`check_method`,
+:func:`check_metric`, :func:`check_dataset`; each raises :class:`ContractCheckError` listing
+every violation (``ContractError``, its old name, still imports with a DeprecationWarning).
 Fixtures: ``bench_image_data``, ``bench_text_data``, ``bench_image_batch``,
 ``bench_text_batch``, ``bench_registries``.
 """
@@ -35,6 +35,7 @@ from bench.testing.fixtures import (
     tiny_image_data,
     tiny_text_data,
 )
+from bench.testing.methods import check_method
 
 __all__ = [
     "ContractCheckError",
@@ -46,6 +47,7 @@ __all__ = [
     "bench_text_batch",
     "bench_text_data",
     "check_dataset",
+    "check_method",
     "check_metric",
     "check_model",
     "check_objective",
