@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import BenchError, ConfigError
+from bench.errors import BenchError, ConfigError, print_warning
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -125,12 +125,19 @@ def open_storage(
 
 def _open_journal(path: Path) -> OpenedStorage:
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    from optuna.storages.journal import JournalFileOpenLock
 
+    from bench.tune.journal import RepairingJournalBackend
+
+    if path.is_symlink():
+        raise ConfigError(f"--storage: journal file {path} is a symbolic link; use its target")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The open-lock is the one optuna-dashboard uses on the same file.
-        backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        # The open-lock is the one optuna-dashboard uses on the same file; a record cut off
+        # by a killed writer is set aside under it before anything is appended.
+        backend = RepairingJournalBackend(
+            str(path), lock_obj=JournalFileOpenLock(str(path)), warn=print_warning
+        )
     except OSError as exc:
         raise ConfigError(f"--storage: cannot use journal file {path}: {exc}") from None
     return OpenedStorage(
