@@ -234,6 +234,44 @@ def test_pretraining_resets_the_decoder_exactly_once(fresh_plugins, workdir):
         assert torch.equal(p, old) == (id(p) in enc)
 
 
+# ---- the paper scale: each remedy with its reference's settings ----------------------------
+
+
+def test_paper_scale_runs_each_remedy_once_per_data_set_with_its_reference_settings():
+    from bench_remedies import paper
+    from bench_text.plugin import REFERENCE_TEXT_BUDGET
+
+    groups = paper.paper_groups()
+    for dataset in ("ptb", "yahoo-valid-train", "mnist"):
+        listed = [o for g in groups if dataset in g.datasets for o in g.objectives if o != "elbo"]
+        assert sorted(listed) == sorted(set(ROWS) - {"elbo"}), dataset
+    # Each group trains its baseline, ELBO, the same way.
+    assert all("elbo" in g.objectives and g.baseline == {"objective": "elbo"} for g in groups)
+
+    def where(dataset: str, objective: str) -> Group:
+        (group,) = [g for g in groups if dataset in g.datasets and objective in g.objectives]
+        return group
+
+    # Each reference's own protocol; the remedies' parameters keep their reference defaults.
+    assert where("ptb", "sa-vae").budget == REFERENCE_TEXT_BUDGET
+    he = where("ptb", "aggressive").budget
+    assert (he.optimizer, he.lr, he.epochs, he.lr_decay_patience) == ("sgd", 1.0, 100, 2)
+    li = where("yahoo-valid-train", "bn-vae").budget
+    assert (li.optimizer, li.lr, li.epochs, li.lr_decay_patience) == ("sgd", 0.5, 100, 5)
+    assert where("ptb", "pretrain-fb").budget.epochs == 200
+    cyc = where("ptb", "cyclical").budget
+    assert (cyc.optimizer, cyc.lr, cyc.epochs, cyc.lr_decay) == ("adam", 1e-3, 40, None)
+    iwae = where("mnist", "iwae")
+    assert iwae.objective_params == {"iwae": {"k": 50}} and iwae.budget.grad_clip is None
+    assert (iwae.budget.epochs, iwae.budget.batch_size) == (3280, 20)
+    mmd = where("mnist", "mmd-vae")
+    assert mmd.objective_params["mmd-vae"]["mmd_weight"] == 50 * 784
+    assert where("mnist", "aggressive").budget.lr_decay_patience == 20
+    for g in groups:  # no inner loop is shortened at this scale
+        for name in ("sa-vae", "aggressive"):
+            assert name not in g.objective_params
+
+
 # ---- the method hook through the runner ----------------------------------------------------
 
 

@@ -3,11 +3,8 @@ side under the same estimators (docs/remedies.md cites each paper and reference 
 
 from __future__ import annotations
 
-from bench_suites.plugin import PAPER_SEEDS
-from bench_text.plugin import REFERENCE_TEXT_BUDGET
-
 from bench import Budget, EvalSettings, Group, Suite, hookimpl
-from bench_remedies import specs
+from bench_remedies import paper, specs
 from bench_remedies.specs import FB_MODES as FB_MODES  # re-exported: it was defined here
 
 REMEDIES = "remedies"
@@ -86,87 +83,50 @@ CPU_METHODS = cpu_methods(2)
 
 @hookimpl
 def register_suite_groups(register):
-    register(
-        REMEDIES,
-        "smoke",
-        Group(
-            "mlp",
-            datasets=("digits",),
-            models=("mlp-vae",),
-            objectives=ROWS,
-            model_params={"mlp-vae": {"hidden": 32, "latent_dim": 4}},
-            objective_params=CPU_METHODS,
-            budget=Budget(epochs=2, batch_size=100),
-            eval=EvalSettings(iw_samples=10, batch_size=300),
-        ),
+    for scale, group in (("smoke", smoke_group()), *(("quick", g) for g in quick_groups())):
+        register(REMEDIES, scale, group)
+    for group in paper.paper_groups():
+        register(REMEDIES, "paper", group)
+
+
+def smoke_group() -> Group:
+    return Group(
+        "mlp",
+        datasets=("digits",),
+        models=("mlp-vae",),
+        objectives=ROWS,
+        model_params={"mlp-vae": {"hidden": 32, "latent_dim": 4}},
+        objective_params=CPU_METHODS,
+        budget=Budget(epochs=2, batch_size=100),
+        eval=EvalSettings(iw_samples=10, batch_size=300),
     )
-    register(
-        REMEDIES,
-        "quick",
-        Group(
-            "mlp",
-            datasets=("mnist",),
-            models=("mlp-vae",),
-            objectives=ROWS,
-            metrics=QUICK_METRICS,
-            objective_params=CPU_METHODS,
-            budget=Budget(
-                epochs=2, batch_size=100, train_subset=10000, valid_subset=1000, test_subset=2000
-            ),
-            eval=EvalSettings(iw_samples=50, batch_size=1000),
+
+
+def quick_groups() -> list[Group]:
+    mnist = Group(
+        "mlp",
+        datasets=("mnist",),
+        models=("mlp-vae",),
+        objectives=ROWS,
+        metrics=QUICK_METRICS,
+        objective_params=CPU_METHODS,
+        budget=Budget(
+            epochs=2, batch_size=100, train_subset=10000, valid_subset=1000, test_subset=2000
         ),
+        eval=EvalSettings(iw_samples=50, batch_size=1000),
     )
     # The collapse suite's quick PTB setting (where the LSTM VAE collapses), on fewer sentences.
-    register(
-        REMEDIES,
-        "quick",
-        Group(
-            "lstm",
-            datasets=("ptb",),
-            models=("lstm-vae",),
-            objectives=ROWS,
-            metrics=(*QUICK_METRICS, "ppl"),
-            model_params={"lstm-vae": {"emb_dim": 64, "hidden": 128, "latent_dim": 32}},
-            objective_params=cpu_methods(1),
-            budget=Budget(
-                epochs=1,
-                batch_size=16,
-                lr=5e-3,
-                train_subset=2500,
-                valid_subset=300,
-                test_subset=300,
-            ),
-            eval=EvalSettings(iw_samples=5, batch_size=100),
+    ptb = Group(
+        "lstm",
+        datasets=("ptb",),
+        models=("lstm-vae",),
+        objectives=ROWS,
+        metrics=(*QUICK_METRICS, "ppl"),
+        model_params={"lstm-vae": {"emb_dim": 64, "hidden": 128, "latent_dim": 32}},
+        objective_params=cpu_methods(1),
+        budget=Budget(
+            epochs=1, batch_size=16, lr=5e-3, train_subset=2500, valid_subset=300, test_subset=300
         ),
+        eval=EvalSettings(iw_samples=5, batch_size=100),
     )
-    # The paper's text protocol, as the collapse suite's reference rows run it.
-    text_paper = REFERENCE_TEXT_BUDGET
-    for name, dataset in (("lstm-ptb", "ptb"), ("lstm-yahoo", "yahoo-valid-train")):
-        register(
-            REMEDIES,
-            "paper",
-            Group(
-                name,
-                datasets=(dataset,),
-                models=("lstm-vae", "lstm-skip-vae"),
-                objectives=ROWS,
-                seeds=PAPER_SEEDS,
-                budget=text_paper,
-                baseline={"objective": "elbo"},
-                eval=EvalSettings(iw_samples=500, batch_size=50),
-            ),
-        )
-    register(
-        REMEDIES,
-        "paper",
-        Group(
-            "pixelcnn",
-            datasets=("mnist",),
-            models=("pixelcnn-vae", "pixelcnn-skip-vae"),
-            objectives=ROWS,
-            seeds=PAPER_SEEDS,
-            budget=Budget(epochs=100, batch_size=50, patience=10),
-            baseline={"objective": "elbo"},
-            eval=EvalSettings(iw_samples=500, batch_size=100),
-        ),
-    )
+    return [mnist, ptb]
