@@ -166,6 +166,29 @@ def leaderboard_cmd(
         click.echo(path)
 
 
+@cli.command(name="compare")
+@click.argument("a")
+@click.argument("b")
+@click.option(
+    "--fail-on",
+    multiple=True,
+    metavar="METRIC:THRESHOLD",
+    help="exit 1 when METRIC is significantly worse in B by more than THRESHOLD "
+    "(an amount, or a percentage of A: nll:0.5, nll:1%); repeatable",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts")
+@click.option("--metrics", default=None, metavar="LIST", help="compare only these metrics")
+def compare_cmd(a: str, b: str, fail_on: tuple[str, ...], as_json: bool, metrics: str | None):
+    """Compare two results folders or leaderboards (.parquet, .csv) row by row: B - A per
+    metric with a 95% interval, rows matched by their settings' fingerprint.
+
+    Exit code 0, 1 on a regression --fail-on names, 2 on bad input.
+    """
+    from bench.compare import compare_command
+
+    sys.exit(compare_command(a, b, fail_on, as_json, metrics))
+
+
 LS_KINDS = ("datasets", "models", "objectives", "metrics", "suites", "reporters")
 
 

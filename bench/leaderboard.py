@@ -308,6 +308,19 @@ class _Rows:
         return {k for k in names if not k.endswith((f"_{CEILING}", f"_{OUT_OF}"))}
 
 
+def per_seed_values(
+    records: Sequence[RunRecord | Mapping[str, Any]],
+) -> dict[tuple, dict[str, dict[int, float]]]:
+    """Row key -> metric -> seed -> value of the finished ``records``, as the board reads
+    them (``bench compare`` pairs seeds with it)."""
+    rows = _Rows()
+    for r in records:
+        record = RunRecord.of(r)
+        if record.finished:
+            rows.add(record)
+    return rows.per_seed()
+
+
 def _data_note(r: RunRecord) -> str:
     """The data set's notes and the split sizes the run used."""
     sizes, text = r.split_sizes, r.data_notes or ""
