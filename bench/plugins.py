@@ -49,6 +49,8 @@ BUILTIN_PLUGINS = (
     "bench.tune",
     "bench.throughput",
     "bench.scaffold",
+    "bench.report",
+    "bench.trackers",
 )
 
 __all__ = [
