@@ -196,7 +196,8 @@ def tradeoff_plot(data: dict[str, Any], ds: dict[str, Any], metric: str, title: 
     y_label = f"{cols['nll']['title']} {cols['nll']['arrow']} (test)"
     chart = scatter(points, x_label, y_label, f"{ds['name']}: {title}", front, sorted(ceilings))
     caption = (
-        f"{title} ({len(points)} rows); dashed: the Pareto front; dotted: the estimator's ceiling"
+        f"{title} ({len(points)} rows); ringed and joined by a dashed line: the Pareto front; "
+        "dotted: the estimator's ceiling"
     )
     return tag("figure", chart + tag("figcaption", esc(caption)), class_="plot", data_metric=metric)
 

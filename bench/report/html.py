@@ -29,7 +29,9 @@ def attrs(values: Mapping[str, Any]) -> str:
         if value is None or value is False:
             continue
         name = name.rstrip("_").replace("_", "-")
-        out.append(f" {name}" if value is True else f' {name}="{esc(value)}"')
+        # A newline kept as a reference: XML readers of an inline SVG would fold a raw one.
+        text = esc(value).replace("\n", "&#10;")
+        out.append(f" {name}" if value is True else f' {name}="{text}"')
     return "".join(out)
 
 

@@ -186,7 +186,8 @@ def scatter(
     front: list[tuple[float, float]],
     ceilings: list[float],
 ) -> str:
-    """Rows as points with error bars, the Pareto front as a dashed line, and each
+    """Rows as points with error bars, the Pareto front as a dashed line through ringed
+    points, and each
     estimator ceiling (MI: log N) as a dotted vertical line; the x axis starts at 0."""
     xs = [v for p in points for v in (p.x, *(p.x_err or ()))] + ceilings
     ys = [v for p in points for v in (p.y, *(p.y_err or ()))]
@@ -203,10 +204,17 @@ def scatter(
     if len(front) > 1:
         d = " ".join(f"{frame.px(x):.1f},{frame.py(y):.1f}" for x, y in front)
         body.append(f'<polyline class="front" points="{d}"><title>Pareto front</title></polyline>')
+    on_front = set(front)
     for p in points:
-        inner = _error_bars(frame, p) + marker(p.shape, frame.px(p.x), frame.py(p.y), p.color)
-        link = {"href": p.href, "class_": "pt", "data_row": p.row, "data_tip": p.tip}
-        body.append(f"<a{attrs({**link, 'aria_label': p.tip.replace(chr(10), '; ')})}>{inner}</a>")
+        x, y = frame.px(p.x), frame.py(p.y)
+        inner = _error_bars(frame, p) + marker(p.shape, x, y, p.color)
+        best = (p.x, p.y) in on_front
+        if best:  # a ring: the front of a single point draws no line
+            inner = f'<circle class="ring" cx="{x:.1f}" cy="{y:.1f}" r="9"/>' + inner
+        tip = p.tip + ("\non the Pareto front" if best else "")
+        link = {"href": p.href, "class_": "pt", "data_row": p.row, "data_tip": tip}
+        link["data_front"] = "1" if best else None
+        body.append(f"<a{attrs({**link, 'aria_label': tip.replace(chr(10), '; ')})}>{inner}</a>")
     return svg("".join(body), title, class_="chart scatter")
 
 
