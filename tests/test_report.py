@@ -300,3 +300,52 @@ def test_a_crafted_checkpoint_runs_no_code_and_the_page_says_why(workdir, fresh_
     media = run_media(loaded, workdir / "media", "row", {})
     assert not target.exists()
     assert media.note.startswith("could not draw from best.pt: UnpicklingError")
+
+
+# ---- serving ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_serve_rebuilds_the_site_as_runs_finish(results, workdir):
+    """`bench report --serve`: the site over HTTP, and a run that finishes while it serves
+    gets its page without a restart (the pages reload when stamp.json changes)."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.helpers.processes import wait_for
+
+    out = workdir / "site"
+    args = ["report", "--serve", "--port", "0", "--results-dir", str(results), "--out", str(out)]
+    args += ["--no-media", "--interval", "0.2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BENCH_DISABLE_PLUGINS": "plots"},
+    )
+    try:
+        line = ""
+        while "serving" not in line:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+        base = line.split(" at ", 1)[1].split()[0]
+
+        def get(path: str) -> str:
+            with urllib.request.urlopen(base + path, timeout=10) as answer:
+                assert answer.headers["Cache-Control"] == "no-store"
+                return answer.read().decode()
+
+        assert "s · custom" in html.unescape(get("index.html"))
+        stamp = get("stamp.json")
+        new = record("mlp-vae", "elbo", 7, model_params={"hidden": 64})
+        write_run(results, new)
+        page = f"s/custom/runs/{row_id({**new['cell'], 'fingerprint': new['fingerprint']})}.html"
+        wait_for(lambda: get("stamp.json") != stamp and (out / page).exists(), "a rebuild", proc)
+        assert "hidden=64" in html.unescape(get(page))
+        assert 'data-live="../../../stamp.json"' in get(page)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

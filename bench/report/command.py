@@ -83,6 +83,12 @@ def report_cmd(
     results = results_root(results_dir)
     site = Path(out_dir) if out_dir else lb.leaderboard_dir() / SITE_DIR
     options = SiteOptions(media=not no_media, live=serve)
+    watcher = None
+    if serve:
+        from bench.report.serve import Watcher
+
+        watcher = Watcher(results, site, options, suite_name, scale, click.echo)
+        watcher.prime()  # what the build below writes: the watcher rebuilds what changes next
     t0 = time.perf_counter()
     add_compare_sets(site, [Path(d) for d in compare_with], print_warning)
     built = build_site(results, site, suite_name, scale, options, print_warning)
@@ -91,9 +97,7 @@ def report_cmd(
         f"report: {len(built.boards)} boards ({', '.join(built.boards)}) in "
         f"{time.perf_counter() - t0:.1f}s; {files} files, {size / 1e6:.2f} MB: {built.index}"
     )
-    if serve:
-        from bench.report.serve import Watcher
+    if watcher is not None:
         from bench.report.serve import serve as serve_site
 
-        watcher = Watcher(results, site, options, suite_name, scale, click.echo)
         serve_site(watcher, host, port, interval, click.echo)

@@ -45,6 +45,11 @@ class Watcher:
         self.seen: dict[tuple[str, str], tuple] = {}
         self.stop = threading.Event()
 
+    def prime(self) -> None:
+        """Take the result sets as they are now as built (call it before building them)."""
+        for suite, scale in sources.result_sets(self.results_dir, self.suite, self.scale):
+            self.seen[(suite, scale)] = sources.signature(self.results_dir, suite, scale)
+
     def look(self) -> bool:
         """One poll: rebuild what changed; True when anything was rebuilt."""
         changed = False
@@ -76,7 +81,6 @@ def serve(
     echo: Callable[[str], None],
 ) -> None:
     """Serve ``watcher.site`` until interrupted, rebuilding in a background thread."""
-    watcher.look()
     handler = partial(SiteHandler, directory=str(watcher.site))
     server = ThreadingHTTPServer((host, port), handler)
     thread = threading.Thread(
