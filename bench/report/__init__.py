@@ -13,34 +13,21 @@ the pages and torch load when used. See docs/report.md.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
-from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.hookspecs import hookimpl
+from bench.report.request import REPORT_ENV, SITE_DIR, request, requested
 from bench.specs import ReporterSpec
+
+__all__ = ["REPORT_ENV", "SITE_DIR", "request", "requested", "write_report"]
 
 if TYPE_CHECKING:
     import click
 
     from bench.leaderboard import Leaderboard
-
-REPORT_ENV = "BENCH_REPORT"
-SITE_DIR = "site"  # the report's folder inside the leaderboard folder
-_REQUESTED: ContextVar[bool] = ContextVar("bench_report_requested", default=False)
-
-
-def request(on: bool) -> None:
-    """``bench run --report``: the ``report`` reporter writes this process's boards."""
-    _REQUESTED.set(on)
-
-
-def requested() -> bool:
-    """Whether the ``report`` reporter writes: ``bench run --report`` or ``BENCH_REPORT=1``."""
-    return _REQUESTED.get() or os.environ.get(REPORT_ENV, "").lower() in {"1", "true", "yes"}
 
 
 def write_report(board: Leaderboard, out_dir: Path) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bench.report import SITE_DIR, request
+from bench.report.request import SITE_DIR, request
 
 
 def add_commands(cli: click.Group) -> None:

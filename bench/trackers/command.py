@@ -9,7 +9,7 @@ import os
 import click
 
 from bench.errors import ConfigError
-from bench.trackers import LOG_TO_ENV, check_installed, parse
+from bench.trackers.targets import LOG_TO_ENV, check_installed, parse
 
 
 def add_log_to(cli: click.Group) -> None:
