@@ -22,6 +22,11 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def text(value: Any) -> str:
+    """Text for an element's content only (quotes stay as they are: long JSON stays short)."""
+    return html.escape("" if value is None else str(value), quote=False)
+
+
 def attrs(values: Mapping[str, Any]) -> str:
     """`` name="value"`` pairs; None and False leave an attribute out, True writes it bare."""
     out = []

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.report.html import definition_list, details, esc, page, table, tag
+from bench.report.html import definition_list, details, esc, page, table, tag, text
 from bench.report.media import Media
 from bench.report.pagedata import number
 from bench.report.svg import PALETTE, Series, line_chart
@@ -213,7 +213,7 @@ def record_section(record: RunRecord) -> str:
     parts.append(
         details(
             "The record (record.json)",
-            tag("pre", esc(json.dumps(json_form, indent=2, sort_keys=True, default=str))),
+            tag("pre", text(json.dumps(json_form, indent=2, sort_keys=True, default=str))),
         )
     )
     return tag("article", parts, class_="record")
@@ -232,7 +232,7 @@ def error_block(record: RunRecord) -> str:
     log = error_log(record)
     if log:
         name = record.error.log if record.error else "error.log"
-        lines.append(details(f"The end of {name}", tag("pre", esc(log))))
+        lines.append(details(f"The end of {name}", tag("pre", text(log))))
     return tag("div", lines, class_="errors", role="alert") if lines else ""
 
 
