@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -21,10 +20,37 @@ from bench.selection import filter_options
 from bench.signals import exit_code, stopping_on_signals
 
 
-@click.group()
+@click.group(invoke_without_command=True)
 @click.version_option(package_name="collapse-bench")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Benchmark latent-variable collapse in VAEs."""
+    if ctx.invoked_subcommand is None:  # `bench` alone: the help, not an error
+        click.echo(ctx.get_help())
+
+
+class Kind(click.ParamType):
+    """A kind of item, singular or plural (``model`` or ``models``), given as ``canonical``
+    wants it: one grammar for ``bench ls`` and ``bench show``."""
+
+    name = "kind"
+
+    def __init__(self, plurals: tuple[str, ...], canonical: str) -> None:
+        self.plurals, self.canonical = plurals, canonical  # canonical: "plural" or "singular"
+
+    def convert(self, value: str, param: Any, ctx: Any) -> str:
+        word = value.lower()
+        plural = word if word in self.plurals else word + "s"
+        if plural not in self.plurals:
+            from bench.registry import suggest
+
+            shown = ", ".join(self.plurals)
+            hint = suggest(plural, self.plurals)
+            self.fail(f"{value!r}{hint} is not one of {shown} (singular or plural)", param, ctx)
+        return plural if self.canonical == "plural" else plural[:-1]
+
+    def get_metavar(self, param: Any, ctx: Any = None) -> str:
+        return "{" + "|".join(p[:-1] for p in self.plurals) + "}"
 
 
 @cli.command()
@@ -33,7 +59,11 @@ def cli() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--data-dir", default=None, help="data sets folder [env BENCH_DATA_DIR]")
 @click.option("--results-dir", default=None, help="run folders [env BENCH_RESULTS_DIR; ./results]")
-@click.option("--leaderboard-dir", default=None, help="[env BENCH_LEADERBOARD_DIR; ./leaderboards]")
+@click.option(
+    "--leaderboard-dir",
+    default=None,
+    help="[env BENCH_LEADERBOARD_DIR; <results>/leaderboards]",
+)
 @click.option("--resume", is_flag=True, help="continue a killed suite; finished runs are kept")
 @click.option("--overwrite", is_flag=True, help="discard earlier results of this suite and scale")
 @click.option("--quiet", is_flag=True, help="no progress bar or per-epoch lines")
@@ -96,16 +126,34 @@ def run(**options: Any) -> None:
     be written, 2 on bad input (nothing trains), 130 when interrupted, 143 on SIGTERM, 129 on
     SIGHUP (`--resume` continues).
     """
+    if not (options["quiet"] or options["list_cells"]):
+        starting(options["suite_name"], options["scale"])
     from bench.run_command import RunArgs, run_command
 
     run_command(RunArgs(**options))
+
+
+def starting(suite: str, scale: str | None) -> None:
+    """The first line of ``bench run``, before torch, the plugins' models and the checks load
+    (seconds on a busy machine): a log under nohup or Slurm shows at once that it started."""
+    import time
+
+    what = f"{suite}/{scale}" if scale else f"{suite} (its default scale)"
+    message = f"[{time.strftime('%H:%M:%S')}] bench run {what}: starting (loading the harness)"
+    click.echo(message, err=True)
+    sys.stderr.flush()
 
 
 @cli.command(name="leaderboard")
 @click.option("--suite", "suite_name", required=True)
 @click.option("--scale", default=None)
 @click.option("--results-dir", default=None)
-@click.option("--out", "leaderboard_dir", default=None, help="output folder")
+@click.option(
+    "--out",
+    "leaderboard_dir",
+    default=None,
+    help="output folder [env BENCH_LEADERBOARD_DIR; <results>/leaderboards]",
+)
 @click.option(
     "--tuned",
     is_flag=True,
@@ -119,51 +167,21 @@ def run(**options: Any) -> None:
 @click.option("--storage", default=None, help="with --tuned: the studies' storage, as bench tune")
 @click.option("--device", default="auto", show_default=True, help="with --tuned")
 @click.option("--data-dir", default=None, help="with --tuned")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="what stdout gets (files are written either way; their paths go to stderr)",
+)
 @filter_options
-def leaderboard_cmd(
-    suite_name,
-    scale,
-    results_dir,
-    leaderboard_dir,
-    tuned,
-    multi_objective,
-    storage,
-    device,
-    data_dir,
-    cell_filter,
-) -> None:
-    """Rebuild a suite's leaderboard from its run records (or from its tuning studies); the
-    filters keep some of its rows."""
-    from bench import leaderboard as lb
-    from bench.names import check_name
-    from bench.records import results_root
-    from bench.runner import RunOptions, resolve_device
-    from bench.suites import get_suite
+def leaderboard_cmd(**options: Any) -> None:
+    """Rebuild a suite's leaderboard from its run records (or from its tuning studies), write
+    its files and print it; the filters keep some of its rows."""
+    from bench.leaderboard_command import LeaderboardArgs, leaderboard_command
 
-    suite = get_suite(suite_name, results_root(results_dir))
-    if tuned:
-        from rich.console import Console
-
-        from bench.tune import tuned_leaderboard
-
-        opts = RunOptions(
-            results_dir=results_root(results_dir),
-            device=resolve_device(device),
-            data_dir=Path(data_dir) if data_dir else None,
-            log=Console(stderr=True, log_path=False).log,
-        )
-        board = tuned_leaderboard(
-            suite, scale, storage, opts, multi_objective, log=opts.log, cell_filter=cell_filter
-        )
-    else:
-        scale = check_name(scale or suite.default_scale, "--scale")
-        records = lb.load_records(results_root(results_dir), suite.name, scale)
-        if cell_filter:
-            cell_filter.check_names([r.cell for r in records], f"{suite.name}/{scale}")
-            records = [r for r in records if cell_filter.matches(r.run_id, r.cell)]
-        board = lb.build(records, suite.name, scale, suite.columns)
-    for path in lb.write(board, lb.leaderboard_dir(leaderboard_dir)):
-        click.echo(path)
+    leaderboard_command(LeaderboardArgs(**options))
 
 
 @cli.command(name="compare")
@@ -193,12 +211,13 @@ LS_KINDS = ("datasets", "models", "objectives", "metrics", "suites", "reporters"
 
 
 @cli.command(name="ls")
-@click.argument("kind", type=click.Choice(LS_KINDS))
+@click.argument("kind", type=Kind(LS_KINDS, "plural"))
 @click.option("--params", "with_params", is_flag=True, help="also each item's parameters")
 def ls_cmd(kind: str, with_params: bool) -> None:
     """List registered items with the plugin and distribution they came from
     (`bench show KIND NAME` for one item in full)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from bench.describe import params_short
@@ -230,21 +249,50 @@ def ls_cmd(kind: str, with_params: bool) -> None:
         if params:
             row.append(params_short(item.params))
         row += [item.plugin, item.distribution]
-        table.add_row(*row)
+        table.add_row(*(escape(str(cell)) for cell in row))  # `E[z|x]` is text, not markup
     Console(width=200).print(table)
 
 
+SHOW_KINDS = ("models", "objectives", "datasets", "metrics", "suites", "runs")
+
+
 @cli.command(name="show")
-@click.argument("kind", type=click.Choice(["model", "objective", "dataset", "metric", "suite"]))
+@click.argument("kind", type=Kind(SHOW_KINDS, "singular"))
 @click.argument("name")
-def show_cmd(kind: str, name: str) -> None:
+@click.option("--results-dir", default=None, help="for runs [env BENCH_RESULTS_DIR; ./results]")
+def show_cmd(kind: str, name: str, results_dir: str | None) -> None:
     """One registered item in full: parameters with defaults, validity bounds, tuning ranges
-    and help (models, objectives, data sets); direction (metrics); scales and groups (suites)."""
+    and help (models, objectives, data sets); direction (metrics); scales and groups (suites).
+    `bench show run ID` prints a run's record: settings, metrics, epochs and error."""
     from rich.console import Console
 
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    if kind == "run":
+        from bench.records import results_root
+        from bench.run_view import describe_run, find_run
+
+        console.print(describe_run(find_run(results_root(results_dir), name)))
+        return
     from bench.describe import describe
 
-    Console(width=None if sys.stdout.isatty() else 200).print(describe(kind, name))
+    console.print(describe(kind, name))
+
+
+@cli.command(name="rm")
+@click.argument("runs", nargs=-1)
+@click.option("--suite", "suite_name", default=None, help="the runs of this suite")
+@click.option("--scale", default=None, help="...at this scale (default: every scale)")
+@click.option("--set-only", is_flag=True, help="only runs made with --set values")
+@click.option("--results-dir", default=None, help="[env BENCH_RESULTS_DIR; ./results]")
+@click.option("--yes", is_flag=True, help="remove them (without it, only list them)")
+@filter_options
+def rm_cmd(results_dir: str | None, **options: Any) -> None:
+    """Remove run folders: RUN ids (or suite/scale/id), or a suite's runs (--suite, --scale,
+    --set-only, the filters). Lists them and removes nothing unless --yes is given."""
+    from bench.records import results_root
+    from bench.run_removal import RemoveArgs, remove_runs
+
+    remove_runs(RemoveArgs(results_dir=results_root(results_dir), **options), click.echo)
 
 
 @cli.command(name="plugins")

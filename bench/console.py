@@ -1,6 +1,7 @@
 """What ``bench run`` shows while it runs and when it ends.
 
-- a header line: suite, scale, cells, device, data and results folders;
+- a first line as soon as the command starts (``bench.cli``), before torch and the plugins
+  load; then a header line: suite, scale, cells, device, data and results folders;
 - on a terminal, a suite bar "run k of N" with an ETA from the cells finished so far, a
   training bar per cell (steps, epoch k/E) and an evaluation bar (the metric being computed,
   with the IW-NLL batches);
@@ -34,6 +35,7 @@ from rich.text import Text
 
 from bench.data import data_dir
 from bench.describe import settings_text
+from bench.formats import duration_text
 from bench.leaderboard import RECORD_COLUMNS, ROW_KEY, Leaderboard, record_key
 from bench.records import RECORD_FILE, RunRecord, device_name, read_record
 from bench.reporters import cell_text
@@ -44,13 +46,7 @@ HEADLINE_COLUMNS = 5  # the summary shows a board's first five metric columns
 WIDE = 200  # columns for tables written to a file or a pipe
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+_duration = duration_text  # one duration format everywhere (bench.formats)
 
 
 class EtaColumn(ProgressColumn):
@@ -115,14 +111,17 @@ class RunConsole:
             print(f"[{time.strftime('%H:%M:%S')}] {message}", file=self.err, flush=True)
 
     def header(self, suite: str, scale: str, cells: Sequence[Cell], opts: RunOptions) -> None:
-        """The header line, shown when training starts (on a terminal) or with the first line
-        of output (in a log): an error before any training stays a single line."""
+        """The header line, printed at once: what runs where, before the data sets load and
+        the models are checked (``bench run`` said it was starting before torch loaded)."""
         self.total, self.jobs = len(cells), opts.jobs
         jobs = f" · {opts.jobs} jobs" if opts.jobs > 1 else ""
         self.header_text = (
             f"bench run {suite}/{scale}: {len(cells)} cells on {device_name(opts.device)}{jobs}"
             f" · data {data_dir(opts.data_dir)} · results {opts.results_dir / suite / scale}"
         )
+        if not self.quiet:
+            text, self.header_text = self.header_text, ""
+            self._write(text)
 
     def _print_header(self) -> None:
         if self.header_text and not self.quiet:
@@ -179,30 +178,26 @@ class RunConsole:
     # ---- the summary ------------------------------------------------------------------------
 
     def summary(
-        self, board: Leaderboard, records: Sequence[RunRecord], out: TextIO | None = None
+        self,
+        boards: Leaderboard | Sequence[Leaderboard],
+        records: Sequence[RunRecord],
+        out: TextIO | None = None,
     ) -> None:
-        """The rows this run touched, with the headline columns, and the unfinished runs."""
+        """The rows this run touched on each board, with the headline columns, and the
+        unfinished runs."""
         out = out or sys.stdout
         console = Console(file=out, width=None if out.isatty() else WIDE)
         records = [RunRecord.of(r) for r in records]
         touched = {record_key(r) for r in records if r.finished}
-        columns = [c for c in board.columns if c.name not in RECORD_COLUMNS][:HEADLINE_COLUMNS]
-        table = Table(title=f"{board.suite}/{board.scale}: rows of this run", title_justify="left")
-        for name in ("Dataset", "Model", "Objective", "Seeds"):
-            table.add_column(name)
-        for c in columns:
-            table.add_column(f"{c.title} {c.arrow}", justify="right")
-        for row in board.table.iter_rows(named=True):
-            if tuple(row[k] for k in ROW_KEY) in touched:
-                table.add_row(
-                    row["dataset"],
-                    row["model_label"],
-                    row["objective_label"],
-                    str(row["seeds"]),
-                    *(cell_text(row, c) for c in columns),
-                )
-        if table.row_count:
-            console.print(table)
+        for board in [boards] if isinstance(boards, Leaderboard) else boards:
+            rows = [
+                row
+                for row in board.table.iter_rows(named=True)
+                if tuple(row[k] for k in ROW_KEY) in touched
+            ]
+            if rows:
+                title = f"{board.suite}/{board.scale}: rows of this run"
+                console.print(board_table(board, rows, title, HEADLINE_COLUMNS))
         unfinished = [r for r in records if not r.finished]
         if unfinished:
             failed = Table(title="runs that did not finish", title_justify="left")
@@ -211,6 +206,34 @@ class RunConsole:
             for r in unfinished:
                 failed.add_row(r.run_id, r.status, str(r.reason or ""))
             console.print(failed)
+
+
+def board_table(
+    board: Leaderboard,
+    rows: Sequence[Mapping[str, Any]],
+    title: str,
+    headline: int | None = None,
+) -> Table:
+    """A table of some of a board's rows: names, seeds and the metric columns (the first
+    ``headline`` metrics; every column when None) that any of these rows has a value for."""
+    columns = list(board.columns)
+    if headline is not None:
+        columns = [c for c in columns if c.name not in RECORD_COLUMNS][:headline]
+    columns = [c for c in columns if any(cell_text(dict(r), c) != "–" for r in rows)]
+    table = Table(title=title, title_justify="left")
+    for name in ("Dataset", "Model", "Objective", "Seeds"):
+        table.add_column(name)
+    for c in columns:
+        table.add_column(f"{c.title} {c.arrow}", justify="right")
+    for row in rows:
+        table.add_row(
+            row["dataset"],
+            row["model_label"],
+            row["objective_label"],
+            str(row["seeds"]),
+            *(cell_text(dict(row), c) for c in columns),
+        )
+    return table
 
 
 # ---- bench run --list ----------------------------------------------------------------------

@@ -14,10 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Group as Renderables
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from bench import plugins
+from bench.formats import param_text
 from bench.specs import Param
 from bench.suites import Suite
 
@@ -31,7 +33,7 @@ SHOW_KINDS = {
 
 
 def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return param_text(value)  # four significant digits, as in row labels and tuning logs
 
 
 def bounds_text(p: Param) -> str:
@@ -66,7 +68,8 @@ def params_table(params: Mapping[str, Param]) -> Table:
     for col in ("parameter", "default", "valid", "tuned over", "help"):
         table.add_column(col, overflow="fold")
     for name, p in params.items():
-        table.add_row(name, _number(p.default), bounds_text(p), tuning_text(p), p.help)
+        cells = (name, _number(p.default), bounds_text(p), tuning_text(p), p.help)
+        table.add_row(*(escape(c) for c in cells))  # help text is text, never rich markup
     return table
 
 
@@ -187,4 +190,5 @@ def describe(kind: str, name: str) -> Renderables:
             parts += ["", params_table(item.params)]
         else:
             parts.append("no parameters")
-    return Renderables(*parts)
+    # Plain strings are text (descriptions hold brackets such as `E[z|x]`), never rich markup.
+    return Renderables(*(Text(p) if isinstance(p, str) else p for p in parts))

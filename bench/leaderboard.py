@@ -15,19 +15,21 @@ The rules are documented for plugin authors in docs/plugins.md ("Leaderboard col
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import plugins
 from bench.errors import BenchError, ConfigError, print_warning
+from bench.formats import param_text
 from bench.records import RunRecord
 from bench.records import load_records as read_records
 from bench.registry import suggest
-from bench.suites import SETTING_PARTS
+from bench.suites import SETTING_PARTS, Budget, EvalSettings
 
 if TYPE_CHECKING:  # polars where a board is built: plugins (reporters, plots) load without it
     import polars as pl
@@ -67,6 +69,7 @@ class Column:
     title: str
     direction: str  # "min" or "max"
     description: str = ""
+    integer: bool = False  # every recorded value is an int (a count: AU, dimensions)
 
     @property
     def arrow(self) -> str:
@@ -211,6 +214,19 @@ def _differing(rows: list[dict[str, Any]], prefixes: Sequence[str]) -> list[str]
     return [k for k in keys if len({json.dumps(r.get(k), sort_keys=True) for r in rows}) > 1]
 
 
+# Budget and eval fields: a model or objective parameter of the same name keeps its part in a
+# label, so kl-anneal's warm-up reads `objective.epochs=2`, never like `budget.epochs=1`.
+_SETTING_FIELDS = {f.name for kind in (Budget, EvalSettings) for f in dataclasses.fields(kind)}
+
+
+def _param_label(key: str) -> str:
+    """A parameter as a label names it: model and objective parameters bare, the rest (and a
+    parameter named like a budget or eval field) with their part."""
+    part, name = key.split(".", 1)
+    bare = part in ("model", "objective") and name not in _SETTING_FIELDS
+    return name if bare else key
+
+
 def _labels(params: dict[tuple, dict[str, Any]]) -> dict[tuple, tuple[str, str]]:
     """(model label, objective label) per row: the name, plus the values that tell the row
     apart from rows of the same model (or objective) on the same data set."""
@@ -220,9 +236,8 @@ def _labels(params: dict[tuple, dict[str, Any]]) -> dict[tuple, tuple[str, str]]
 
     def values(key: tuple, peers: list[tuple], prefixes: Sequence[str]) -> list[str]:
         diff = _differing([params[k] for k in peers], prefixes)
-        # Model and objective parameters are named bare; the rest keep their part.
-        short = [k.split(".", 1)[1] if k.startswith(("model.", "objective.")) else k for k in diff]
-        return [f"{s}={_value_text(params[key].get(k))}" for s, k in zip(short, diff, strict=True)]
+        short = [_param_label(k) for k in diff]
+        return [f"{s}={param_text(params[key].get(k))}" for s, k in zip(short, diff, strict=True)]
 
     out = {}
     for key in params:
@@ -267,6 +282,7 @@ class _Rows:
     settings: dict[tuple, dict[str, dict[str, Any]]] = field(default_factory=dict)
     notes: dict[tuple, str] = field(default_factory=dict)
     groups: dict[tuple, set[str]] = field(default_factory=dict)  # the suite groups of a row
+    fractional: set[str] = field(default_factory=set)  # metrics with a value that is no int
 
     def add(self, r: RunRecord) -> None:
         key = record_key(r)
@@ -281,6 +297,8 @@ class _Rows:
             if not _scalar(m.value):
                 continue
             row[name] = float(m.value)
+            if not isinstance(m.value, int):
+                self.fractional.add(name)
             settings.setdefault(name, m.settings)
             for extra in (CEILING, OUT_OF):
                 if _scalar(m.settings.get(extra)):
@@ -289,6 +307,8 @@ class _Rows:
             if name not in row and same in row:
                 row[name] = row[same]
                 settings[name] = settings[same]
+                if same in self.fractional:
+                    self.fractional.add(name)
         self.notes.setdefault(key, _data_note(r))
         self.runs.append(row)
 
@@ -360,7 +380,10 @@ def build(
     rows = _Rows()
     for r in finished:
         rows.add(r)
-    cols = choose_columns(rows.present(), columns, finished)
+    cols = [
+        c if c.name in rows.fractional or c.name in RECORD_COLUMNS else replace(c, integer=True)
+        for c in choose_columns(rows.present(), columns, finished)
+    ]
     board = Leaderboard(
         suite=suite,
         scale=scale,
@@ -562,6 +585,9 @@ def write(board: Leaderboard, out_dir: Path) -> list[str]:
     return paths
 
 
-def leaderboard_dir(value: str | Path | None = None) -> Path:
-    """The output folder: a given value, else ``BENCH_LEADERBOARD_DIR``, else ./leaderboards."""
-    return Path(value or os.environ.get(LEADERBOARD_DIR_ENV) or "leaderboards")
+def leaderboard_dir(value: str | Path | None = None, results_dir: Path | None = None) -> Path:
+    """The output folder: a given value, else ``BENCH_LEADERBOARD_DIR``, else
+    ``<results folder>/leaderboards`` (``./results/leaderboards``): the user's runs never write
+    over the reference boards committed in the repository's ``leaderboards/``."""
+    default = (results_dir or Path("results")) / "leaderboards"
+    return Path(value or os.environ.get(LEADERBOARD_DIR_ENV) or default)

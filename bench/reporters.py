@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.baselines import BASELINE, DIFF, HIGH, LOW, POI, N, headline
+from bench.formats import digits_for, duration_text, is_integer, number_text
 from bench.hookspecs import hookimpl
 from bench.leaderboard import OUT_OF, Column, Leaderboard, interval_half_width
 from bench.records import atomic_write, atomic_write_text
@@ -48,20 +49,21 @@ def _number(value: Any) -> float | None:
 
 def cell_text(row: dict[str, Any], col: Column) -> str:
     """A row's value of a column: the mean over seeds ± its 95% interval (see
-    :func:`interval_text`), ``/ D`` for counts out of D, and the saturation flag."""
+    :func:`interval_text`) in the one format of its quantity (:mod:`bench.formats`: counts
+    without decimals, ``/ D`` for counts out of D), and the saturation flag."""
     mean, std = _number(row.get(f"{col.name}_mean")), _number(row.get(f"{col.name}_std"))
     if mean is None:
         return "–"
     of = _number(row.get(f"{col.name}_{OUT_OF}"))
+    # A count (AU, dimensions) that all seeds agree on has no decimals.
+    whole = (col.integer or of is not None) and is_integer(mean) and not std
     if col.name in FIXED_DIGITS:
         digits = FIXED_DIGITS[col.name]
-    elif of is not None and mean.is_integer() and not std:
-        digits = 0  # a count out of D (active units) that all seeds agree on
     else:
-        digits = 3 if abs(mean) < 1 else 2
-    text = f"{mean:.{digits}f}" + interval_text(row, col, digits)
+        digits = 0 if whole else digits_for(mean)
+    text = number_text(mean, digits) + interval_text(row, col, digits)
     if of is not None:
-        text += f" / {of:g}"
+        text += f" / {number_text(of, 0)}"
     if row.get(f"{col.name}_saturated"):
         text += f" {SATURATED}"
     return text
@@ -71,7 +73,7 @@ def interval_text(row: dict[str, Any], col: Column, digits: int) -> str:
     """`` ± h``, ``h`` half the width of the row's 95% Student-t interval over its seeds;
     nothing for a row of one seed, which has no interval."""
     half = interval_half_width(row, col.name)
-    return "" if half is None else f" ± {half:.{digits}f}"
+    return "" if half is None else f" ± {number_text(half, digits)}"
 
 
 def difference_text(row: dict[str, Any], col: Column) -> str:
@@ -161,7 +163,7 @@ def markdown(board: Leaderboard) -> str:
         f"# Leaderboard: `{board.suite}` (scale `{board.scale}`)",
         "",
         f"- Generated: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from {board.runs} "
-        f"run records; total run wall time {board.wall_time_s / 60:.1f} min",
+        f"run records; total run wall time {duration_text(board.wall_time_s)}",
         f"- Device: {'; '.join(board.devices)}",
         *_legend(board),
     ]

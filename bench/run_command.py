@@ -17,6 +17,7 @@ import click
 import torch
 
 from bench import leaderboard as lb
+from bench.boards import suite_boards, write_boards
 from bench.console import RunConsole, listing
 from bench.data import DATA_DIR_ENV
 from bench.diskerrors import disk_error
@@ -71,7 +72,7 @@ def run_command(a: RunArgs) -> None:
     t0 = time.time()
     show = RunConsole(a.quiet)
     opts = run_options(a, show)
-    board_dir = lb.leaderboard_dir(a.leaderboard_dir)
+    board_dir = lb.leaderboard_dir(a.leaderboard_dir, opts.results_dir)
     outputs = [(opts.results_dir / suite.name / scale, "results folder")]
     outputs.append((board_dir, "leaderboard folder"))
     for folder, what in outputs:  # before the header: a bad folder is one line, nothing else
@@ -156,16 +157,17 @@ def report(
     """The leaderboard of every finished run of the suite and scale, the summary, one line;
     exit code 1 when a run of this invocation did not finish."""
     records_all = lb.load_records(opts.results_dir, suite.name, scale)
-    board = lb.build(records_all, suite.name, scale, suite.columns)
-    paths = lb.write(board, board_dir)
-    show.summary(board, records)  # its last table names each run that did not finish
+    boards = suite_boards(records_all, suite.name, scale, suite.columns)  # --set runs apart
+    written = [lb.write(board, board_dir) for board in boards]
+    shown = [next((p for p in ps if p.endswith(".md")), ", ".join(ps)) for ps in written]
+    show.summary(boards, records)  # its last table names each run that did not finish
     unfinished = [r for r in records if not r.finished]
     where = "Ray" if opts.ray else ", ".join(map(str, opts.devices or [opts.device]))
     click.echo(
         f"{len(records)} runs ({len(unfinished)} not finished) of {suite.name}/{scale} on "
         f"{where}{f' ({opts.jobs} jobs)' if opts.jobs > 1 else ''} in "
         f"{time.time() - t0:.1f}s; "
-        "leaderboard: " + next((p for p in paths if p.endswith(".md")), ", ".join(paths))
+        f"leaderboard{'s' if len(shown) > 1 else ''}: {', '.join(shown)}"
     )
     if unfinished:
         click.echo(f"exit code 1: {len(unfinished)} of {len(records)} runs did not finish")
@@ -178,7 +180,7 @@ def board_of_finished_runs(results_dir: Path, suite: Suite, scale: str, out: Pat
     try:
         records = lb.load_records(results_dir, suite.name, scale, warn=lambda msg: None)
         if any(r.finished for r in records):
-            paths = lb.write(lb.build(records, suite.name, scale, suite.columns), out)
+            paths = write_boards(suite_boards(records, suite.name, scale, suite.columns), out)
             return next((p for p in paths if p.endswith(".md")), None)
     except Exception:  # nothing more to save; the interrupt message follows
         pass

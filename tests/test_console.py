@@ -30,7 +30,8 @@ def test_plain_lines_header_eta_and_summary(fresh_plugins, workdir):
     opts = RunOptions(results_dir=workdir / "results", device=torch.device("cpu"))
     cells = [cell("mlp-vae"), cell("mlp-skip-vae"), cell("other")]
     show.header("s", "x", cells, opts)
-    assert err.getvalue() == ""  # printed with the first line, so an early error stays alone
+    # At once, before data sets load and models are checked: a log shows what started.
+    assert "bench run s/x: 3 cells on cpu" in err.getvalue()
     show.on_cell("start", cells[0], None)
     long = "epoch 0: " + ", ".join(f"val metric_{i} {i}.000" for i in range(12))
     show.log(long)
@@ -78,7 +79,7 @@ def test_groups_that_differ_in_latent_dim_give_two_rows(capsys, fresh_plugins, w
     path.write_text(TWO_DIMS)
     code, out, err = run_cli(capsys, "run", "--suite", str(path))
     assert code == 0, err
-    board = (workdir / "leaderboards" / "twodims.md").read_text()
+    board = (workdir / "results" / "leaderboards" / "twodims.md").read_text()
     rows = [ln for ln in board.splitlines() if ln.startswith("| mlp-vae")]
     assert sorted(r.split(" | ")[0] for r in rows) == [
         "| mlp-vae (latent_dim=4)",
@@ -88,7 +89,7 @@ def test_groups_that_differ_in_latent_dim_give_two_rows(capsys, fresh_plugins, w
     header = next(ln for ln in board.splitlines() if ln.startswith("| Model"))
     assert header.split(" | ")[3:] == ["NLL (IW) ↓", "KL ↑", "MI ↑", "AU ↑", "Recon ↓ |"]
     assert "; of=4 (for mlp-vae (latent_dim=4)); of=6 (for mlp-vae (latent_dim=6))" in board
-    csv = pl.read_csv(workdir / "leaderboards" / "twodims.csv")
+    csv = pl.read_csv(workdir / "results" / "leaderboards" / "twodims.csv")
     assert sorted(csv["model.latent_dim"].to_list()) == [4, 6]
     # The console: header first, epoch lines without source locations, a summary table.
     assert err.splitlines()[0].startswith("[") and "bench run twodims/custom: 2 cells" in err
@@ -103,15 +104,25 @@ def test_groups_that_differ_in_latent_dim_give_two_rows(capsys, fresh_plugins, w
     expected = sum(0.1 + 0.9 * s / (2 * steps) for s in range(steps)) / steps
     assert entry["beta"] == pytest.approx(expected)
     assert entry["val_mi_ceiling"] > 0  # the curves draw it
-    # The suite is found again by name; --set gives a row of its own beside the plain one.
+    # The suite is found again by name.
     code, out, err = run_cli(capsys, "leaderboard", "--suite", "twodims", "--model", "mlp-vae")
     assert code == 0, err
     args = ["-k", "small", "--set", "budget.batch_size=200", "--keep-checkpoints", "--quiet"]
     code, out, err = run_cli(capsys, "run", "--suite", "twodims", *args)
     assert code == 0, err
-    frame = pl.read_csv(workdir / "leaderboards" / "twodims.csv")
-    assert frame.height == 3 and frame["seeds"].to_list() == [1, 1, 1]
-    assert "mlp-vae (latent_dim=4, budget.batch_size=200)" in frame["model_label"].to_list()
+    # The suite's board keeps its plain rows and their names; the --set run has a board of its
+    # own, beside the plain row it varies, each named by the value that sets them apart.
+    frame = pl.read_csv(workdir / "results" / "leaderboards" / "twodims.csv")
+    assert sorted(frame["model_label"].to_list()) == [
+        "mlp-vae (latent_dim=4)",
+        "mlp-vae (latent_dim=6)",
+    ]
+    varied = pl.read_csv(workdir / "results" / "leaderboards" / "twodims-set.csv")
+    assert varied.height == 2 and varied["seeds"].to_list() == [1, 1]
+    assert sorted(varied["model_label"].to_list()) == [
+        "mlp-vae (budget.batch_size=100)",
+        "mlp-vae (budget.batch_size=200)",
+    ]
     set_dirs = list((workdir / "results/twodims/custom").glob("small__*__set-*"))
     assert len(set_dirs) == 1 and (set_dirs[0] / "checkpoint.pt").exists()
     overridden = json.loads((set_dirs[0] / "record.json").read_text())

@@ -138,12 +138,12 @@ def test_third_party_example_runs_through_bench_run(tmp_path):
     suite.write_text(suite_toml("example", example))
     result = run_bench(["run", "--suite", str(suite), "--quiet"], site, tmp_path)
     assert result.returncode == 0, result.stderr
-    board = (tmp_path / "leaderboards" / "example.md").read_text()
+    board = (tmp_path / "results" / "leaderboards" / "example.md").read_text()
     assert "linear-decoder-vae" in board and "mlp-vae" in board
     header = next(line for line in board.splitlines() if line.startswith("| Model"))
     assert "Posterior std ↓" in header.split(" | ")
     assert "**Posterior std** ↓ mean posterior standard deviation" in board
-    csv = (tmp_path / "leaderboards" / "example.csv").read_text().splitlines()
+    csv = (tmp_path / "results" / "leaderboards" / "example.csv").read_text().splitlines()
     assert "posterior_std_mean" in csv[0].split(",")
     for row in csv[1:]:
         value = float(row.split(",")[csv[0].split(",").index("posterior_std_mean")])

@@ -69,7 +69,10 @@ def test_z_probe_falls_to_chance_on_inactive_dimensions_where_the_mean_probe_doe
     both = _context(train, test)
     assert _metric("probe_z_acc", both).value > 0.9  # the active dimensions survive sampling
     active = _metric("probe_active_acc", both)
-    assert _metric("au", both).value == 2 and active.settings["of"] == 4
+    # It records the dimensions it chose from as `dims`: `of` would make its accuracy read as
+    # a count out of D on the leaderboard (`0.877 / 20`).
+    assert _metric("au", both).value == 2 and active.settings["dims"] == 4
+    assert "of" not in active.settings
     assert active.value > 0.9
     # With no active unit the active probe answers the most frequent class: chance.
     none = _metric("probe_active_acc", inactive)

@@ -142,7 +142,7 @@ def test_tutorial_runs_as_written(tmp_path):
                 [sys.executable, "-c", body], cwd=tmp_path, env=env, capture_output=True, text=True
             )
             assert done.returncode == 0, done.stderr[-3000:]
-    board = (tmp_path / "leaderboards" / "mymodels.md").read_text()
+    board = (tmp_path / "results" / "leaderboards" / "mymodels.md").read_text()
     assert "mymodels-squares" in board  # rows sit under their data set's section
     for model in ("mymodels-vae", "mlp-vae"):
         for objective in ("elbo", "mymodels-beta"):

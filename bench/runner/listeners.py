@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import plugins
 from bench.files import atomic_torch_save
+from bench.formats import epoch_number, metric_text, number_text
 from bench.listener import DECISIONS, EpochResult, Listener
 from bench.records import EPOCH_LOG, RunRecord
 from bench.runner.checkpoints import BEST_WEIGHTS, save_checkpoint
@@ -121,19 +122,20 @@ class EpochLines(Listener):
         self.log = log
 
     def on_epoch_end(self, run: CellTraining, result: EpochResult) -> None:
+        # Epochs counted from 1 and values in their one format (bench.formats), as in the
+        # tables and plots: AU as "2 / 8", not "2.000".
         values = "".join(
-            f", val {k} {v.value:.3f}"
+            f", val {k} {metric_text(v.value, v.settings)}"
             for k, v in result.metrics.items()
             if isinstance(v.value, (int, float))
         )
+        number = epoch_number(result.epoch)
         self.log(
-            f"{run.cell.run_id} epoch {result.epoch}: loss {result.entry['train_loss']:.2f}"
-            + values
+            f"{run.cell.run_id} epoch {number} of {run.cell.budget.epochs}: "
+            f"loss {number_text(result.entry['train_loss'])}" + values
         )
         if run.state.stop_reason:
-            self.log(
-                f"{run.cell.run_id}: stopped after epoch {result.epoch}: {run.state.stop_reason}"
-            )
+            self.log(f"{run.cell.run_id}: stopped after epoch {number}: {run.state.stop_reason}")
 
 
 class PluginHooks(Listener):

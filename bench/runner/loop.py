@@ -120,7 +120,7 @@ class CellTraining:
                 parts.method.load_state_dict(ckpt["method"])
             self.state = LoopState.from_dict(ckpt["state"])
             build.set_rng_state(ckpt["rng"])
-            self.opts.log(f"{self.cell.run_id}: resuming at epoch {self.state.epoch}")
+            self.opts.log(f"{self.cell.run_id}: resuming at epoch {self.state.epoch + 1}")
         else:
             (self.run_dir / EPOCH_LOG).unlink(missing_ok=True)
             (self.run_dir / BEST_WEIGHTS).unlink(missing_ok=True)
@@ -200,7 +200,7 @@ class CellTraining:
         state.train_examples += sum(sizes)
         state.compile_time += compile_s
         if not math.isfinite(loss_mean):
-            raise DivergedError(f"loss is {loss_mean} in epoch {epoch}")
+            raise DivergedError(f"loss is {loss_mean} in epoch {epoch + 1}")
         beta = beta_sum / max(1, len(sizes))
         return EpochTraining(loss_mean, kl_mean, sum(sizes), elapsed, compile_s, beta)
 

@@ -16,7 +16,9 @@ from bench.throughput.presets import PRESETS, Preset
 from bench.throughput.report import PARTS, run_all, summary_lines, write_report
 from bench.throughput.workloads import COLLAPSE_SUITE, Settings
 
-DEFAULT_OUT = "leaderboards/throughput-{device}.json"
+# Beside the leaderboards of the user's runs; the committed reference figures in leaderboards/
+# are written with --out.
+DEFAULT_OUT = "results/leaderboards/throughput-{device}.json"
 # Options whose value goes into :class:`Settings` as it is.
 PASSED = (
     "channels_last",

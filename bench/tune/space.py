@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import plugins
 from bench.errors import ConfigError
+from bench.formats import param_text
 from bench.registry import suggest
 from bench.specs import Param
 from bench.suites import Budget, Cell, read_toml
@@ -46,7 +47,7 @@ class Dimension:
     def describe(self) -> str:
         d = self.distribution
         if d is None:
-            return f"{self.name}={self.value!r}"
+            return f"{self.name}={param_text(self.value)}"
         if hasattr(d, "choices"):
             return f"{self.name} in {list(d.choices)}"
         return f"{self.name} in [{d.low}, {d.high}]" + (" log" if d.log else "")

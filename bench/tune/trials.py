@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import StopRun
+from bench.formats import epoch_number, param_text
 from bench.listener import EpochResult, Listener
 from bench.suites import Cell
 
@@ -39,7 +40,8 @@ class TrialReporter(Listener):
     final: dict[str, float] = field(default_factory=dict)  # validation NLL and MI (multi)
 
     def on_epoch_end(self, run: CellTraining, result: EpochResult) -> None:
-        epoch = result.epoch
+        # Reported under the epoch's number (from 1), as the logs, plots and dashboard show it.
+        epoch = epoch_number(result.epoch)
         value = result.entry.get("val_neg_elbo")
         if value is None:
             raise StopRun("no validation -ELBO was logged (metric neg_elbo missing)", "failed")
@@ -147,8 +149,4 @@ def chosen_trials(study: optuna.Study, multi: bool) -> list[FrozenTrial]:
 
 def params_text(params: Mapping[str, Any]) -> str:
     """Searched values without their section: ``latent_dim=8, lam=0.5``."""
-    return ", ".join(f"{k.split('.', 1)[1]}={_short(v)}" for k, v in params.items())
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return ", ".join(f"{k.split('.', 1)[1]}={param_text(v)}" for k, v in params.items())

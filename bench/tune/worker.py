@@ -78,7 +78,8 @@ def make_pruner(settings: TuneSettings, epochs: int) -> Any:
     import optuna
 
     if settings.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        # Steps are epoch numbers (from 1): the first epoch is never pruned.
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
     return optuna.pruners.NopPruner()

@@ -195,7 +195,9 @@ def _probe_active(ctx: EvalContext) -> MetricValue:
         test.labels.numpy(),
     )
     settings = _probe_settings(ctx, train, "posterior means of the active units")
-    settings.update(of=int(active.numel()), threshold=threshold)
+    # The number of dimensions it chose from; not ``of``, which marks a count out of D (AU):
+    # this value is an accuracy.
+    settings.update(dims=int(active.numel()), threshold=threshold)
     return MetricValue(acc, settings)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bench.cli import main
@@ -17,9 +19,15 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return 0 if code is None else code, out.out, out.err
 
 
+# `bench run`'s own first lines ("[12:00:00] bench run collapse/quick: starting ...", then its
+# header) come before any check, so that a log shows at once what started.
+STARTED = re.compile(r"^\[\d\d:\d\d:\d\d\] bench run \S+( \(its default scale\))?: ")
+
+
 def one_line(err: str) -> str:
-    """The only line of ``err``: a user error is one line on stderr, never a traceback."""
-    lines = err.strip().splitlines()
+    """The only line of ``err`` besides ``bench run``'s starting line and header: a user error
+    is one line on stderr, never a traceback."""
+    lines = [ln for ln in err.strip().splitlines() if not STARTED.match(ln)]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
 
