@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
 def _main(args: list[str]) -> None:
     try:
         plugins.call_each("register_commands", cli=cli)
-        cli.main(args=args, standalone_mode=False)
+        cli.main(args=args, prog_name="bench", standalone_mode=False)
     except click.exceptions.Abort as exc:
         # click turns Ctrl-C (and a stray EOFError) into Abort; tell them apart.
         if isinstance(exc.__cause__, EOFError):

@@ -42,7 +42,7 @@ from bench.reporters import cell_text
 from bench.runner.options import RunOptions
 from bench.suites import Budget, Cell, EvalSettings
 
-HEADLINE_COLUMNS = 5  # the summary shows a board's first five metric columns
+HEADLINE_COLUMNS = 6  # the summary shows a board's first six metric columns (AU included)
 WIDE = 200  # columns for tables written to a file or a pipe
 
 

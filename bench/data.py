@@ -8,7 +8,7 @@ once with a fixed seed so every model is scored on the same pixels.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -36,6 +36,26 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     if env := os.environ.get(DATA_DIR_ENV):
         return Path(env).expanduser()
     return Path(user_cache_dir("collapse-bench")) / "data"
+
+
+DATA_DOCS = "docs/data.md"  # the data folder's layout and where each data set comes from
+
+
+def data_hint() -> str:
+    """How every missing-data message ends: the flag, the variable, where to get the files."""
+    return (
+        f"point --data-dir or {DATA_DIR_ENV} at a folder that has them (its layout and where "
+        f"to get each data set: {DATA_DOCS})"
+    )
+
+
+def missing_data_message(errors: Mapping[str, str], folder: Path) -> str:
+    """One line for every data set of a suite that cannot be read (``name -> message``), the
+    hint said once at its end."""
+    hint = "; " + data_hint()
+    parts = [f"{name}: {message.removesuffix(hint)}" for name, message in errors.items()]
+    count = f"{len(errors)} data set{'s' if len(errors) != 1 else ''}"
+    return f"{count} cannot be read from {folder}: " + " | ".join(parts) + hint
 
 
 def cache_dir() -> Path:

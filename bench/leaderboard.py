@@ -45,6 +45,7 @@ DEFAULT_ORDER = (
     "nll_bound",
     "kl",
     "mi",
+    "mi_train",
     "au",
     "probe_acc",
     "probe_z_acc",

@@ -1,13 +1,16 @@
 """Leaderboard plots, written next to the leaderboard as PNG and SVG by the ``plots`` reporter.
 
 - ``<suite>.<scale>.nll-kl`` and ``.nll-mi``: every row's test NLL against its KL or MI, with
-  the Pareto front in the metrics' registered directions, the x axis from 0, and the
-  estimator's ceiling (MI: log N) where its settings give one;
-- ``.au``: active units per row, as a fraction of D;
-- ``.curves``: validation KL, MI and AU (fraction of D) per whole epoch from each run's
-  ``epochs.jsonl``, which show when (and whether) a model collapses.
+  the Pareto front in the metrics' registered directions, axes fitted to the points (at least
+  half a nat wide, so estimator noise near a ceiling does not look like an effect) with their
+  units, and the estimator's ceiling (MI: log N) where its settings give one;
+- ``.au``: active units per row, as a fraction of D, each bar outlined and labelled with its
+  count (a row with none shows ``0 / D``);
+- ``.curves``: validation KL, MI and AU (fraction of D) per epoch (numbered from 1, as the logs)
+  from each run's ``epochs.jsonl``, which show when (and whether) a model collapses.
 
-A row keeps its colour (model) and marker (objective) in every figure of a board.
+Every row of a board has a colour (its objective) and marker (its model) pair of its own, the
+same in every figure, and the figures are made tall and wide enough for their legend.
 
 The per-epoch curves read each run's ``epochs.jsonl`` from the folders of the board's records
 (:attr:`bench.leaderboard.Leaderboard.records`), the same path any reporter has.
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.files import atomic_write
+from bench.formats import count_text, epoch_number
 from bench.hookspecs import hookimpl
 from bench.leaderboard import CEILING, OUT_OF, ROW_KEY, Column, Leaderboard, record_key, row_label
 from bench.records import EPOCH_LOG, RunRecord, read_epoch_log
@@ -122,23 +126,35 @@ def _rows(board: Leaderboard, dataset: str) -> list[dict[str, Any]]:
     return [r for r in board.table.iter_rows(named=True) if r["dataset"] == dataset]
 
 
+MARKERS = "osD^vP*Xh<>p"
+LINES = ("-", "--", ":", "-.")
+
+
 def _style(board: Leaderboard) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Colour by model (with its parameters), marker and line by objective: the same in
-    every figure of a board, so a row is recognised from one plot to the next."""
+    """Colour by objective, marker and line by model (with their parameters): every row of a
+    board has a pair of its own (the remedies board's 28 rows included), and keeps it in every
+    figure, so a row is recognised from one plot to the next. Past 20 objectives the pairs are
+    handed out row by row."""
     from matplotlib import colormaps
 
-    models = sorted(set(board.table["model_label"].to_list()))
-    objectives = sorted(set(board.table["objective_label"].to_list()))
-    colors = colormaps["tab10" if len(models) <= 10 else "tab20"]
-    markers = "osD^vP*Xh<>"
-    lines = ("-", "--", ":", "-.")
+    table = board.table
+    labels = zip(table["objective_label"].to_list(), table["model_label"].to_list(), strict=True)
+    pairs = sorted(set(labels))
+    objectives = sorted({o for o, _ in pairs})
+    models = sorted({m for _, m in pairs})
+    colors = colormaps["tab10" if len(objectives) <= 10 else "tab20"]
+    by_objective = len(objectives) <= colors.N and len(models) <= len(MARKERS)
 
     def style(row: dict[str, Any]) -> dict[str, Any]:
-        k = objectives.index(row["objective_label"])
+        if by_objective:
+            c, m = objectives.index(row["objective_label"]), models.index(row["model_label"])
+        else:
+            i = pairs.index((row["objective_label"], row["model_label"]))
+            c, m = i % colors.N, i // colors.N
         return {
-            "color": colors(models.index(row["model_label"]) % colors.N),
-            "marker": markers[k % len(markers)],
-            "linestyle": lines[k % len(lines)],
+            "color": colors(c % colors.N),
+            "marker": MARKERS[m % len(MARKERS)],
+            "linestyle": LINES[m % len(LINES)],
         }
 
     return style
@@ -175,53 +191,92 @@ def _ceilings(rows: list[dict[str, Any]], metric: str) -> list[float]:
 
 
 def _draw_ceiling(ax: Axes, value: float, title: str, vertical: bool) -> None:
+    """The estimator's ceiling as a dotted line; its label sits on a white box above the
+    markers, so no point hides it."""
     line = ax.axvline if vertical else ax.axhline
-    line(value, color="0.3", linestyle=":", linewidth=1.2, label=f"{title} ceiling")
-    text = f" ceiling {value:.2f}"
+    line(value, color="0.3", linestyle=":", linewidth=1.2, label=f"{title} ceiling (log N)")
+    text = f"log N = {value:.2f}"
+    box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+    where = {"fontsize": 7, "color": "0.3", "zorder": 10, "bbox": box}
     if vertical:
         ax.annotate(
-            text,
-            (value, 1),
-            xycoords=("data", "axes fraction"),
-            va="top",
-            ha="right",
-            rotation=90,
-            fontsize=7,
-            color="0.3",
-        )
+            text, (value, 0.99), xycoords=("data", "axes fraction"), va="top", ha="right",
+            rotation=90, **where,
+        )  # fmt: skip
     else:
-        ax.annotate(
-            text,
-            (0, value),
-            xycoords=("axes fraction", "data"),
-            va="bottom",
-            fontsize=7,
-            color="0.3",
-        )
+        ax.annotate(text, (0.01, value), xycoords=("axes fraction", "data"), va="bottom", **where)
 
 
-def _draw_tradeoff(fig: Figure, board: Leaderboard, metric: str) -> None:
-    col, nll = _column(board, metric), _column(board, "nll")
+# A panel plots this estimate instead where every row of its data set has one: MI over more
+# examples than the test split, whose higher ceiling leaves room to rank the rows.
+WIDER = {"mi": "mi_train"}
+
+
+def _draw_tradeoff(fig: Figure, board: Leaderboard, chosen: str) -> None:
+    nll = _column(board, "nll")
     style = _style(board)
     datasets = board.datasets
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dataset in zip(axes, datasets, strict=True):
         rows = _rows(board, dataset)
+        wider = WIDER.get(chosen)
+        every = wider and all(_num(r.get(f"{wider}_mean")) is not None for r in rows)
+        metric = wider if every else chosen
+        col = _column(board, metric)
         points = _draw_points(ax, rows, metric, style)
         _draw_front(ax, pareto_front(points, col.direction == "max"))
-        ceilings = _ceilings(rows, metric)
-        for value in ceilings:
-            _draw_ceiling(ax, value, col.title, vertical=True)
-        # Information is measured from zero: a span of a few hundredths of a nat near the
-        # ceiling would make estimator noise look like an effect.
-        xs = [p[0] for p in points] + ceilings
-        if xs and min(xs) >= 0:
-            ax.set_xlim(0, max(xs) * 1.06 or 1)
+        xs, min_span = [x for x, _ in points], MIN_SPAN.get(UNITS.get(metric), 0.0)
+        low, high = fitted_limits(xs, min_span)
+        # A ceiling near the points is shown (how close they are to saturation); a far one is
+        # named under the axis rather than squeezing the points together.
+        near = [v for v in _ceilings(rows, metric) if v - high <= 0.5 * (high - low)]
+        low, high = fitted_limits(xs + near, min_span)
+        ax.set_xlim(low, high)
+        beyond = [v for v in _ceilings(rows, metric) if not low <= v <= high]
+        for value in _ceilings(rows, metric):
+            if low <= value <= high:
+                _draw_ceiling(ax, value, col.title, vertical=True)
         ax.set_title(dataset)
-        ax.set_xlabel(f"{col.title} {col.arrow} (test)")
-        ax.set_ylabel(f"{nll.title} {nll.arrow} (test)")
+        note = "; ".join(f"ceiling log N = {v:.2f} off the axis" for v in beyond)
+        split = "train" if metric == "mi_train" else "test"
+        ax.set_xlabel(axis_label(col, split) + (f"\n{note}" if note else ""))
+        ax.set_ylabel(axis_label(nll))
         ax.grid(alpha=0.3)
     _legend(fig, axes)
+
+
+# Units of the quantities on the figures' axes: nats per example (image, sentence, document).
+UNITS = {
+    "nll": "nats",
+    "nll_bound": "nats",
+    "neg_elbo": "nats",
+    "recon": "nats",
+    "kl": "nats",
+    "mi": "nats",
+    "mi_train": "nats",
+}
+# The narrowest span an axis in this unit shows: estimator noise of a few hundredths of a nat
+# near the MI ceiling must not look like an effect.
+MIN_SPAN = {"nats": 0.5}
+
+
+def axis_label(col: Column, split: str = "test") -> str:
+    """``NLL (IW) ↓ (nats per example, test)``: title, direction, unit and split."""
+    unit = UNITS.get(col.name)
+    return f"{col.title} {col.arrow} ({f'{unit} per example, ' if unit else ''}{split})"
+
+
+def fitted_limits(values: list[float], min_span: float = 0.0) -> tuple[float, float]:
+    """Axis limits around ``values`` with a margin, at least ``min_span`` wide (centred on
+    the values); (0, 1) without values."""
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    span = max(high - low, min_span, 1e-9 if high == low == 0 else abs(high) * 1e-3)
+    middle = (low + high) / 2
+    low, high = min(low, middle - span / 2), max(high, middle + span / 2)
+    margin = 0.08 * (high - low)
+    return low - margin, high + margin
 
 
 def _draw_points(
@@ -280,7 +335,31 @@ def _legend(fig: Figure, axes: Iterable[Axes]) -> None:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
     if handles:
-        fig.legend(handles.values(), handles.keys(), loc="outside right center", fontsize=8)
+        fig.legend(
+            handles.values(),
+            handles.keys(),
+            loc="outside right center",
+            fontsize=8,
+            ncols=legend_columns(len(handles)),
+        )
+
+
+LEGEND_ROWS = 18  # entries per legend column before another column starts
+LEGEND_ROW_IN = 0.2  # inches per legend row at font size 8 (with spacing)
+LEGEND_COLUMN_IN = 2.6  # inches per legend column (the longest row labels)
+
+
+def legend_columns(entries: int) -> int:
+    return max(1, math.ceil(entries / LEGEND_ROWS))
+
+
+def legend_size(board: Leaderboard) -> tuple[float, float]:
+    """(width, height) in inches the legend of a board's figures needs: one entry per row,
+    plus the Pareto front and a ceiling. The figure is made at least this tall, so a legend
+    is never cut off."""
+    entries = board.table.height + 2
+    columns = legend_columns(entries)
+    return LEGEND_COLUMN_IN * columns, LEGEND_ROW_IN * math.ceil(entries / columns) + 0.9
 
 
 def _draw_au(fig: Figure, board: Leaderboard) -> None:
@@ -295,13 +374,20 @@ def _draw_au(fig: Figure, board: Leaderboard) -> None:
             of = _num(row.get(f"au_{OUT_OF}"))
             scale = of or 1.0
             std = _num(row.get("au_std"))
-            ax.bar(
+            # An outline and the count above each bar: a row with no active unit shows "0 / D"
+            # on a visible baseline rather than nothing.
+            bars = ax.bar(
                 i,
                 row["au_mean"] / scale,
                 yerr=None if std is None else std / scale,
                 color=style(row)["color"],
+                edgecolor="0.2",
+                linewidth=0.8,
                 capsize=3,
             )
+            mean = row["au_mean"]
+            shown = count_text(int(mean) if float(mean).is_integer() else mean, of)
+            ax.bar_label(bars, [shown], fontsize=7, padding=2)
             d = f"\n(D={of:g})" if of else ""
             names.append(f"{row['model_label']}\n{row['objective_label']}{d}")
         ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=7)
@@ -311,7 +397,7 @@ def _draw_au(fig: Figure, board: Leaderboard) -> None:
             f"{col.title} {col.arrow} " + ("(fraction of D, test)" if fraction else "(test)")
         )
         if fraction:
-            ax.set_ylim(0, 1.05)
+            ax.set_ylim(0, 1.12)  # room for the counts above full bars
         ax.grid(axis="y", alpha=0.3)
 
 
@@ -353,7 +439,7 @@ def _draw_curves(fig: Figure, board: Leaderboard) -> None:
                 _draw_ceiling(ax, value, titles.get(metric, metric), vertical=False)
             unit = "fraction of D" if metric == "au" else unit
             ax.set_title(f"{dataset}: validation {titles.get(metric, metric)} ({unit})", fontsize=9)
-            ax.set_xlabel("epoch")
+            ax.set_xlabel("epoch (from 1)")
             _epoch_ticks(ax, longest)
             # Nats kept and units active are measured from zero (see _draw_tradeoff).
             low, high = ax.get_ylim()
@@ -376,7 +462,7 @@ def _draw_row_curves(
     for ax, (metric, _) in zip(row_axes, CURVES, strict=True):
         name = f"val_{metric}"
         values = [[float(log[i][name]) for log in logs if name in log[i]] for i in range(n)]
-        xs = [i + 1 for i, v in enumerate(values) if v]
+        xs = [epoch_number(i) for i, v in enumerate(values) if v]  # from 1, as the logs
         ys = [sum(v) / len(v) for v in values if v]
         if metric == "au" and d:
             ys = [y / d for y in ys]
@@ -414,18 +500,20 @@ def write_plots(board: Leaderboard, out_dir: Path) -> list[str]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     width = max(1, len(board.datasets))
+    legend_w, legend_h = legend_size(board)
     paths: list[str] = []
     for slug, title in planned(board):
         if slug == "curves":
             rows = max(1, len({row["dataset"] for _, _, row in _find_runs(board)}))
-            fig = Figure(figsize=(14, 3.6 * rows), layout="constrained")
+            fig = Figure(figsize=(11.5 + legend_w, max(3.6 * rows, legend_h)), layout="constrained")
             _draw_curves(fig, board)
+        elif slug == "au":
+            fig = Figure(figsize=(3 + 4.5 * width, 4.8), layout="constrained")
+            _draw_au(fig, board)
         else:
-            fig = Figure(figsize=(3 + 4.5 * width, 4.6), layout="constrained")
-            if slug == "au":
-                _draw_au(fig, board)
-            else:
-                _draw_tradeoff(fig, board, {"nll-kl": "kl", "nll-mi": "mi"}[slug])
+            size = (0.5 + 4.5 * width + legend_w, max(4.6, legend_h))
+            fig = Figure(figsize=size, layout="constrained")
+            _draw_tradeoff(fig, board, {"nll-kl": "kl", "nll-mi": "mi"}[slug])
         fig.suptitle(f"{board.suite} ({board.scale}): {title}")
         paths += _save(fig, out_dir, file_stem(board, slug))
     return paths

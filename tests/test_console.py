@@ -127,3 +127,34 @@ def test_groups_that_differ_in_latent_dim_give_two_rows(capsys, fresh_plugins, w
     assert len(set_dirs) == 1 and (set_dirs[0] / "checkpoint.pt").exists()
     overridden = json.loads((set_dirs[0] / "record.json").read_text())
     assert overridden["cell"]["overrides"] == ["budget.batch_size=200"]
+
+
+@pytest.mark.slow  # starts a bench process
+def test_the_first_line_comes_through_a_pipe_before_torch_loads(tmp_path):
+    """`bench run` says what starts before it imports torch (seconds on a busy machine): the
+    stand-in torch below stops the process at its import, after the first line was sent."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fake = tmp_path / "fake"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text(
+        "import sys\nprint('TORCH IMPORT', file=sys.stderr, flush=True)\nraise SystemExit(9)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join([str(fake), str(root), str(root / "plugins")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", "--suite", "collapse", "--scale", "smoke"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,  # a pipe, as under nohup, Slurm or `| tee`
+        text=True,
+    )
+    first = proc.stderr.readline()
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 9
+    assert "bench run collapse/smoke: starting" in first and first.startswith("[")
+    assert rest.splitlines()[0] == "TORCH IMPORT"

@@ -121,7 +121,7 @@ def test_iw_log_likelihood_exact_posterior_has_zero_variance():
 def _reference(name: str):
     path = REFERENCE / f"mnist-{name}.pkl"
     if not path.exists():
-        pytest.skip(f"{path} not present")
+        pytest.skip(f"{path} not present (set BENCH_REFERENCE_DIR)")
     with path.open("rb") as fh:
         labels, z, mu, logvar = pickle.load(fh, encoding="latin1")
     return np.asarray(mu, dtype=np.float64), np.asarray(logvar, dtype=np.float64)

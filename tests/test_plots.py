@@ -101,3 +101,62 @@ def test_curves_need_run_folders_and_plots_can_be_disabled(board, monkeypatch, w
 
     plugins.reset()
     assert "](p.smoke." not in markdown(board)
+
+
+# ---- readable figures --------------------------------------------------------------------------
+
+
+def saturated_board(n_objectives: int = 3):
+    """MNIST-like rows: MI within a tenth of a nat of log N, one row with no active unit."""
+    from tests.helpers.records import record
+
+    records = []
+    for i in range(n_objectives):
+        for model in ("mlp-vae", "mlp-skip-vae"):
+            mi = 9.08 + 0.01 * i + (0.02 if model == "mlp-skip-vae" else 0.0)
+            r = record(model=model, objective=f"obj-{i:02d}", metrics={"mi": mi, "nll": 100 + i})
+            r["metrics"]["mi"]["settings"] = {"n": 10000, "ceiling": 9.2103, "ceiling_margin": 0.1}
+            r["metrics"]["au"]["value"] = 0 if (i, model) == (0, "mlp-vae") else 8
+            records.append(r)
+    return lb.build(records, "q", "quick")
+
+
+def test_trade_off_axes_fit_the_points_with_units_and_the_ceiling_label_on_top(fresh_plugins):
+    from matplotlib.figure import Figure
+
+    board = saturated_board()
+    fig = Figure(figsize=plots.legend_size(board), layout="constrained")
+    plots._draw_tradeoff(fig, board, "mi")
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    assert 8.5 < low < 9.08 and 9.21 < high < 9.7  # not from 0: the points are told apart
+    assert "nats per example" in ax.get_xlabel() and "nats per example" in ax.get_ylabel()
+    (label,) = [t for t in ax.texts if t.get_text().startswith("log N = 9.21")]
+    assert label.get_zorder() > max(c.get_zorder() for c in ax.collections + ax.lines)
+
+
+def test_every_row_has_its_own_style_and_the_legend_fits(fresh_plugins):
+    from matplotlib.figure import Figure
+
+    board = saturated_board(14)  # 28 rows, as the remedies board
+    style = plots._style(board)
+    rows = list(board.table.iter_rows(named=True))
+    pairs = {(str(style(r)["color"]), style(r)["marker"]) for r in rows}
+    assert len(pairs) == len(rows) == 28
+    width, height = plots.legend_size(board)
+    fig = Figure(figsize=(5 + width, max(4.6, height)), layout="constrained")
+    plots._draw_tradeoff(fig, board, "mi")
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    box, page = legend.get_window_extent(), fig.bbox
+    assert box.y0 >= page.y0 - 1 and box.y1 <= page.y1 + 1 and box.x1 <= page.x1 + 1
+    assert len(legend.get_texts()) == 28 + 2  # every row, the front and the ceiling
+
+
+def test_active_unit_bars_show_their_count_even_at_zero(fresh_plugins):
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    plots._draw_au(fig, saturated_board(1))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sorted(texts) == ["0 / 8", "8 / 8"]

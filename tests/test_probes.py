@@ -83,7 +83,7 @@ def test_z_probe_falls_to_chance_on_inactive_dimensions_where_the_mean_probe_doe
 def test_probes_on_the_papers_released_no_skip_encodings():
     path = REFERENCE / "mnist-noskip.pkl"
     if not path.exists():
-        pytest.skip(f"{path} not present")
+        pytest.skip(f"{path} not present (set BENCH_REFERENCE_DIR)")
     with path.open("rb") as fh:
         labels, _, mu, logvar = pickle.load(fh, encoding="latin1")
     inactive = np.asarray(mu).var(0, ddof=1) < EvalSettings().au_threshold

@@ -18,7 +18,7 @@ from bench.errors import DataError
 from bench.evaluation import EvalContext
 from bench.suites import EvalSettings
 from bench.testing import check_model
-from tests.helpers.data import SHARED_DATA
+from tests.helpers.data import DATA_ROOT
 from tests.helpers.suites import group_toml, suite_toml
 
 SENTENCES = [
@@ -256,12 +256,13 @@ def test_yahoo_needs_train_file_and_valid_train_variant_says_what_it_does(tmp_pa
     assert full.info.extra["vocab"][4:] == ["c", "d", "b", "e", "a", "f"]  # from train only
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "ptb" / "ptb.train.txt").exists(), reason="no PTB files")
+@pytest.mark.skipif(
+    not (DATA_ROOT / "ptb" / "ptb.train.txt").exists(),
+    reason=f"no PTB files in {DATA_ROOT} (set BENCH_DATA_DIR)",
+)
 def test_real_ptb_sizes_and_vocabulary(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    import os
-
-    splits = corpus.load_ptb(Path(os.environ.get("BENCH_DATA_DIR", SHARED_DATA)))
+    splits = corpus.load_ptb(DATA_ROOT)
     assert (len(splits.train), len(splits.valid), len(splits.test)) == (42068, 3370, 3761)
     # 10k word types in the files, one of them <unk>, plus <pad> <s> </s>.
     assert splits.info.vocab_size == 10002

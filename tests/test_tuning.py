@@ -141,6 +141,8 @@ def test_tune_reports_epochs_and_tuned_leaderboard_states_budget(tiny, workdir, 
         str(workdir / "lb"),
     )
     assert code == 0, err
+    # Its log off a terminal: whole lines, never wrapped at 80 columns.
+    assert any("training trial" in ln and ln.endswith("with seed 0") for ln in err.splitlines())
     md = (workdir / "lb" / "tiny-tuned.custom.md").read_text()
     assert "Tuning budget" in md and "3 trials (" in md
     best = study.best_trial
@@ -235,6 +237,40 @@ def test_nan_trial_is_recorded_failed_with_reason_and_study_goes_on(
     assert "diverged" in first.user_attrs["reason"] and "nan" in first.user_attrs["reason"]
     assert second.state == TrialState.COMPLETE
     assert f"{name}: 2 trials (1 finished, 0 pruned, 1 failed)" in out
+
+
+def test_a_trial_with_the_values_of_an_ended_one_is_not_trained_again(tiny, workdir, capsys):
+    space = workdir / "space.toml"
+    space.write_text("[model]\nlatent_dim = 4\n")  # only lam is searched
+    name = "tiny/custom/digits/mlp-vae/free-bits"
+    store = open_storage(None, workdir / "results")
+    study = optuna.create_study(study_name=name, storage=store.storage)
+    study.enqueue_trial({"objective.lam": 0.5})
+    study.enqueue_trial({"objective.lam": 0.5})  # what samplers do in small spaces
+    args = ["--suite", str(tiny), "--n-trials", "2", "--space", str(space), "--device", "cpu"]
+    code, out, err = run_cli(capsys, "tune", *args, "--pruner", "none")
+    assert code == 0, err
+    first, second = journal_study(workdir, name).get_trials()
+    assert first.state == second.state == TrialState.COMPLETE and second.value == first.value
+    assert second.user_attrs["same_as_trial"] == 0
+    assert second.user_attrs["run_dir"] == first.user_attrs["run_dir"]  # its run, trained once
+    assert not Path(first.user_attrs["run_dir"]).with_name("trial-00001").exists()
+    assert "trial 1 (lam=0.5): the values of trial 0; its result reused" in err
+    assert f"{name}: 2 trials (2 finished" in out
+
+
+def test_the_dashboard_is_advertised_only_where_it_is_installed(monkeypatch, workdir):
+    import shutil
+
+    from bench.tune.command import dashboard_hint
+
+    store = open_storage(None, workdir / "results")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert "pip install 'collapse-bench[dashboard]'" in dashboard_hint(store)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/bin/{name}")
+    assert dashboard_hint(store).startswith("open them with: optuna-dashboard ")
+    extras = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'dashboard = ["optuna-dashboard' in extras
 
 
 # ---- resuming a killed `bench tune` ----------------------------------------------------------

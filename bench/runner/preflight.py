@@ -15,7 +15,7 @@ import torch
 
 from bench import plugins
 from bench.contract import check_contract
-from bench.data import DataSplits, Split, data_dir
+from bench.data import DataSplits, Split, data_dir, missing_data_message
 from bench.errors import BenchError, DataError, ModelContractError
 from bench.runner import cell as parts
 from bench.runner import memory
@@ -133,8 +133,10 @@ def check_cell_memory(cell: Cell, model: Any, data: DataSplits, opts: RunOptions
 def check_cells(cells: Iterable[Cell], opts: RunOptions, cache: DataCache | None = None) -> None:
     """Load each data set (into ``cache``, for the training that follows), put one batch
     through each distinct model configuration, and check that its runs fit in memory (once
-    per distinct budget and eval settings)."""
+    per distinct budget and eval settings). Every data set that cannot be read is named in
+    one error, not only the first."""
     configs: dict[tuple[str, ...], list[Cell]] = {}
+    unreadable: dict[str, str] = {}
     for cell in cells:
         key = (
             cell.dataset,
@@ -145,7 +147,13 @@ def check_cells(cells: Iterable[Cell], opts: RunOptions, cache: DataCache | None
         configs.setdefault(key, []).append(cell)
     for same_model in configs.values():
         cell = same_model[0]
-        data = load_checked(cell, opts, cache)
+        if cell.dataset in unreadable:
+            continue
+        try:
+            data = load_checked(cell, opts, cache)
+        except DataError as exc:
+            unreadable[cell.dataset] = str(exc)
+            continue
         where = _model_text(cell)
         check_weights_fit(cell, data, opts)
         try:
@@ -161,5 +169,7 @@ def check_cells(cells: Iterable[Cell], opts: RunOptions, cache: DataCache | None
         for c in settings.values():
             check_cell_memory(c, model, data, opts)
         del model
+    if unreadable:
+        raise DataError(missing_data_message(unreadable, data_dir(opts.data_dir)))
     if opts.device.type == "cuda":
         torch.cuda.empty_cache()

@@ -26,7 +26,7 @@ from bench.selection import filter_options
 from bench.signals import stop_on_signals
 from bench.tune.plan import Log, Plan, TuneArgs, check_args, run_here
 from bench.tune.space import search_space, study_budget
-from bench.tune.storage import STORAGE_ENV
+from bench.tune.storage import STORAGE_ENV, OpenedStorage
 from bench.tune.trials import chosen_trials, counts, counts_text, params_text, study_counts
 
 # TuneArgs, Plan, check_args and run_here live in bench.tune.plan (the Ray tasks run them too);
@@ -270,9 +270,21 @@ def report(a: TuneArgs, plan: Plan, t0: float) -> None:
         elif chosen:
             line += f"; Pareto set: trials {', '.join(str(t.number) for t in chosen)}"
         click.echo(line)
-    shown = store.description if store.kind == "journal" else "<storage URL>"
     click.echo(
         f"{len(plan.targets)} studies in {store.description} on "
         f"{'Ray' if a.ray_address is not None else plan.device} in "
-        f"{time.time() - t0:.1f}s; open them with: optuna-dashboard {shown}"
+        f"{time.time() - t0:.1f}s; {dashboard_hint(store)}"
+    )
+
+
+def dashboard_hint(store: OpenedStorage) -> str:
+    """How to look at the studies: optuna-dashboard where it is installed, else its extra."""
+    import shutil
+
+    shown = store.description if store.kind == "journal" else "<storage URL>"
+    if shutil.which("optuna-dashboard"):
+        return f"open them with: optuna-dashboard {shown}"
+    return (
+        "pip install 'collapse-bench[dashboard]' adds optuna-dashboard to look at them; "
+        "`bench leaderboard --tuned` re-trains the best trials"
     )

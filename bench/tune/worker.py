@@ -85,6 +85,14 @@ def make_pruner(settings: TuneSettings, epochs: int) -> Any:
     return optuna.pruners.NopPruner()
 
 
+def same_values(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial | None:
+    """A finished or pruned trial of ``study`` with exactly ``trial``'s values, if any."""
+    from optuna.trial import TrialState
+
+    ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return next((t for t in ended if t.number != trial.number and t.params == trial.params), None)
+
+
 class Worker:
     """Runs trials of one study until it holds ``n_trials`` finished trials."""
 
@@ -204,6 +212,10 @@ class Worker:
         from optuna.exceptions import UpdateFinishedTrialError
 
         cell, run_dir, opts = self._prepare(trial)
+        twin = same_values(study, trial)
+        if twin is not None:
+            self._reuse(study, trial, twin)
+            return
         reporter = TrialReporter(
             trial, cell, self.settings.multi_objective, opts, self.settings.pruner
         )
@@ -220,6 +232,25 @@ class Worker:
                 f"{self.name} trial {trial.number}: already ended by another worker "
                 "(heartbeat lost); result discarded"
             )
+
+    def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: FrozenTrial) -> None:
+        """Tell the result of ``twin``, an ended trial with the same values, without training
+        them again (samplers propose a point again, most often in small discrete spaces)."""
+        from optuna.trial import TrialState
+
+        for key, value in twin.user_attrs.items():
+            if key not in ("worker", "config", "device"):
+                trial.set_user_attr(key, value)
+        trial.set_user_attr("same_as_trial", twin.number)
+        if twin.state == TrialState.COMPLETE:
+            study.tell(trial, twin.values if self.settings.multi_objective else twin.value)
+        else:
+            study.tell(trial, state=TrialState.PRUNED)
+        params = params_text(trial.params)
+        self.log(
+            f"{self.name} trial {trial.number} ({params}): the values of trial {twin.number}; "
+            f"its result reused, not trained again"
+        )
 
     def _prepare(self, trial: optuna.Trial) -> tuple[Cell, Path, RunOptions]:
         """The trial's cell, run folder and options; its values recorded on the trial."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data import DataInfo, DataSplits, TensorSplit, offline, reachable
+from bench.data import DataInfo, DataSplits, TensorSplit, data_hint, offline, reachable
 from bench.errors import DataError
 
 MNIST_FILES = (
@@ -123,9 +123,8 @@ def _read_mnist(data_dir: Path) -> tuple[torch.Tensor, ...]:
         how = "BENCH_OFFLINE is set" if offline() else "could not download it"
         raise DataError(
             f"MNIST not found in {data_dir}: looked for {data_dir / 'mnist'}/"
-            f"{{{','.join(MNIST_FILES)}}}.gz and {data_dir / 'MNIST' / 'raw'}, and {how}; put "
-            f"the four IDX files in {data_dir / 'mnist'} or point --data-dir / BENCH_DATA_DIR at "
-            "a folder that has them"
+            f"{{{','.join(MNIST_FILES)}}}.gz and {data_dir / 'MNIST' / 'raw'}, and {how} (the "
+            f"four IDX files go in {data_dir / 'mnist'}); {data_hint()}"
         )
     return read_mnist_files(found)
 
@@ -218,8 +217,8 @@ def load_mnist_static(data_dir: Path, recover_labels: bool = True) -> DataSplits
     for name, path in paths.items():
         if not path.exists():
             raise DataError(
-                f"statically binarized MNIST not found: {path} is missing; put "
-                "binarized_mnist_{train,valid,test}.amat there or set --data-dir / BENCH_DATA_DIR"
+                f"statically binarized MNIST not found: {path} is missing "
+                f"(binarized_mnist_{{train,valid,test}}.amat go in {folder}); {data_hint()}"
             )
         arrays[name] = read_amat(path)
     labels, note = _static_labels(data_dir, list(paths.values()), arrays, recover_labels)

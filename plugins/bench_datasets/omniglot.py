@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import DataInfo, DataSplits, cache_dir, source_identity
+from bench.data import DataInfo, DataSplits, cache_dir, data_hint, source_identity
 from bench.errors import ConfigError, DataError
 from bench.records import atomic_write
 
@@ -42,10 +42,9 @@ def _sources(data_dir: Path) -> list[Path]:
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise DataError(
-            f"Omniglot not found: {', '.join(str(p) for p in missing)} missing; put "
-            f"{' and '.join(SOURCE_FILES)} (numpy archives with an 'images' array of 105x105 "
-            "bool images, True = background) in <data-dir>/omniglot or set --data-dir / "
-            "BENCH_DATA_DIR"
+            f"Omniglot not found: {', '.join(str(p) for p in missing)} missing "
+            f"({' and '.join(SOURCE_FILES)}, numpy archives with an 'images' array of 105x105 "
+            f"bool images, True = background, go in {folder}); {data_hint()}"
         )
     return paths
 

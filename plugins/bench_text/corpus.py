@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.data import DataInfo, DataSplits, cache_dir, offline, reachable, source_identity
+from bench.data import (
+    DataInfo,
+    DataSplits,
+    cache_dir,
+    data_hint,
+    offline,
+    reachable,
+    source_identity,
+)
 from bench.errors import ConfigError, DataError, print_warning
 from bench.records import atomic_torch_save
 
@@ -139,7 +147,7 @@ def read_text_files(files: dict[str, Path]) -> dict[str, list[list[str]]]:
 
     for split, path in files.items():
         if not path.is_file():
-            raise DataError(f"{split} split not found: {path}")
+            raise DataError(f"{split} split not found: {path}; {data_hint()}")
         check_text_file(path)
     datasets.disable_progress_bars()
     ds = datasets.load_dataset(
@@ -283,7 +291,7 @@ def load_ptb(
         if offline():
             raise DataError(
                 f"PTB files not found in {folder} (ptb.train.txt, ptb.valid.txt, ptb.test.txt) "
-                "and BENCH_OFFLINE is set, so the HF hub is not tried"
+                f"and BENCH_OFFLINE is set, so the HF hub is not tried; {data_hint()}"
             )
         key = {"name": "ptb", "hub": PTB_HUB}
 
@@ -297,8 +305,7 @@ def load_ptb(
                 partly = f" ({', '.join(missing)} missing)" if len(missing) < len(files) else ""
                 raise DataError(
                     f"PTB not found in {folder}: expected {', '.join(PTB_FILES.values())}"
-                    f"{partly}, and {exc}; put the files there or point --data-dir / "
-                    "BENCH_DATA_DIR at a folder that has them"
+                    f"{partly}, and {exc}; {data_hint()}"
                 ) from None
 
     corpus = build_corpus(key, read, "train", max_len, max_vocab, min_freq)
@@ -327,7 +334,8 @@ def load_yahoo(
     if not files["train"].is_file():
         raise DataError(
             f"Yahoo training split not found ({files['train']}); with only valid.txt and "
-            "test.txt use the data set 'yahoo-valid-train' (trains on valid, tests on test)"
+            "test.txt use the data set 'yahoo-valid-train' (trains on valid, tests on test), "
+            f"or {data_hint()}"
         )
     corpus = build_corpus(
         {"name": "yahoo", "files": _fingerprint(files)},

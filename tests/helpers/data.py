@@ -1,4 +1,10 @@
-"""Where the shared data sets and reference files are (outside the repository)."""
+"""Where the shared data sets and reference files are (outside the repository).
+
+``BENCH_DATA_DIR`` points at the data sets and ``BENCH_REFERENCE_DIR`` at the skip-VAE paper's
+released encodings (``mnist-skip.pkl``, ``mnist-noskip.pkl``); without them, the folders beside
+the repository (``../shared/datasets``, ``../shared/reference``). Both are read when the tests
+are collected: tests that point ``BENCH_DATA_DIR`` elsewhere later do not move them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SHARED_DATA = SHARED / "datasets"
-REFERENCE = SHARED / "reference"
+REFERENCE_ENV = "BENCH_REFERENCE_DIR"
+REFERENCE = Path(os.environ.get(REFERENCE_ENV) or SHARED / "reference")
+DATA_ROOT = Path(os.environ.get("BENCH_DATA_DIR") or SHARED_DATA)
 
 
 def real_data_dir() -> Path | None:
