@@ -130,11 +130,15 @@ MARKERS = "osD^vP*Xh<>p"
 LINES = ("-", "--", ":", "-.")
 
 
+HUES = 10  # tab10: hues told apart at a glance (tab20's light/dark pairs are not)
+
+
 def _style(board: Leaderboard) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Colour by objective, marker and line by model (with their parameters): every row of a
-    board has a pair of its own (the remedies board's 28 rows included), and keeps it in every
-    figure, so a row is recognised from one plot to the next. Past 20 objectives the pairs are
-    handed out row by row."""
+    board has a (colour, marker) pair of its own (the remedies board's 28 rows included), and
+    keeps it in every figure, so a row is recognised from one plot to the next. The colours are
+    ten clearly different hues; the eleventh objective on starts again at the first hue with
+    the next markers. Past the markers, the pairs are handed out row by row."""
     from matplotlib import colormaps
 
     table = board.table
@@ -142,17 +146,18 @@ def _style(board: Leaderboard) -> Callable[[dict[str, Any]], dict[str, Any]]:
     pairs = sorted(set(labels))
     objectives = sorted({o for o, _ in pairs})
     models = sorted({m for _, m in pairs})
-    colors = colormaps["tab10" if len(objectives) <= 10 else "tab20"]
-    by_objective = len(objectives) <= colors.N and len(models) <= len(MARKERS)
+    colors = colormaps["tab10"]
+    by_objective = math.ceil(len(objectives) / HUES) * len(models) <= len(MARKERS)
 
     def style(row: dict[str, Any]) -> dict[str, Any]:
         if by_objective:
-            c, m = objectives.index(row["objective_label"]), models.index(row["model_label"])
+            o, m = objectives.index(row["objective_label"]), models.index(row["model_label"])
+            c, m = o % HUES, o // HUES * len(models) + m
         else:
             i = pairs.index((row["objective_label"], row["model_label"]))
-            c, m = i % colors.N, i // colors.N
+            c, m = i % HUES, i // HUES
         return {
-            "color": colors(c % colors.N),
+            "color": colors(c),
             "marker": MARKERS[m % len(MARKERS)],
             "linestyle": LINES[m % len(LINES)],
         }
@@ -362,6 +367,18 @@ def legend_size(board: Leaderboard) -> tuple[float, float]:
     return LEGEND_COLUMN_IN * columns, LEGEND_ROW_IN * math.ceil(entries / columns) + 0.9
 
 
+def _bar_names(rows: list[dict[str, Any]]) -> tuple[list[str], str]:
+    """One short line per bar (each bar's count says its D), and what every bar shares, for
+    the panel's title: the model when all rows have one, and D when all have the same."""
+    models = {r["model_label"] for r in rows}
+    dims = {_num(r.get(f"au_{OUT_OF}")) for r in rows}
+    shared = [next(iter(models))] if len(models) == 1 else []
+    if len(dims) == 1 and None not in dims:
+        shared.append(f"D={next(iter(dims)):g}")
+    names = [r["objective_label"] if len(models) == 1 else row_label(r) for r in rows]
+    return names, ", ".join(shared)
+
+
 def _draw_au(fig: Figure, board: Leaderboard) -> None:
     col = _column(board, "au")
     style = _style(board)
@@ -369,7 +386,6 @@ def _draw_au(fig: Figure, board: Leaderboard) -> None:
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dataset in zip(axes, datasets, strict=True):
         rows = [r for r in _rows(board, dataset) if _num(r.get("au_mean")) is not None]
-        names = []
         for i, row in enumerate(rows):
             of = _num(row.get(f"au_{OUT_OF}"))
             scale = of or 1.0
@@ -388,10 +404,17 @@ def _draw_au(fig: Figure, board: Leaderboard) -> None:
             mean = row["au_mean"]
             shown = count_text(int(mean) if float(mean).is_integer() else mean, of)
             ax.bar_label(bars, [shown], fontsize=7, padding=2)
-            d = f"\n(D={of:g})" if of else ""
-            names.append(f"{row['model_label']}\n{row['objective_label']}{d}")
-        ax.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=7)
-        ax.set_title(dataset)
+            # The row's marker on the baseline: a bar of zero is still seen, and two bars of
+            # one colour are told apart as in the other figures.
+            look = style(row)
+            ax.plot(
+                i, 0, marker=look["marker"], color=look["color"], markeredgecolor="0.2",
+                markersize=6, clip_on=False, zorder=5, linestyle="none",
+            )  # fmt: skip
+        names, shared = _bar_names(rows)
+        ax.set_xticks(range(len(rows)), names, rotation=90, fontsize=7)  # side by side
+        ax.set_xlim(-0.6, max(len(rows), 1) - 0.4)
+        ax.set_title(f"{dataset} ({shared})" if shared else dataset)
         fraction = all(_num(r.get(f"au_{OUT_OF}")) for r in rows)
         ax.set_ylabel(
             f"{col.title} {col.arrow} " + ("(fraction of D, test)" if fraction else "(test)")
@@ -399,6 +422,15 @@ def _draw_au(fig: Figure, board: Leaderboard) -> None:
         if fraction:
             ax.set_ylim(0, 1.12)  # room for the counts above full bars
         ax.grid(axis="y", alpha=0.3)
+
+
+def au_size(board: Leaderboard) -> tuple[float, float]:
+    """Inches for the AU figure: a panel per data set, wide enough for its bars, and tall
+    enough for the longest bar name under the bars (written upright)."""
+    rows = {d: _rows(board, d) for d in board.datasets}
+    width = 1.0 + sum(max(3.5, 0.38 * len(r) + 1.0) for r in rows.values())
+    longest = max((len(n) for r in rows.values() for n in _bar_names(r)[0]), default=0)
+    return max(width, 4.5), 3.8 + 0.065 * longest
 
 
 def _epoch_log(run_dir: Path) -> list[dict[str, Any]]:
@@ -435,17 +467,34 @@ def _draw_curves(fig: Figure, board: Leaderboard) -> None:
                 n = _draw_row_curves(row_axes, rows[key], logs, style, ceilings)
                 longest = max(longest, n)
         for ax, (metric, unit) in zip(row_axes, CURVES, strict=True):
-            for value in sorted(ceilings.get(metric, ())):
-                _draw_ceiling(ax, value, titles.get(metric, metric), vertical=False)
+            far = _curve_ceilings(ax, sorted(ceilings.get(metric, ())), titles.get(metric, metric))
             unit = "fraction of D" if metric == "au" else unit
             ax.set_title(f"{dataset}: validation {titles.get(metric, metric)} ({unit})", fontsize=9)
-            ax.set_xlabel("epoch (from 1)")
+            ax.set_xlabel(
+                "epoch (from 1)" + "".join(f"\nlog N = {v:.2f} off the axis" for v in far)
+            )
             _epoch_ticks(ax, longest)
-            # Nats kept and units active are measured from zero (see _draw_tradeoff).
+            # Nats kept and units active are measured from zero, over half a nat at least:
+            # estimator noise of a few thousandths must not look like an effect.
             low, high = ax.get_ylim()
-            ax.set_ylim(min(0.0, low), 1.05 if metric == "au" and high <= 1.05 else high)
+            low = min(0.0, low)
+            high = 1.05 if metric == "au" and high <= 1.05 else max(high, low + MIN_SPAN["nats"])
+            ax.set_ylim(low, high)
             ax.grid(alpha=0.3)
     _legend(fig, axes.ravel())
+
+
+def _curve_ceilings(ax: Axes, values: list[float], title: str) -> list[float]:
+    """Draws the ceilings near the curves (how close they come to saturation), as the
+    trade-off plots do; returns the far ones, named under the axis rather than squeezing the
+    curves against zero."""
+    low, high = ax.dataLim.y0, ax.dataLim.y1
+    span = max(high - low, MIN_SPAN["nats"])
+    far = [v for v in values if v - high > 0.5 * span]
+    for value in values:
+        if value not in far:
+            _draw_ceiling(ax, value, title, vertical=False)
+    return far
 
 
 def _draw_row_curves(
@@ -508,7 +557,7 @@ def write_plots(board: Leaderboard, out_dir: Path) -> list[str]:
             fig = Figure(figsize=(11.5 + legend_w, max(3.6 * rows, legend_h)), layout="constrained")
             _draw_curves(fig, board)
         elif slug == "au":
-            fig = Figure(figsize=(3 + 4.5 * width, 4.8), layout="constrained")
+            fig = Figure(figsize=au_size(board), layout="constrained")
             _draw_au(fig, board)
         else:
             size = (0.5 + 4.5 * width + legend_w, max(4.6, legend_h))

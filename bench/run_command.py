@@ -22,6 +22,7 @@ from bench.console import RunConsole, listing
 from bench.data import DATA_DIR_ENV
 from bench.diskerrors import disk_error
 from bench.errors import BenchError
+from bench.formats import duration_text
 from bench.records import RunRecord, results_root
 from bench.runner import RunOptions, resolve_device, run_suite, select_cells, validate_cells
 from bench.runner.preflight import check_writable
@@ -166,7 +167,7 @@ def report(
     click.echo(
         f"{len(records)} runs ({len(unfinished)} not finished) of {suite.name}/{scale} on "
         f"{where}{f' ({opts.jobs} jobs)' if opts.jobs > 1 else ''} in "
-        f"{time.time() - t0:.1f}s; "
+        f"{duration_text(time.time() - t0)}; "
         f"leaderboard{'s' if len(shown) > 1 else ''}: {', '.join(shown)}"
     )
     if unfinished:

@@ -158,3 +158,38 @@ def test_the_first_line_comes_through_a_pipe_before_torch_loads(tmp_path):
     assert proc.wait(timeout=120) == 9
     assert "bench run collapse/smoke: starting" in first and first.startswith("[")
     assert rest.splitlines()[0] == "TORCH IMPORT"
+
+
+@pytest.mark.slow  # trains one smoke cell in a bench process
+def test_logs_come_through_a_pipe_line_by_line_and_unwrapped(tmp_path):
+    """Under nohup, Slurm or `| tee`: each epoch line is sent when the epoch ends (the
+    process is still training when it arrives), whole and with no rich wrapping at 80
+    columns, and every log line carries its time."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cell = "mlp__digits__mlp-vae__elbo__s0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", "--suite", "collapse", "--scale", "smoke"]
+        + ["-k", cell, "--device", "cpu"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "plugins")])},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in proc.stderr:
+        lines.append(line.rstrip("\n"))
+        if f"{cell} epoch 1 of 4:" in line:
+            still_training = proc.poll() is None
+            break
+    lines += proc.stderr.read().splitlines()
+    assert proc.wait(timeout=300) == 0, "\n".join(lines)
+    assert still_training  # sent at the end of epoch 1, not at exit
+    epochs = [ln for ln in lines if f"{cell} epoch " in ln]
+    assert len(epochs) == 4 and all(len(ln) > 80 and "val recon" in ln for ln in epochs)
+    assert all(ln.startswith("[") and ln[9:11] == "] " for ln in lines if cell in ln)

@@ -143,6 +143,11 @@ def test_every_row_has_its_own_style_and_the_legend_fits(fresh_plugins):
     rows = list(board.table.iter_rows(named=True))
     pairs = {(str(style(r)["color"]), style(r)["marker"]) for r in rows}
     assert len(pairs) == len(rows) == 28
+    # Ten hues told apart at a glance (no light/dark pairs of one hue), markers for the rest.
+    from matplotlib import colormaps
+
+    hues = {str(colormaps["tab10"](i)) for i in range(10)}
+    assert {str(style(r)["color"]) for r in rows} <= hues
     width, height = plots.legend_size(board)
     fig = Figure(figsize=(5 + width, max(4.6, height)), layout="constrained")
     plots._draw_tradeoff(fig, board, "mi")
@@ -160,3 +165,35 @@ def test_active_unit_bars_show_their_count_even_at_zero(fresh_plugins):
     plots._draw_au(fig, saturated_board(1))
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert sorted(texts) == ["0 / 8", "8 / 8"]
+
+
+def test_active_unit_bars_carry_their_row_marker_and_labels_that_do_not_overlap(fresh_plugins):
+    """A bar of zero is seen (the row's marker sits on the baseline), and the 14 bars of a
+    remedies-like panel get names that fit side by side (the shared model goes in the title)."""
+    from matplotlib.figure import Figure
+
+    board = saturated_board(14)
+    fig = Figure(figsize=plots.au_size(board), layout="constrained")
+    plots._draw_au(fig, board)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    style = plots._style(board)
+    rows = [r for r in board.table.iter_rows(named=True) if r["dataset"] == board.datasets[0]]
+    baseline = [ln for ln in ax.lines if list(ln.get_ydata()) == [0]]
+    assert [ln.get_marker() for ln in baseline] == [style(r)["marker"] for r in rows]
+    zero = next(i for i, r in enumerate(rows) if r["au_mean"] == 0)
+    assert baseline[zero].get_clip_on() is False  # half below the axis, still drawn
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels()]
+    assert len(boxes) == len(rows) == 28
+    assert not any(a.overlaps(b) for a, b in zip(boxes, boxes[1:], strict=False))
+
+
+def test_per_epoch_curves_keep_a_far_ceiling_off_the_axis():
+    """Validation MI of a few hundredths is not pressed against zero by a ceiling of 5 nats:
+    a far ceiling is named under the axis, a near one drawn."""
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    ax.plot([1, 2, 3], [0.01, 0.02, 0.03])
+    assert plots._curve_ceilings(ax, [0.1, 5.0], "MI") == [5.0]
+    assert [t.get_text() for t in ax.texts] == ["log N = 0.10"]

@@ -257,6 +257,12 @@ def test_a_trial_with_the_values_of_an_ended_one_is_not_trained_again(tiny, work
     assert not Path(first.user_attrs["run_dir"]).with_name("trial-00001").exists()
     assert "trial 1 (lam=0.5): the values of trial 0; its result reused" in err
     assert f"{name}: 2 trials (2 finished" in out
+    # One format for parameter values and metric values in the trial lines and the summary.
+    summary = next(ln for ln in out.splitlines() if ln.startswith(name))
+    assert (
+        "(trial 0: lam=0.5)" in summary and f"trial 0 (lam=0.5): val -ELBO {first.value:.2f}" in err
+    )
+    assert f"best val -ELBO {first.value:.2f} " in summary
 
 
 def test_the_dashboard_is_advertised_only_where_it_is_installed(monkeypatch, workdir):

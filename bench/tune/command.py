@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from bench.errors import BenchError
+from bench.formats import duration_text, number_text
 from bench.hookspecs import hookimpl
 from bench.ray_cli import ray_options
 from bench.selection import filter_options
@@ -266,14 +267,14 @@ def report(a: TuneArgs, plan: Plan, t0: float) -> None:
         if chosen and not a.multi_objective:
             best = chosen[0]
             params = params_text(best.params)
-            line += f"; best val -ELBO {best.value:.3f} (trial {best.number}: {params})"
+            line += f"; best val -ELBO {number_text(best.value)} (trial {best.number}: {params})"
         elif chosen:
             line += f"; Pareto set: trials {', '.join(str(t.number) for t in chosen)}"
         click.echo(line)
     click.echo(
         f"{len(plan.targets)} studies in {store.description} on "
         f"{'Ray' if a.ray_address is not None else plan.device} in "
-        f"{time.time() - t0:.1f}s; {dashboard_hint(store)}"
+        f"{duration_text(time.time() - t0)}; {dashboard_hint(store)}"
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import StopRun
-from bench.formats import epoch_number, param_text
+from bench.formats import epoch_number, number_text, param_text
 from bench.listener import EpochResult, Listener
 from bench.suites import Cell
 
@@ -53,7 +53,7 @@ class TrialReporter(Listener):
         if self.trial.should_prune():
             raise StopRun(
                 f"pruned by the {self.pruner_name} pruner after epoch {epoch} "
-                f"(validation -ELBO {value:.3f})",
+                f"(validation -ELBO {number_text(value)})",
                 "pruned",
             )
 

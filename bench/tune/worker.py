@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import plugins
 from bench.errors import BenchError, ConfigError
+from bench.formats import duration_text, number_text
 from bench.suites import Cell
 from bench.tune.space import cell_with, search_space, study_budget, suggest_values
 from bench.tune.storage import (
@@ -339,10 +340,10 @@ class Worker:
         if status == "finished" and self.settings.multi_objective:
             trial.set_user_attr("val_nll", final["nll"])
             study.tell(trial, [final["nll"], final["mi"]])
-            shown = f"val NLL {final['nll']:.3f}, MI {final['mi']:.3f}"
+            shown = f"val NLL {number_text(final['nll'])}, MI {number_text(final['mi'])}"
         elif status == "finished":
             study.tell(trial, best["val_neg_elbo"])
-            shown = f"val -ELBO {best['val_neg_elbo']:.3f}"
+            shown = f"val -ELBO {number_text(best['val_neg_elbo'])}"
         elif status == "pruned":
             study.tell(trial, state=TrialState.PRUNED)
             shown = reason or "pruned"
@@ -350,7 +351,7 @@ class Worker:
             study.tell(trial, state=TrialState.FAIL)
             shown = f"failed: {reason}"
         params = params_text(trial.params)
-        self.log(f"{self.name} trial {trial.number} ({params}): {shown} [{wall:.1f}s]")
+        self.log(f"{self.name} trial {trial.number} ({params}): {shown} [{duration_text(wall)}]")
 
     def _outcome(
         self, record: RunRecord, best: dict[str, float], final: dict[str, float]
