@@ -82,7 +82,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "report: " in done.stderr
-    return root / "leaderboards" / "site"
+    return root / "results" / "leaderboards" / "site"  # beside the results (docs/report.md)
 
 
 @pytest.fixture(scope="module")

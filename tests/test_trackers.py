@@ -82,7 +82,7 @@ class Flaky:
 
     def epoch(self, epoch, values):
         self.calls.append(f"epoch {epoch}")
-        if epoch >= 1:
+        if epoch >= 2:  # epochs are numbered from 1: the second one fails
             raise ConnectionError("server at http://127.0.0.1:9 stopped answering\nmore detail")
 
     def end(self, record):
@@ -105,10 +105,10 @@ def test_a_failing_tracker_is_one_line_then_dropped_for_the_run():
     for epoch in range(3):
         listener.on_epoch_end(run, EpochResult(epoch, 1.0, {}, {"epoch": epoch, "val_kl": 0.5}))
     listener.on_run_end(run, None)
-    assert tracker.calls == ["start", "epoch 0", "epoch 1", "close"]
+    assert tracker.calls == ["start", "epoch 1", "epoch 2", "close"]
     (line,) = warnings
     assert line == (
-        "g__digits__mlp-vae__elbo__s0: flaky tracker stopped at epoch 1 (ConnectionError: "
+        "g__digits__mlp-vae__elbo__s0: flaky tracker stopped at epoch 2 (ConnectionError: "
         "server at http://127.0.0.1:9 stopped answering); training goes on without it"
     )
 
@@ -138,7 +138,7 @@ def test_a_failing_tracker_does_not_stop_a_real_run(workdir, fresh_plugins, one_
             load_suite_file(workdir / "t.toml"), None, cpu_options(workdir, warn=warnings.append)
         )
     assert record.finished and record.epochs_trained == 3
-    assert [w for w in warnings if "flaky tracker stopped at epoch 1" in w] == warnings != []
+    assert [w for w in warnings if "flaky tracker stopped at epoch 2" in w] == warnings != []
 
 
 # ---- TensorBoard ------------------------------------------------------------------------------
@@ -157,8 +157,8 @@ def test_tensorboard_gets_every_run_of_every_worker(tmp_path):
     for cell in CELLS:
         events = EventAccumulator(str(folder / cell), size_guidance={"tensors": 0, "scalars": 0})
         events.Reload()
-        assert [s.step for s in events.Scalars("val_kl")] == [0, 1]
-        assert [s.step for s in events.Scalars("train_loss")] == [0, 1]
+        assert [s.step for s in events.Scalars("val_kl")] == [1, 2]  # epochs from 1
+        assert [s.step for s in events.Scalars("train_loss")] == [1, 2]
         assert events.Scalars("test/nll")[0].value > 0
         tags = events.Tensors("tags/text_summary")[0].tensor_proto.string_val[0].decode()
         for key, value in {**TAGS, "objective": cell.split("__")[3]}.items():
@@ -243,7 +243,7 @@ def test_mlflow_gets_every_run_with_its_tags_epochs_and_record(tmp_path, mlflow_
         assert expected.items() <= run.data.tags.items()
         assert run.data.params["model.hidden"] == "16" and run.data.params["budget.epochs"] == "2"
         history = client.get_metric_history(run.info.run_id, "val_kl")
-        assert sorted(m.step for m in history) == [0, 1]
+        assert sorted(m.step for m in history) == [1, 2]  # epochs from 1
         assert run.data.metrics["test/nll"] > 0
         artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
         assert artifacts == ["record.json"]

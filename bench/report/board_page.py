@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.plots import pareto_front
-from bench.report.html import definition_list, esc, json_script, page, tag
+from bench.report.html import definition_list, esc, json_script, page, table, tag
 from bench.report.svg import PALETTE, SHAPES, Point, marker, scatter
 
 RUNS = "runs"
@@ -36,7 +36,7 @@ def seeds_text(row: dict[str, Any], single: str) -> str:
 
 def tip(row: dict[str, Any], columns: list[dict[str, Any]], single: str) -> str:
     """The hover text of a row: its name, its seeds, and each shown value as the table has it
-    (mean ± std over the seeds, or the interval the leaderboard gives)."""
+    (the mean over the seeds ± half its 95% interval, as the leaderboard gives it)."""
     lines = [row["label"], f"seeds: {seeds_text(row, single)}"]
     for c in columns:
         v = row["values"][c["name"]]
@@ -56,8 +56,10 @@ def legend(data: dict[str, Any]) -> str:
     items = [
         (
             "Rows",
-            "one data set, model, objective and setting each; values are mean ± std over "
-            f"the row's seeds; {marks['single_seed']} marks a row of one seed (no spread).",
+            "one data set, model, objective and setting each; values are the mean over the "
+            "row's seeds ± half the width of its 95% Student-t interval (error bars on the "
+            f"plots); {marks['single_seed']} marks a row of one seed, for which no interval "
+            "exists.",
         ),
         ("Directions", f"↓ lower is better ({by['min']}); ↑ higher is better ({by['max']})."),
         (
@@ -254,6 +256,28 @@ def au_bars(data: dict[str, Any], ds: dict[str, Any]) -> str:
     )
 
 
+def differences(data: dict[str, Any], ds: dict[str, Any]) -> str:
+    """The data set's rows against their baselines, as the Markdown's second table."""
+    compared = [r for r in ds["rows"] if r["baseline"]]
+    if not compared or not ds["diff_columns"]:
+        return ""
+    cols = {c["name"]: c for c in data["columns"]}
+    header = ["Model", "Objective", "Baseline"]
+    header += [f"Δ {cols[n]['title']} {cols[n]['arrow']}" for n in ds["diff_columns"]]
+    rows = [
+        [esc(r["model_label"]), esc(r["objective_label"]), esc(r["baseline"])]
+        + [esc(r["diffs"].get(n, "–")) for n in ds["diff_columns"]]
+        for r in compared
+    ]
+    return tag(
+        "section",
+        tag("h3", "Against the baseline")
+        + table([esc(h) for h in header], rows)
+        + tag("p", esc(data["difference_legend"]), class_="note"),
+        class_="differences",
+    )
+
+
 def dataset_section(data: dict[str, Any], ds: dict[str, Any], index: int) -> str:
     table_id = f"rows-{index}"
     notes = [tag("li", "Data: " + esc(n)) for n in ds["notes"]] + [
@@ -264,6 +288,7 @@ def dataset_section(data: dict[str, Any], ds: dict[str, Any], index: int) -> str
         tag("h2", esc(ds["name"]), id=f"ds-{index}"),
         tag("ul", notes, class_="notes") if notes else "",
         rows_table(data, ds, table_id),
+        differences(data, ds),
         (tag("div", plots, class_="plots") + plot_legend(data, ds)) if plots else "",
         au_bars(data, ds),
     ]

@@ -13,13 +13,16 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bench.leaderboard import CEILING, OUT_OF, Column, Leaderboard
+from bench.baselines import BASELINE, DIFF, headline
+from bench.leaderboard import CEILING, OUT_OF, Column, Leaderboard, interval_half_width
 from bench.reporters import (
+    DIFFERENCE_LEGEND,
     SATURATED,
     SINGLE_SEED,
     TEXT_COLUMNS_AFTER,
     TEXT_COLUMNS_BEFORE,
     cell_text,
+    difference_text,
 )
 
 if TYPE_CHECKING:
@@ -68,9 +71,10 @@ def column_data(c: Column) -> dict[str, Any]:
 
 def value_data(row: dict[str, Any], c: Column) -> dict[str, Any]:
     """One cell: its text as the Markdown has it, the mean that sorts and plots, the spread
-    drawn as an error bar (mean ± std over seeds), D for counts and the saturation flag."""
+    drawn as an error bar (the 95% Student-t interval over seeds, as the Markdown's ±; none
+    for one seed), D for counts and the saturation flag."""
     mean, std = number(row.get(f"{c.name}_mean")), number(row.get(f"{c.name}_std"))
-    spread = std or 0.0
+    spread = interval_half_width(row, c.name) or 0.0
     return {
         "text": cell_text(row, c),
         "mean": mean,
@@ -98,6 +102,12 @@ def row_data(board: Leaderboard, row: dict[str, Any]) -> dict[str, Any]:
         "seed_list": [int(r.cell.get("seed", 0)) for r in records],
         "runs": [r.run_id for r in records],
         "values": {c.name: value_data(row, c) for c in board.columns},
+        "baseline": row.get(BASELINE) or "",
+        "diffs": {
+            c.name: difference_text(row, c)
+            for c in headline(board.columns)
+            if row.get(f"{c.name}_{DIFF}") is not None
+        },
         "before": {n: _text(row.get(n)) for n, _ in TEXT_COLUMNS_BEFORE if n in row},
         "after": {n: _text(row.get(n)) for n, _ in TEXT_COLUMNS_AFTER if n in row},
     }
@@ -131,7 +141,17 @@ def dataset_data(board: Leaderboard, dataset: str) -> dict[str, Any]:
         c.name for c in board.columns if any(r["values"][c.name]["mean"] is not None for r in rows)
     ]
     notes, settings = dataset_lines(board, dataset)
-    return {"name": dataset, "columns": shown, "notes": notes, "settings": settings, "rows": rows}
+    diff_columns = [
+        c.name for c in headline(board.columns) if any(c.name in r["diffs"] for r in rows)
+    ]
+    return {
+        "name": dataset,
+        "columns": shown,
+        "diff_columns": diff_columns,
+        "notes": notes,
+        "settings": settings,
+        "rows": rows,
+    }
 
 
 def latest(records: list[RunRecord]) -> str:
@@ -166,4 +186,6 @@ def board_data(board: Leaderboard) -> dict[str, Any]:
         "datasets": [dataset_data(board, d) for d in board.datasets],
         "failed": [dict(f) for f in board.failed],
         "marks": {"saturated": SATURATED, "single_seed": SINGLE_SEED},
+        # What the differences against a baseline mean: the Markdown's words, without its "- ".
+        "difference_legend": DIFFERENCE_LEGEND.removeprefix("- "),
     }

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bench.formats import epoch_number
 from bench.listener import EpochResult, Listener
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def settings(cell: Cell) -> dict[str, Any]:
 
 
 def scalars(entry: dict[str, Any]) -> dict[str, float]:
-    """The numbers of an epoch log line (the epoch itself is the step)."""
+    """The numbers of an epoch log line (the epoch's number, from 1, is the step)."""
     out = {}
     for k, v in entry.items():
         if k == "epoch" or isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -68,6 +69,8 @@ def record_scalars(record: RunRecord) -> dict[str, float]:
         "train_examples_per_s",
     ):
         value = getattr(record, k)
+        if k == "best_epoch" and _number(value) and value >= 0:
+            value = epoch_number(value)  # from 1, as the logs and `bench show run`
         if _number(value):
             out[f"run/{k}"] = float(value)
     return out
@@ -109,7 +112,8 @@ class TrackerListener(Listener):
 
     def on_epoch_end(self, run: CellTraining, result: EpochResult) -> None:
         values = scalars(result.entry)
-        self._guard(run, f"epoch {result.epoch}", lambda: self.tracker.epoch(result.epoch, values))
+        number = epoch_number(result.epoch)  # the step: epochs from 1, as the logs count them
+        self._guard(run, f"epoch {number}", lambda: self.tracker.epoch(number, values))
 
     def on_run_end(self, run: CellTraining, record: RunRecord) -> None:
         self._guard(run, "the run's end", lambda: self.tracker.end(record))

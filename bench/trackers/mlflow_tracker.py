@@ -1,7 +1,8 @@
 """MLflow: one MLflow run per bench run, in the experiment named after the suite, named by its
 cell id and tagged with suite, scale, data set, model, objective and seed. The settings are
-parameters; each epoch's numbers are metrics at step = epoch; the end adds the test metrics
-(``test/<metric>``), the status and fingerprint tags, and the record as ``record.json``.
+parameters; each epoch's numbers are metrics at step = the epoch's number (from 1); the end
+adds the test metrics (``test/<metric>``), the status and fingerprint tags, and the record as
+``record.json``.
 
 The tracking server is ``--log-to mlflow=URI``, else MLflow's own setting
 (``MLFLOW_TRACKING_URI``). Unless set, MLflow's HTTP retries and timeout are cut to 2 retries
@@ -71,7 +72,7 @@ class MlflowTracker:
         self._metrics(values, epoch)
 
     def end(self, record: RunRecord) -> None:
-        self._metrics(record_scalars(record), max(0, record.epochs_trained - 1))
+        self._metrics(record_scalars(record), max(1, record.epochs_trained))  # the last epoch
         self.client.set_tag(self.run_id, "status", record.status)
         self.client.set_tag(self.run_id, "fingerprint", record.fingerprint)
         if record.reason:

@@ -1,7 +1,8 @@
 """TensorBoard: event files per run under ``DIR/<suite>/<scale>/<cell id>`` (``DIR`` defaults to
 ``<results>/tensorboard``), so ``tensorboard --logdir DIR/<suite>/<scale>`` names each run by its
-cell id. Each epoch's numbers are scalars at step = epoch; the tags and settings are a text
-summary at the start and, with the test metrics, the HParams dashboard's entry at the end."""
+cell id. Each epoch's numbers are scalars at step = its number (from 1); the tags and settings
+are a text summary at the start and, with the test metrics, the HParams dashboard's entry at
+the end."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ class TensorBoardTracker:
 
     def end(self, record: RunRecord) -> None:
         final = record_scalars(record)
-        step = max(0, record.epochs_trained - 1)
+        step = max(1, record.epochs_trained)  # the last epoch's number, from 1
         for key, value in final.items():
             self.writer.add_scalar(key, value, step)
         text = json.dumps(record.to_json(), indent=2, sort_keys=True, default=str)
