@@ -149,10 +149,11 @@ def starting(suite: str, scale: str | None) -> None:
 @click.option("--scale", default=None)
 @click.option("--results-dir", default=None)
 @click.option(
+    "--leaderboard-dir",
     "--out",
     "leaderboard_dir",
     default=None,
-    help="output folder [env BENCH_LEADERBOARD_DIR; <results>/leaderboards]",
+    help="output folder, as bench run's [env BENCH_LEADERBOARD_DIR; <results>/leaderboards]",
 )
 @click.option(
     "--tuned",

@@ -83,7 +83,8 @@ def difference_text(row: dict[str, Any], col: Column) -> str:
     diff = _number(row.get(f"{m}_{DIFF}"))
     if diff is None:
         return "–"
-    digits = FIXED_DIGITS.get(m, 3 if abs(diff) < 1 else 2)
+    whole = col.integer or row.get(f"{m}_{OUT_OF}") is not None  # a count: AU
+    digits = 0 if whole and is_integer(diff) else FIXED_DIGITS.get(m, digits_for(diff))
     text = f"{diff:+.{digits}f}"
     low, high = _number(row.get(f"{m}_{LOW}")), _number(row.get(f"{m}_{HIGH}"))
     if low is not None and high is not None:
@@ -100,7 +101,11 @@ def difference_table(board: Leaderboard, rows: list[dict[str, Any]]) -> list[str
     """A data set's rows against their baselines (see :data:`DIFFERENCE_LEGEND`): one line per
     row that has a baseline, one column per headline metric; nothing when no row has one."""
     compared = [r for r in rows if r.get(BASELINE)]
-    columns = [c for c in headline(board.columns) if any(f"{c.name}_{DIFF}" in r for r in rows)]
+    columns = [
+        c
+        for c in headline(board.columns)
+        if any(r.get(f"{c.name}_{DIFF}") is not None for r in rows)
+    ]
     if not compared or not columns:
         return []
     header = ["Model", "Objective", "Baseline", "Seeds"]
