@@ -174,3 +174,7 @@ def test_shared_static_mnist_labels_match_mnist():
     assert data.test.labels[:1].tolist() == [0]  # test image 0 is MNIST test image 3, a zero
     assert "test: 9,991 distinct best matches of 10,000, 110 near-ties" in data.notes
     assert "110 with the runner-up's label" in data.notes
+    assert "train+valid: 59,714 distinct best matches of 60,000, 1,883 near-ties" in data.notes
+    mnist_train = images.read_mnist_files(images.find_mnist(root))[1]
+    train_valid = torch.cat([data.train.labels, data.valid.labels])
+    assert torch.bincount(train_valid).tolist() == torch.bincount(mnist_train).tolist()

@@ -144,12 +144,16 @@ def test_omniglot_subset_spans_the_characters():
     assert torch.histc(idx.float(), bins=10, min=0, max=len(plain)).min() >= 60
 
 
-def test_ptb_subset_is_spread_over_the_corpus(monkeypatch, tmp_path):
+@pytest.mark.parametrize(
+    ("loader", "needs"),
+    [("load_ptb", "ptb/ptb.train.txt"), ("load_yahoo_valid_train", "yahoo/valid.txt")],
+)
+def test_text_subset_is_spread_over_the_corpus(monkeypatch, tmp_path, loader, needs):
     from bench_text import corpus
 
-    root = _root("ptb/ptb.train.txt")
+    root = _root(needs)
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    train = corpus.load_ptb(root).train
+    train = getattr(corpus, loader)(root).train  # PTB article by article; Yahoo as stored
     part = train.subset(1000)
     # Each kept sentence is found at its place in the corpus: every tenth of it is drawn from.
     idx = subset_indices(len(train), 1000)

@@ -65,8 +65,8 @@ class Recovered:
         """One line for the data set's notes."""
         parts = [
             f"{pool}: {s['distinct']:,} distinct best matches of {s['images']:,}, "
-            f"{s['near_ties']} near-ties (< {NEAR_TIE_NATS:g} nats), "
-            f"{s['near_ties_runner_up_agrees']} with the runner-up's label"
+            f"{s['near_ties']:,} near-ties (< {NEAR_TIE_NATS:g} nats), "
+            f"{s['near_ties_runner_up_agrees']:,} with the runner-up's label"
             for pool, s in self.stats.items()
         ]
         return "; ".join(parts)

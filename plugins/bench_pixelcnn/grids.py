@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from bench import plugins
-from bench.data import data_dir
+from bench.data import SUBSET_SEED, data_dir
 from bench.errors import BenchError
 from bench.specs import resolve_params
 from bench.suites import Cell
@@ -30,19 +30,22 @@ SAMPLES_FILE = "samples.png"
 RECON_FILE = "reconstructions.png"
 
 
-# (dataset, params, data dir) -> the first test images, so a suite loads each data set once.
+# (dataset, params, data dir) -> test images drawn at random, so a suite loads each data set once.
 _TEST_IMAGES: dict[tuple[str, str, str], Tensor | None] = {}
 
 
 def _test_images(cell: Cell, n: int, device: torch.device) -> Tensor | None:
-    """The first ``n`` (fixed-binarized) test images of the cell's data set, or None."""
+    """``n`` (fixed-binarized) test images of the cell's data set, or None: a seeded random
+    draw, the same for every run, in random order (data sets stored by class would show one
+    class in their first images; a shorter grid is a random draw too)."""
     key = (cell.dataset, json.dumps(cell.dataset_params, sort_keys=True), str(data_dir()))
     if key not in _TEST_IMAGES:
         spec = plugins.registries().datasets.get(cell.dataset)
         params = resolve_params(spec.params, cell.dataset_params, f"dataset {cell.dataset!r}")
         try:
             data = spec.load(data_dir(), **params)
-            _TEST_IMAGES[key] = next(iter(data.test.batches(n)))[0].cpu()
+            order = torch.Generator().manual_seed(SUBSET_SEED)
+            _TEST_IMAGES[key] = next(iter(data.test.batches(n, True, order)))[0].cpu()
         except BenchError:
             _TEST_IMAGES[key] = None  # found through a --data-dir flag this hook cannot see
     x = _TEST_IMAGES[key]
