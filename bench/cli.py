@@ -15,7 +15,10 @@ import click
 from bench import plugins
 from bench.diskerrors import DiskError, disk_error
 from bench.errors import BenchError
+from bench.names import path_error
+from bench.output import safe_std_streams
 from bench.ray_cli import ray_options
+from bench.secrets import HIDDEN, PASSWORD_HINT, redact, redact_argv
 from bench.selection import filter_options
 from bench.signals import exit_code, stopping_on_signals
 
@@ -324,32 +327,54 @@ def _resume_argv(argv: list[str]) -> list[str]:
     return args if "--resume" in args else [*args, "--resume"]
 
 
+def _shown_command(argv: list[str]) -> tuple[str, str]:
+    """``bench argv`` fit to print (passwords shown as ``***``), and what to add after the
+    sentence that shows it: where a password was hidden, how to keep it off the line."""
+    shown = redact_argv(argv)
+    note = "" if shown == argv else f"; the password is shown as {HIDDEN}: {PASSWORD_HINT}"
+    return f"bench {shlex.join(shown)}", note
+
+
 def interrupted_message(argv: list[str]) -> str:
     """What continues an interrupted command: ``bench run`` again with ``--resume``."""
     if argv[:1] == ["run"]:
-        return f"interrupted: bench {shlex.join(_resume_argv(argv))} continues"
+        command, note = _shown_command(_resume_argv(argv))
+        return f"interrupted: {command} continues{note}"
     if argv[:1] == ["tune"]:
-        return f"interrupted: the same command (bench {shlex.join(argv)}) continues"
+        command, note = _shown_command(argv)
+        return f"interrupted: the same command ({command}) continues{note}"
     return "interrupted"
 
 
 def _disk_failed(argv: list[str], disk: DiskError) -> None:
     """A full, read-only or size-limited disk: one line, how to continue, exit code 1."""
-    click.echo(f"error: {disk}", err=True)
+    _error(str(disk))
     if argv[:1] == ["run"]:
-        click.echo(
-            f"stopped: bench {shlex.join(_resume_argv(argv))} continues once the disk can be "
-            "written",
-            err=True,
-        )
+        command, note = _shown_command(_resume_argv(argv))
+        click.echo(f"stopped: {command} continues once the disk can be written{note}", err=True)
     sys.exit(1)
+
+
+def _error(message: str) -> None:
+    """The one line of an error, its passwords hidden (:func:`bench.secrets.redact`)."""
+    click.echo(f"error: {redact(message)}", err=True)
+
+
+def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """A traceback no one expected still hides passwords."""
+    import traceback
+
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
 
 
 def main(argv: list[str] | None = None) -> None:
     """``bench``: user errors exit 2 in one line; SIGTERM and SIGHUP stop it as Ctrl-C does
-    (exit code 128 + the signal); a disk that cannot be written exits 1 in one line."""
+    (exit code 128 + the signal); a disk that cannot be written exits 1 in one line; a closed
+    or cut-off stdout is no error (:mod:`bench.output`); no password is ever printed."""
+    if argv is None:
+        sys.excepthook = _redacted_excepthook
     args = list(sys.argv[1:] if argv is None else argv)
-    with stopping_on_signals():
+    with safe_std_streams(), stopping_on_signals():
         _main(args)
 
 
@@ -364,19 +389,29 @@ def _main(args: list[str]) -> None:
         click.echo(interrupted_message(args), err=True)
         sys.exit(exit_code(exc.__cause__ or exc))
     except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
+        _error(exc.format_message())
         sys.exit(2)
     except BenchError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _error(str(exc))
         sys.exit(2)
     except KeyboardInterrupt as exc:
         click.echo(interrupted_message(args), err=True)
         sys.exit(exit_code(exc))
     except Exception as exc:
-        disk = disk_error(exc)
-        if disk is None:
-            raise
+        _exit_if_known(args, exc)
+        raise  # a bug: its traceback
+
+
+def _exit_if_known(args: list[str], exc: Exception) -> None:
+    """A disk that cannot be written (exit 1) or a path no file system takes (exit 2), each
+    in one line."""
+    disk = disk_error(exc)
+    if disk is not None:
         _disk_failed(args, disk)
+    bad_path = path_error(exc)
+    if bad_path is not None:
+        _error(bad_path)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from typing import Any
 
 def print_warning(msg: str) -> None:
     """One warning line on stderr (shown even with ``--quiet``)."""
-    print(f"warning: {msg}", file=sys.stderr, flush=True)
+    from bench.secrets import redact
+
+    print(f"warning: {redact(msg)}", file=sys.stderr, flush=True)
 
 
 class BenchError(Exception):

@@ -2,10 +2,11 @@
 the folder they write for as long as they run.
 
 The lock is an OS file lock (``filelock``): the kernel releases it when its holder exits, even
-by ``kill -9``, so a stale lock never needs cleaning up. Who holds it (pid, host, command, start
-time) is kept beside it, written once the lock is taken, so a second process can say whom it
-is waiting for. Both files sit next to the folder (``results/<suite>/.<scale>.lock``), not in
-it, so whatever lists the run folders never meets them.
+by ``kill -9``, so a stale lock never needs cleaning up. Who holds it (pid, host, command with
+its passwords hidden, start time) is kept beside it, written once the lock is taken, so a
+second process can say whom it is waiting for. Both files sit next to the folder
+(``results/<suite>/.<scale>.lock``), not in it, so whatever lists the run folders never meets
+them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from filelock import FileLock, Timeout
 
 from bench.errors import BenchError
 from bench.files import atomic_write_text
+from bench.secrets import redact, redact_argv
 
 
 def lock_paths(folder: Path) -> tuple[Path, Path]:
@@ -42,7 +44,7 @@ def _holder(folder: Path) -> dict | None:
     """The holder's details, if written and (on this host) by a process that is alive: a
     holder killed with ``kill -9`` leaves its file behind until the next one rewrites it."""
     try:
-        info = json.loads(lock_paths(folder)[1].read_text())
+        info = json.loads(lock_paths(folder)[1].read_text(encoding="utf-8"))
         pid, host = int(info["pid"]), str(info["host"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -63,7 +65,10 @@ def _holder_text(folder: Path) -> str:
         time.sleep(0.05)
     if info is None:
         return "a process that has not written its details yet"
-    return f"pid {info['pid']} on {info['host']}, started {info['started']}: {info['command']}"
+    # redact: a holder file another version wrote may still name a password.
+    return redact(
+        f"pid {info['pid']} on {info['host']}, started {info['started']}: {info['command']}"
+    )
 
 
 @contextlib.contextmanager
@@ -94,7 +99,7 @@ def results_lock(folder: Path) -> Iterator[None]:
                     "pid": os.getpid(),
                     "host": socket.gethostname(),
                     "started": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "command": " ".join(["bench", *sys.argv[1:]]),
+                    "command": " ".join(redact_argv(["bench", *sys.argv[1:]])),
                 }
             ),
         )

@@ -13,6 +13,8 @@ never followed.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -80,3 +82,34 @@ def check_no_links_in(folder: Path, what: str) -> None:
                 f"{what} {folder} holds a symbolic link, {entry.name} (to {entry.readlink()}); "
                 "results are never written through links: remove it"
             )
+
+
+def path_error(exc: BaseException) -> str | None:
+    """One line for a path no file system takes, from a command line, an environment variable
+    or a suite file: a name over 255 bytes (``ENAMETOOLONG``) or a NUL byte; None for any
+    other error."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+            where = f" {shown(os.fsdecode(e.filename), 60)}" if e.filename is not None else ""
+            return (
+                f"path{where} is too long: a file or folder name has at most 255 bytes, a path 4096"
+            )
+        if isinstance(e, ValueError) and "null byte" in str(e):
+            return "a path holds a NUL byte (\\x00); no file name can"
+    return None
+
+
+def check_path(value: str | os.PathLike[str] | None, what: str) -> None:
+    """``value`` (a folder or file the user gave) is one a file system can take; a one-line
+    ConfigError naming ``what`` otherwise."""
+    if value is None:
+        return
+    text = os.fspath(value)
+    if "\0" in text:
+        raise ConfigError(f"{what}: {shown(text, 60)} holds a NUL byte (\\x00); no file name can")
+    too_long = [part for part in Path(text).parts if len(os.fsencode(part)) > 255]
+    if too_long or len(os.fsencode(text)) > 4096:
+        raise ConfigError(
+            f"{what}: {shown(text, 60)} is too long: a file or folder name has at most 255 "
+            "bytes, a path 4096"
+        )

@@ -23,6 +23,7 @@ from bench.data import DATA_DIR_ENV
 from bench.diskerrors import disk_error
 from bench.errors import BenchError
 from bench.formats import duration_text
+from bench.names import check_path
 from bench.records import RunRecord, results_root
 from bench.runner import RunOptions, resolve_device, run_suite, select_cells, validate_cells
 from bench.runner.preflight import check_writable
@@ -101,6 +102,12 @@ def chosen_cells(a: RunArgs) -> tuple[Suite, str, list[Cell]]:
         raise BenchError("--resume and --overwrite exclude each other")
     if a.fp32_eval and not a.amp:
         raise BenchError("--fp32-eval only applies with --amp")
+    for value, option in (
+        (a.data_dir, "--data-dir"),
+        (a.results_dir, "--results-dir"),
+        (a.leaderboard_dir, "--leaderboard-dir"),
+    ):
+        check_path(value, option)  # a name over 255 bytes: one line, before plugins see it
     if a.data_dir:
         # Plugins may shape a suite's rows by the files present (the paper scale's Yahoo rows)
         # when they load, which get_suite triggers; they read the folder from the environment.

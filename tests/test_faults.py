@@ -226,6 +226,11 @@ def test_a_raising_plugin_fails_its_run_only(workdir, env, capsys, monkeypatch, 
     assert kept["status"] == "finished"
     assert kept["metrics"]["faulty-metric"]["value"] is None
     assert kept["metrics"]["faulty-metric"]["error"]["type"] == "ZeroDivisionError"
+    # The warning names the metric's plugin and distribution, as the record does.
+    assert (
+        "metric 'faulty-metric' of plugin 'bench_faulty' (bench_faulty 0.1) raised "
+        "ZeroDivisionError"
+    ) in err
     assert kept["metrics"]["neg_elbo"]["value"] is not None
     assert "runs that did not finish" in out
     row = next(line for line in out.splitlines() if "g__digits__tiny-vae__elbo__s0" in line)

@@ -11,6 +11,7 @@ from typing import Any
 
 from bench import plugins
 from bench.records import RunError
+from bench.secrets import redact
 
 ERROR_LOG = "error.log"
 
@@ -66,8 +67,8 @@ def blame(exc: BaseException) -> tuple[str | None, str | None]:
 
 def first_line(exc: BaseException) -> str:
     """The message recorded for ``exc``: its first line (its repr when it has none), cut at
-    500 characters."""
-    return (str(exc).strip() or repr(exc)).splitlines()[0][:500]
+    500 characters, its passwords hidden."""
+    return redact((str(exc).strip() or repr(exc)).splitlines()[0])[:500]
 
 
 def describe(exc: BaseException) -> RunError:
@@ -84,10 +85,11 @@ def reason_text(error: RunError | dict[str, Any]) -> str:
 
 
 def write_traceback(run_dir: Path, exc: BaseException, what: str) -> Path:
-    """Append ``exc``'s full traceback to ``run_dir/error.log``; returns the file."""
+    """Append ``exc``'s full traceback to ``run_dir/error.log`` (passwords hidden); returns
+    the file."""
     path = run_dir / ERROR_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
+    with path.open("a", encoding="utf-8") as fh:
         fh.write(f"--- {datetime.now(UTC).isoformat(timespec='seconds')} {what}\n")
-        fh.write("".join(traceback.format_exception(exc)))
+        fh.write(redact("".join(traceback.format_exception(exc))))
     return path

@@ -248,13 +248,17 @@ class CellTraining:
         }
 
     def metric_failed(self, name: str, exc: Exception) -> None:
-        """A metric raised: its traceback goes to ``error.log``, one warning per metric."""
+        """A metric raised: its traceback goes to ``error.log``, one warning per metric naming
+        its plugin and distribution (the record names them too)."""
         failures.write_traceback(self.run_dir, exc, f"metric {name!r}")
         if name not in self.failed_metrics:
             self.failed_metrics.add(name)
+            spec = plugins.registries().metrics.get(name)
             self.opts.warn(
-                f"{self.cell.run_id}: metric {name!r} raised {type(exc).__name__}: {exc}; "
-                f"recorded without a value (traceback in {self.run_dir / failures.ERROR_LOG})"
+                f"{self.cell.run_id}: metric {name!r} of plugin {spec.plugin!r} "
+                f"({spec.distribution}) raised {type(exc).__name__}: "
+                f"{failures.first_line(exc)}; recorded without a value (traceback in "
+                f"{self.run_dir / failures.ERROR_LOG})"
             )
 
     # ---- the end -----------------------------------------------------------------------------

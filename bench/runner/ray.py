@@ -49,6 +49,7 @@ from bench.runner.options import (
     SpeedOptions,
 )
 from bench.runner.parallel import require_loadable
+from bench.secrets import has_secret
 from bench.signals import stop_on_signals, stopping_on_signals
 from bench.suites import Cell
 
@@ -123,7 +124,7 @@ def forwarded_env() -> dict[str, str]:
     return {
         k: v
         for k, v in os.environ.items()
-        if k.startswith(ENV_PREFIX) and not CREDENTIALS.search(v)
+        if k.startswith(ENV_PREFIX) and not CREDENTIALS.search(v) and not has_secret(v)
     }
 
 
@@ -160,7 +161,7 @@ def train_task(
         torch.set_num_threads(settings["threads"])
         _THREADS_SET = True
     token_path = Path(settings["work_root"]) / TOKEN_FILE
-    shared = token_path.is_file() and token_path.read_text() == token
+    shared = token_path.is_file() and token_path.read_text(encoding="utf-8") == token
     scratch = None if shared else Path(tempfile.mkdtemp(prefix="bench-"))
     work = Path(work_dir) if scratch is None else scratch / cell.suite / cell.scale / cell.run_id
     work.mkdir(parents=True, exist_ok=True)

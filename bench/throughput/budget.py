@@ -26,9 +26,9 @@ def process_age() -> float:
     from pathlib import Path
 
     try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path("/proc/self/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
         started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start, in ticks
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        uptime = float(Path("/proc/uptime").read_text(encoding="utf-8").split()[0])
         return max(0.0, uptime - started)
     except (OSError, ValueError, IndexError):
         return 0.0

@@ -46,7 +46,7 @@ def machine_description(device: Any) -> dict[str, Any]:
     info.pop("hostname", None)  # not useful in a committed file
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break

@@ -2,7 +2,8 @@
 
 Around the Optuna storage sit what the workers share: a claim lock (``flock`` on the journal, a
 session-level advisory lock on PostgreSQL), heartbeats, and the callback that queues a dead
-worker's trial again. A storage URL's password is never printed or recorded.
+worker's trial again. A storage URL's password is never printed or recorded
+(:func:`bench.secrets.redact`, re-exported here as ``redact``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError, ConfigError, print_warning
+from bench.secrets import redact
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -27,31 +29,6 @@ if TYPE_CHECKING:
 STORAGE_ENV = "BENCH_TUNE_STORAGE"
 TUNE_DIR = "tuning"
 JOURNAL_FILE = "journal.log"
-
-
-def redact(url: str) -> str:
-    """A storage URL fit to print or record: the password replaced by ``***``."""
-    if "://" not in url:
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # unparsable: keep the scheme only, never the credentials
-        return url.split("://", 1)[0] + "://***"
-
-
-def _scrub(text: str, url: str) -> str:
-    """Remove the password of ``url`` from an error message, whatever the driver put in it."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        password = make_url(url).password
-    except Exception:
-        password = None
-    if password:
-        text = text.replace(str(password), "***")
-    return text.replace(url, redact(url))
 
 
 @dataclass
@@ -69,7 +46,7 @@ class OpenedStorage:
         """Held while a worker inspects the study and claims a trial (one claim at a time)."""
         if self.kind == "journal":
             assert self.lock_path is not None
-            with self.lock_path.open("a") as fh:
+            with self.lock_path.open("a", encoding="utf-8") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)
                 try:
                     yield
@@ -178,10 +155,10 @@ def _open_postgresql(spec: str, heartbeat_interval: int, grace_period: int | Non
                 heartbeat_stale_trial_callback=retry_callback(),
             )
     except (sa_exc.NoSuchModuleError, ImportError) as exc:
-        raise ConfigError(f"--storage: no driver for {shown!r}: {_scrub(str(exc), spec)}") from None
+        raise ConfigError(f"--storage: no driver for {shown!r}: {redact(str(exc), spec)}") from None
     except (sa_exc.SQLAlchemyError, OSError) as exc:
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise BenchError(f"cannot reach storage {shown}: {_scrub(first, spec)}") from None
+        raise BenchError(f"cannot reach storage {shown}: {redact(first, spec)}") from None
     return OpenedStorage(storage, shown, "postgresql", heartbeat_interval=heartbeat_interval)
 
 
@@ -236,7 +213,7 @@ def _pid_alive(pid: int) -> bool:
         return True
     # A zombie (killed child not yet reaped by its parent) is dead for our purpose.
     try:
-        with open(f"/proc/{pid}/stat") as fh:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True

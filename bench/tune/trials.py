@@ -75,7 +75,7 @@ def best_epoch(run_dir: Path) -> dict[str, float]:
     if not path.exists():
         return {}
     best: dict[str, float] = {}
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
         entry = json.loads(line)
