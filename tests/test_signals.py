@@ -127,7 +127,7 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(workdir, env, sig, jobs):
     assert "Traceback" not in err
     shown = " ".join(["--suite", "s.toml", "--quiet", *args, "--resume"])
     assert err.strip().splitlines()[-1] == f"interrupted: bench run {shown} continues"
-    assert (workdir / "leaderboards/s.md").exists()
+    assert (workdir / "results/leaderboards/s.md").exists()
     assert not (workdir / "results/s/.custom.holder.json").exists()
     resumed(env, *args)
 
@@ -180,7 +180,7 @@ def _stopped_by_disk(err: str, needle: str) -> None:
     assert "Traceback" not in err and "inline_container" not in err, err
     error, hint = err.strip().splitlines()[-2:]
     assert error.startswith("error: cannot write ") and needle in error, err
-    assert "the finished runs' leaderboard: leaderboards/s.md" in error
+    assert "the finished runs' leaderboard: " in error and "leaderboards/s.md" in error
     assert hint.startswith("stopped: bench run --suite s.toml --quiet --results-dir ")
     assert hint.endswith("--resume continues once the disk can be written")
 
@@ -189,7 +189,8 @@ def _stopped_by_disk(err: str, needle: str) -> None:
 @needs_mount
 def test_a_disk_that_fills_up_mid_run(workdir, env):
     with tmpfs(workdir / "disk") as disk:
-        args = ("--results-dir", str(disk / "results"))
+        # The board goes beside the full disk, where it can still be written.
+        args = ("--results-dir", str(disk / "results"), "--leaderboard-dir", "leaderboards")
         proc = start(env, *args)
         held(proc, workdir, disk / "results")
         filler = fill(disk)
@@ -283,7 +284,7 @@ def test_an_injected_enospc_stops_the_suite_with_the_finished_runs_board(
     error, hint = err.strip().splitlines()[-2:]
     assert error == (
         f"error: cannot write a file in results/s/custom/{CELL.format(seed=1)}: No space left "
-        "on device (ENOSPC); the finished runs' leaderboard: leaderboards/s.md"
+        "on device (ENOSPC); the finished runs' leaderboard: results/leaderboards/s.md"
     )
     assert hint == (
         "stopped: bench run --suite s.toml --quiet --resume continues once the disk can be written"
