@@ -115,8 +115,14 @@ class RunConsole:
         the models are checked (``bench run`` said it was starting before torch loaded)."""
         self.total, self.jobs = len(cells), opts.jobs
         jobs = f" · {opts.jobs} jobs" if opts.jobs > 1 else ""
+        threads = None
+        if opts.jobs > 1:  # the workers' threads, not this process's
+            from bench.runner.parallel import worker_threads
+
+            threads = worker_threads(opts)
         self.header_text = (
-            f"bench run {suite}/{scale}: {len(cells)} cells on {device_name(opts.device)}{jobs}"
+            f"bench run {suite}/{scale}: {len(cells)} cells on "
+            f"{device_name(opts.device, threads)}{jobs}"
             f" · data {data_dir(opts.data_dir)} · results {opts.results_dir / suite / scale}"
         )
         if not self.quiet:

@@ -45,14 +45,16 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device, threads: int | None = None) -> str:
+    """The device as records and headers name it; ``threads``: the torch threads the runs
+    use where that is not this process's count (``--jobs`` workers set their own)."""
     import torch
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return (
         f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads)"
+        f"{threads or torch.get_num_threads()} torch threads)"
     )
 
 

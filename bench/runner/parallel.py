@@ -57,7 +57,7 @@ def require_loadable(cells: list[Cell], where: str, hint: str) -> None:
         )
 
 
-def _worker_threads(opts: RunOptions) -> int:
+def worker_threads(opts: RunOptions) -> int:
     """CPU threads per worker: the cores this process may use, shared among the jobs."""
     if opts.threads:
         return opts.threads
@@ -190,7 +190,7 @@ class ProcessPool:
             "data_dir": opts.data_dir,
             "speed": opts.speed,
             "policy": opts.policy,
-            "threads": _worker_threads(opts),
+            "threads": worker_threads(opts),
             "parent_pid": os.getpid(),
             "device_share": math.ceil(n_workers / len(devices)),
         }
