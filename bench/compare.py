@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError, ConfigError
+from bench.formats import as_number
 from bench.intervals import Interval, paired_difference, welch_difference
 
 if TYPE_CHECKING:
@@ -163,19 +164,9 @@ def _label(row: Mapping[str, Any]) -> str:
     return f"{row['dataset']} · {row['model_label']} / {row['objective_label']}"
 
 
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(out) else out
-
-
 def _seeds(row: Mapping[str, Any], metric: str) -> int:
-    n = _number(row.get(f"{metric}_n"))
-    return int(n if n is not None else _number(row.get("seeds")) or 0)
+    n = as_number(row.get(f"{metric}_n"))
+    return int(n if n is not None else as_number(row.get("seeds")) or 0)
 
 
 def metric_diff(
@@ -187,7 +178,7 @@ def metric_diff(
 ) -> MetricDiff | None:
     """``B - A`` in one metric: paired over matched seeds (two or more), else Welch's."""
     m = col.name
-    a, b = _number(a_row.get(f"{m}_mean")), _number(b_row.get(f"{m}_mean"))
+    a, b = as_number(a_row.get(f"{m}_mean")), as_number(b_row.get(f"{m}_mean"))
     if a is None or b is None:
         return None
     n_a, n_b = _seeds(a_row, m), _seeds(b_row, m)
@@ -195,7 +186,7 @@ def metric_diff(
     if a_seeds and b_seeds and matched >= 2:
         interval, method = paired_difference(b_seeds, a_seeds), "paired"
     else:
-        std_a, std_b = _number(a_row.get(f"{m}_std")), _number(b_row.get(f"{m}_std"))
+        std_a, std_b = as_number(a_row.get(f"{m}_std")), as_number(b_row.get(f"{m}_std"))
         interval, method = welch_difference((a, std_a, n_a), (b, std_b, n_b)), "welch"
     if interval is None:
         return None

@@ -26,6 +26,21 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value) and value.is_integer()
 
 
+def as_number(value: Any, finite: bool = False) -> float | None:
+    """A table cell's value as a float, or None where there is no number: None, a bool, a text
+    that is no number, NaN (a missing value in polars and the CSV), and with ``finite`` also
+    ±inf. The reporters, the report and ``bench compare`` read cells through it."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(out) or (finite and math.isinf(out)):
+        return None
+    return out
+
+
 def digits_for(value: float) -> int:
     """Decimals for a metric value that is not a whole count: 3 below 1, else 2."""
     return 3 if abs(value) < 1 else 2

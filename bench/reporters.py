@@ -6,13 +6,12 @@ per scale so a smoke run never overwrites a quick or paper leaderboard.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.baselines import BASELINE, DIFF, HIGH, LOW, POI, N, headline
-from bench.formats import digits_for, duration_text, is_integer, number_text
+from bench.formats import as_number, digits_for, duration_text, is_integer, number_text
 from bench.hookspecs import hookimpl
 from bench.leaderboard import OUT_OF, Column, Leaderboard, interval_half_width
 from bench.records import atomic_write, atomic_write_text
@@ -41,20 +40,14 @@ def _targets(board: Leaderboard, out_dir: Path, suffix: str) -> list[Path]:
     return [out_dir / f"{board.suite}{suffix}", out_dir / f"{board.suite}.{board.scale}{suffix}"]
 
 
-def _number(value: Any) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return float(value)
-
-
 def cell_text(row: dict[str, Any], col: Column) -> str:
     """A row's value of a column: the mean over seeds ± its 95% interval (see
     :func:`interval_text`) in the one format of its quantity (:mod:`bench.formats`: counts
     without decimals, ``/ D`` for counts out of D), and the saturation flag."""
-    mean, std = _number(row.get(f"{col.name}_mean")), _number(row.get(f"{col.name}_std"))
+    mean, std = as_number(row.get(f"{col.name}_mean")), as_number(row.get(f"{col.name}_std"))
     if mean is None:
         return "–"
-    of = _number(row.get(f"{col.name}_{OUT_OF}"))
+    of = as_number(row.get(f"{col.name}_{OUT_OF}"))
     # A count (AU, dimensions) that all seeds agree on has no decimals.
     whole = (col.integer or of is not None) and is_integer(mean) and not std
     if col.name in FIXED_DIGITS:
@@ -80,18 +73,18 @@ def difference_text(row: dict[str, Any], col: Column) -> str:
     """A row's difference from its baseline in one metric: ``+d ± h``, ``*`` where the 95%
     interval excludes zero, and ``P p`` (probability of improvement) with 3+ seeds a side."""
     m = col.name
-    diff = _number(row.get(f"{m}_{DIFF}"))
+    diff = as_number(row.get(f"{m}_{DIFF}"))
     if diff is None:
         return "–"
     whole = col.integer or row.get(f"{m}_{OUT_OF}") is not None  # a count: AU
     digits = 0 if whole and is_integer(diff) else FIXED_DIGITS.get(m, digits_for(diff))
     text = f"{diff:+.{digits}f}"
-    low, high = _number(row.get(f"{m}_{LOW}")), _number(row.get(f"{m}_{HIGH}"))
+    low, high = as_number(row.get(f"{m}_{LOW}")), as_number(row.get(f"{m}_{HIGH}"))
     if low is not None and high is not None:
         text += f" ± {high - diff:.{digits}f}"
         if low > 0 or high < 0:
             text += f" {SIGNIFICANT}"
-    poi = _number(row.get(f"{m}_{POI}"))
+    poi = as_number(row.get(f"{m}_{POI}"))
     if poi is not None:
         text += f" (P {poi:.2f})"
     return text

@@ -8,12 +8,12 @@ the tables sort by and the plots draw.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bench.baselines import BASELINE, DIFF, headline
+from bench.formats import as_number
 from bench.leaderboard import CEILING, OUT_OF, Column, Leaderboard, interval_half_width
 from bench.reporters import (
     DIFFERENCE_LEGEND,
@@ -50,13 +50,8 @@ def row_id(row: dict[str, Any]) -> str:
 
 
 def number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) or math.isinf(value) else value
+    """A finite number or None: what the pages sort and plot."""
+    return as_number(value, finite=True)
 
 
 def column_data(c: Column) -> dict[str, Any]:
