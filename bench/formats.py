@@ -4,8 +4,11 @@
   with three decimals below 1 and two from 1 on; a count out of D as ``2 / 8``;
 - a parameter value (model, objective, tuned): four significant digits (``lam=0.03995``);
 - a duration: ``42s``, ``4m05s``, ``1h02m``;
-- an epoch: counted from 1, ``epoch 3 of 4``; the epoch log's ``epoch`` field (a 0-based index
-  of the epochs done before it) is turned into this number wherever it is shown.
+- an epoch: counted from 1, ``epoch 3 of 4``, in the logs, tables and plots and in the JSON
+  files too (``epochs.jsonl``'s ``epoch``, ``record.json``'s ``best_epoch``, from record version
+  2; older files are read with their numbers moved up). Only the runner's internal counters
+  (``EpochResult.epoch``, the checkpointed state) are indices from 0: :func:`epoch_number`
+  turns them into the number shown.
 
 Torch-free: ``bench show`` and ``bench ls`` use it.
 """
@@ -99,5 +102,5 @@ def duration_text(seconds: float) -> str:
 
 
 def epoch_number(index: int) -> int:
-    """The epoch's number as shown (from 1) for the epoch log's 0-based ``epoch`` index."""
+    """The epoch's number as shown and stored (from 1) for the runner's 0-based index."""
     return int(index) + 1

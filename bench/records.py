@@ -34,7 +34,7 @@ from bench.provenance import (  # noqa: F401
     package_versions,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: epochs counted from 1 in record.json and epochs.jsonl
 RECORD_FILE = "record.json"
 EPOCH_LOG = "epochs.jsonl"
 RESULTS_DIR_ENV = "BENCH_RESULTS_DIR"
@@ -99,7 +99,7 @@ class RunRecord(Mapping[str, Any]):
     fingerprint: str = ""
     metrics: dict[str, MetricResult] = field(default_factory=dict)
     epochs_trained: int = 0
-    best_epoch: int = -1
+    best_epoch: int = 0  # the selected epoch's number, from 1 (0: none was selected)
     selected_by: str = SELECTED_BY
     stop_reason: str | None = None
     steps: int = 0
@@ -219,7 +219,8 @@ def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
 
     - without ``resolved`` and ``fingerprint`` (written before rows were keyed by settings),
       they are resolved against the loaded plugins' defaults, as the leaderboard did;
-    - a device named only as ``device`` gives ``device_name``; no ``wall_time_s`` is 0.
+    - a device named only as ``device`` gives ``device_name``; no ``wall_time_s`` is 0;
+    - ``best_epoch`` counted from 0 (-1 for none) is counted from 1 (0 for none).
 
     A version above this harness's is read as it is (unknown keys are kept).
     """
@@ -229,6 +230,10 @@ def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
         return out  # a newer harness wrote it: read what this one knows, keep the rest
     if version <= 1:
         out = _complete_v1(out)
+        # Version 1 counted the best epoch from 0 (-1: none); version 2 from 1 (0: none), as
+        # every log line, table and plot numbers epochs.
+        best = out.get("best_epoch")
+        out["best_epoch"] = best + 1 if isinstance(best, int) and best >= 0 else 0
     out["schema_version"] = SCHEMA_VERSION
     return out
 
@@ -285,8 +290,9 @@ class DamagedRecord(ValueError):
 
 
 def read_epoch_log(path: Path) -> list[dict[str, Any]]:
-    """The per-epoch log; a line that does not parse (the last one, cut off by a kill) is
-    dropped."""
+    """The per-epoch log, epochs numbered from 1; a line that does not parse (the last one,
+    cut off by a kill) is dropped. A log written before record version 2 counted from 0 (its
+    first line says epoch 0): its numbers are moved up by one."""
     if not path.exists():
         return []
     out = []
@@ -299,6 +305,8 @@ def read_epoch_log(path: Path) -> list[dict[str, Any]]:
             continue
         if isinstance(entry, dict) and "epoch" in entry:
             out.append(entry)
+    if out and out[0]["epoch"] == 0:  # counted from 0: a log of record version 1
+        out = [{**e, "epoch": e["epoch"] + 1} for e in out]
     return out
 
 

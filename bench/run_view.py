@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bench.errors import BenchError, UnknownNameError
-from bench.formats import duration_text, epoch_number, metric_text, param_text
+from bench.formats import duration_text, metric_text, param_text
 from bench.records import EPOCH_LOG, RECORD_FILE, RunRecord, read_epoch_log, read_record
 from bench.registry import suggest
 
@@ -71,8 +71,8 @@ def _summary_lines(record: RunRecord, folder: Path) -> list[Any]:
     if cell.get("overrides"):
         lines.append(f"--set: {', '.join(cell['overrides'])}")
     trained = f"{record.epochs_trained} epochs"
-    if record.best_epoch >= 0:
-        trained += f", best epoch {epoch_number(record.best_epoch)} by {record.selected_by}"
+    if record.best_epoch > 0:
+        trained += f", best epoch {record.best_epoch} by {record.selected_by}"
     if record.stop_reason:
         trained += f"; {record.stop_reason}"
     lines.append(f"trained: {trained}")
@@ -128,7 +128,7 @@ def _epochs_table(log: list[dict[str, Any]], record: RunRecord) -> Table:
                 cells.append(param_text(float(value)))
             else:
                 cells.append(metric_text(value, {"of": of.get(name)}))
-        table.add_row(str(epoch_number(entry["epoch"])), *cells)
+        table.add_row(str(entry["epoch"]), *cells)
     return table
 
 

@@ -135,7 +135,7 @@ def test_two_runs_at_once_one_exits_2_and_a_killed_holders_lock_is_taken_over(
     holder.wait()
     code, out, err = in_process(capsys, monkeypatch, *args)
     assert code == 0, err
-    assert epochs_of(run_dir) == [0, 1, 2, 3]  # each epoch once, though it was killed
+    assert epochs_of(run_dir) == [1, 2, 3, 4]  # each epoch once, though it was killed
     assert "1 runs (0 not finished)" in out
 
 
@@ -168,7 +168,7 @@ def test_damaged_record_checkpoint_and_epoch_log_never_stop_the_suite(
     assert "checkpoint.pt does not load" in err and "resuming from the previous one" in err
     for run_dir in (one, two):
         assert json.loads((run_dir / "record.json").read_text())["status"] == "finished"
-        assert epochs_of(run_dir) == [0, 1, 2]
+        assert epochs_of(run_dir) == [1, 2, 3]
     assert "2 runs (0 not finished)" in out
 
 

@@ -200,7 +200,7 @@ def test_without_a_shared_folder_the_task_returns_its_files(
         json.dumps(result["record"].to_json())
     )
     log = (run_dir / "epochs.jsonl").read_text()
-    assert [json.loads(ln)["epoch"] for ln in log.splitlines()] == list(range(EPOCHS))
+    assert [json.loads(ln)["epoch"] for ln in log.splitlines()] == list(range(1, EPOCHS + 1))
 
 
 @pytest.mark.slow
@@ -421,5 +421,5 @@ def test_node_lost_mid_suite(cluster, fresh_plugins, suite_file, workdir, monkey
     assert not (workdir / "on-ray" / on_ray.WORK_DIR).exists()
     assert len(list((workdir / "on-ray").rglob(RECORD_FILE))) == CELLS
     log = (workdir / "on-ray" / "tiny" / "custom" / hit[0] / "epochs.jsonl").read_text()
-    assert [json.loads(ln)["epoch"] for ln in log.splitlines()] == list(range(EPOCHS))
+    assert [json.loads(ln)["epoch"] for ln in log.splitlines()] == list(range(1, EPOCHS + 1))
     assert_frame_equal(metrics_table(records), metrics_table(plain))

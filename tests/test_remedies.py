@@ -335,7 +335,7 @@ def test_a_method_that_never_reaches_its_final_phase_fails_and_holds_the_decisio
     # patience 1 would stop a run after its second epoch; the held decisions keep it going.
     _, (rec,) = run_suite(stuck_suite(-1, 1), None, cpu_options(workdir))
     assert rec["status"] == "failed" and rec["steps"] == 12
-    assert rec["best_epoch"] == -1  # no epoch was ever selected
+    assert rec["best_epoch"] == 0  # no epoch was ever selected (epochs count from 1)
     assert "never reached its final phase 'second'" in rec["reason"]
     assert not rec["metrics"]
     # Validation through the harness's estimators, at the points the method chose.

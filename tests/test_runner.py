@@ -45,7 +45,7 @@ def test_record_and_epoch_log(fresh_plugins, workdir, suite):
     assert scale == "custom" and len(records) == 2
     run_dir = workdir / "results/r/custom/g__digits__mlp-skip-vae__kl-anneal__s0"
     record = json.loads((run_dir / "record.json").read_text())
-    assert record["schema_version"] == 1 and record["status"] == "finished"
+    assert record["schema_version"] == 2 and record["status"] == "finished"
     assert record["cell"]["model"] == "mlp-skip-vae" and record["cell"]["seed"] == 0
     for key in (
         "device",
@@ -74,7 +74,7 @@ def test_record_and_epoch_log(fresh_plugins, workdir, suite):
     assert len(metrics["kl_per_dim"]["value"]) == 20
     assert metrics["nll"]["value"] <= metrics["neg_elbo"]["value"] + 1.0  # IW bound is tighter
     lines = [json.loads(x) for x in (run_dir / "epochs.jsonl").read_text().splitlines()]
-    assert [x["epoch"] for x in lines] == [0, 1, 2]
+    assert [x["epoch"] for x in lines] == [1, 2, 3]  # numbered from 1
     assert {"val_kl", "val_mi", "val_au", "val_neg_elbo", "beta", "train_loss"} <= set(lines[0])
     assert lines[0]["beta"] < 1.0 and lines[-1]["beta"] == 1.0  # the warm-up is logged
 
@@ -101,7 +101,7 @@ def test_resume_after_kill(fresh_plugins, workdir, suite):
     _, records = run_suite(suite, None, cpu_options(workdir, resume=True))
     assert finished.stat().st_mtime_ns == stamp  # not redone
     epochs = [json.loads(x)["epoch"] for x in (killed / "epochs.jsonl").read_text().splitlines()]
-    assert epochs == [0, 1, 2]
+    assert epochs == [1, 2, 3]
     # Resuming from the checkpoint reproduces the uninterrupted run.
     assert records[1]["metrics"]["nll"]["value"] == pytest.approx(
         reference[1]["metrics"]["nll"]["value"], abs=1e-4

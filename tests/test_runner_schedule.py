@@ -107,7 +107,7 @@ def test_selection_uses_validation_neg_elbo_when_the_cell_does_not_list_it(tmp_p
     lines = [json.loads(ln) for ln in (tmp_path / "run" / "epochs.jsonl").read_text().splitlines()]
     scores = [ln["val_neg_elbo"] for ln in lines]
     assert record["selected_by"] == "val_neg_elbo"
-    assert record["best_epoch"] == min(range(3), key=scores.__getitem__)
+    assert record["best_epoch"] == 1 + min(range(3), key=scores.__getitem__)  # from 1
     assert "neg_elbo" not in record["metrics"]  # computed for selection, not reported
 
 

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.formats import epoch_number
 from bench.report.html import definition_list, details, esc, page, table, tag, text
 from bench.report.media import Media
 from bench.report.pagedata import number
@@ -66,11 +65,7 @@ def curve_series(records: list[RunRecord], fields: tuple[tuple[str, str], ...]) 
         log = record.epoch_log
         for name, kind in fields:
             # Epochs counted from 1, as the logs, tables and plots count them (bench.formats).
-            points = [
-                (float(epoch_number(e["epoch"])), v)
-                for e in log
-                if (v := number(e.get(name))) is not None
-            ]
+            points = [(float(e["epoch"]), v) for e in log if (v := number(e.get(name))) is not None]
             if points:
                 seed = seed_of(record)
                 out.append(
@@ -122,15 +117,9 @@ def log_tables(records: list[RunRecord]) -> str:
     """The epoch logs as tables (what the curves draw, for keyboards and screen readers)."""
     parts = []
     for r in records:
-        rows = [[esc(_fmt(_shown(e, f))) for f in LOG_FIELDS] for e in r.epoch_log]
+        rows = [[esc(_fmt(e.get(f))) for f in LOG_FIELDS] for e in r.epoch_log]
         parts.append(table(list(LOG_FIELDS), rows, caption=f"seed {seed_of(r)}: {r.run_id}"))
     return details("Epoch logs", "".join(parts))
-
-
-def _shown(entry: dict[str, Any], field: str) -> Any:
-    """A log field as shown: the epoch's number from 1, the others as logged."""
-    value = entry.get(field)
-    return epoch_number(value) if field == "epoch" and value is not None else value
 
 
 def _fmt(value: Any) -> str:
@@ -207,8 +196,6 @@ def metrics_table(record: RunRecord) -> str:
 
 def record_section(record: RunRecord) -> str:
     json_form = record.to_json()
-    if isinstance(json_form.get("best_epoch"), int) and json_form["best_epoch"] >= 0:
-        json_form["best_epoch"] = epoch_number(json_form["best_epoch"])  # from 1, as elsewhere
     facts = [
         (k, esc(_fmt(json_form.get(k)))) for k in RECORD_FACTS if json_form.get(k) not in (None, "")
     ]

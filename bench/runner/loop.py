@@ -23,6 +23,7 @@ from bench import plugins
 from bench.diskerrors import disk_error
 from bench.errors import BenchError, DivergedError, PluginError, StopRun
 from bench.files import atomic_write_text
+from bench.formats import epoch_number
 from bench.records import EPOCH_LOG, RECORD_FILE, RunRecord, read_epoch_log, write_record
 from bench.runner import cell as build
 from bench.runner import failures
@@ -52,7 +53,7 @@ def truncate_log(path: Path, keep_epochs: int) -> None:
     a last line cut off by a kill."""
     if not path.exists():
         return
-    kept = [e for e in read_epoch_log(path) if e["epoch"] < keep_epochs]
+    kept = [e for e in read_epoch_log(path) if e["epoch"] <= keep_epochs]  # numbered from 1
     atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in kept))
 
 
@@ -232,7 +233,7 @@ class CellTraining:
 
     def epoch_entry(self, epoch: int, t: EpochTraining) -> dict[str, Any]:
         return {
-            "epoch": epoch,
+            "epoch": epoch_number(epoch),  # from 1, as the logs and tables count them
             "step": self.state.step,
             "beta": t.beta,
             "lr": self.parts.lr,

@@ -12,6 +12,7 @@ import torch
 
 from bench import plugins
 from bench.data import subset_record
+from bench.formats import epoch_number
 from bench.provenance import device_name, git_commit, machine_info, package_versions
 from bench.records import (
     RECORD_FILE,
@@ -83,7 +84,7 @@ def run_record(
         reason=reason,
         metrics={k: _metric(k, v) for k, v in metrics.items()},
         epochs_trained=state.epoch,
-        best_epoch=state.best_epoch,
+        best_epoch=epoch_number(state.best_epoch) if state.best_epoch >= 0 else 0,
         selected_by=SELECTED_BY,
         stop_reason=state.stop_reason,
         steps=state.step,

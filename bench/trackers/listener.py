@@ -69,8 +69,6 @@ def record_scalars(record: RunRecord) -> dict[str, float]:
         "train_examples_per_s",
     ):
         value = getattr(record, k)
-        if k == "best_epoch" and _number(value) and value >= 0:
-            value = epoch_number(value)  # from 1, as the logs and `bench show run`
         if _number(value):
             out[f"run/{k}"] = float(value)
     return out
