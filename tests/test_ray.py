@@ -301,7 +301,7 @@ def test_sigterm_stops_the_driver_as_ctrl_c_does(cluster, fresh_plugins, suite_f
     assert err.strip().splitlines()[-1] == (
         f"interrupted: bench {' '.join(args)} --quiet --resume continues"
     )
-    assert (workdir / "leaderboards/tiny.md").exists()
+    assert (workdir / "term/leaderboards/tiny.md").exists()  # beside the results
     assert not (workdir / "term/tiny/.custom.holder.json").exists()
 
 

@@ -369,7 +369,7 @@ def test_killed_tune_continues_when_run_again(workdir, fresh_plugins, capsys, mo
     assert all(trials[n].value == v for n, v in before.items())
     log = Path(retry.user_attrs["run_dir"], "epochs.jsonl").read_text().splitlines()
     assert Path(retry.user_attrs["run_dir"]).name == f"trial-{victim.number:05d}"
-    assert [int(ln.split('"epoch": ')[1].split(",")[0]) for ln in log] == list(range(epochs))
+    assert [int(ln.split('"epoch": ')[1].split(",")[0]) for ln in log] == list(range(1, epochs + 1))
 
 
 # ---- user errors ------------------------------------------------------------------------------
