@@ -27,7 +27,17 @@ from typing import TYPE_CHECKING, Any
 from bench.files import atomic_write
 from bench.formats import count_text, epoch_number
 from bench.hookspecs import hookimpl
-from bench.leaderboard import CEILING, OUT_OF, ROW_KEY, Column, Leaderboard, record_key, row_label
+from bench.leaderboard import (
+    CEILING,
+    CI_HIGH,
+    OUT_OF,
+    ROW_KEY,
+    Column,
+    Leaderboard,
+    interval_half_width,
+    record_key,
+    row_label,
+)
 from bench.records import EPOCH_LOG, RunRecord, read_epoch_log
 from bench.specs import ReporterSpec
 
@@ -289,7 +299,6 @@ def _draw_points(
 ) -> list[tuple[float, float]]:
     """Each row at (metric, NLL) with its 95% interval over seeds as error bars (the std
     for a table without intervals); returns the points."""
-    from bench.leaderboard import CI_HIGH, interval_half_width
 
     points = []
     for row in rows:
@@ -389,13 +398,14 @@ def _draw_au(fig: Figure, board: Leaderboard) -> None:
         for i, row in enumerate(rows):
             of = _num(row.get(f"au_{OUT_OF}"))
             scale = of or 1.0
-            std = _num(row.get("au_std"))
+            # The 95% interval the table prints (none for one seed), as on the trade-off plots.
+            half = interval_half_width(row, "au")
             # An outline and the count above each bar: a row with no active unit shows "0 / D"
             # on a visible baseline rather than nothing.
             bars = ax.bar(
                 i,
                 row["au_mean"] / scale,
-                yerr=None if std is None else std / scale,
+                yerr=None if half is None else half / scale,
                 color=style(row)["color"],
                 edgecolor="0.2",
                 linewidth=0.8,
