@@ -160,9 +160,20 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _image_grids(model: Any, data: DataSplits, seed: int, media_dir: Path, stem: str) -> Media:
-    from torchvision.utils import make_grid, save_image
+def _save_grid(images: Any, target: Path) -> None:
+    """A grid of images in [0, 1] as a PNG: one grey channel where the images have one (a
+    third of the bytes of the RGB that ``torchvision.utils.save_image`` writes), compressed."""
+    from PIL import Image
+    from torchvision.utils import make_grid
 
+    grid = make_grid(images, nrow=GRID_ROW, pad_value=0.5)  # [3, H, W]: grey images repeated
+    pixels = grid.mul(255).add(0.5).clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    grey = images.shape[1] == 1
+    picture = Image.fromarray(pixels[:, :, 0] if grey else pixels, mode="L" if grey else "RGB")
+    picture.save(target, optimize=True)
+
+
+def _image_grids(model: Any, data: DataSplits, seed: int, media_dir: Path, stem: str) -> Media:
     z = model.sample_prior(IMAGE_SAMPLES, generator=_generator(seed))
     drawn = model.decode_mean(z)
     if drawn is None or drawn.dim() != 4:
@@ -170,7 +181,7 @@ def _image_grids(model: Any, data: DataSplits, seed: int, media_dir: Path, stem:
     media_dir.mkdir(parents=True, exist_ok=True)
     images = []
     target = media_dir / f"{stem}.samples.png"
-    save_image(make_grid(drawn.float().clamp(0, 1), nrow=GRID_ROW, pad_value=0.5), target)
+    _save_grid(drawn.float().clamp(0, 1), target)
     images.append(["Means of p(x|z) for z from the prior", target.name])
     x, _ = next(iter(data.test.batches(IMAGE_RECONS)))
     mu, _ = model.encode(x)
@@ -181,7 +192,7 @@ def _image_grids(model: Any, data: DataSplits, seed: int, media_dir: Path, stem:
     target = media_dir / f"{stem}.reconstructions.png"
     import torch
 
-    save_image(make_grid(torch.cat(rows), nrow=GRID_ROW, pad_value=0.5), target)
+    _save_grid(torch.cat(rows), target)
     images.append(["Test images (odd rows) and the means of p(x|z = posterior mean)", target.name])
     return Media(seed, images=images)
 
