@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.formats import duration_text
 from bench.plots import pareto_front
 from bench.report.html import definition_list, esc, json_script, page, table, tag
 from bench.report.svg import PALETTE, SHAPES, Point, marker, scatter
@@ -319,7 +320,7 @@ def board_page(data: dict[str, Any], live: bool = False) -> str:
                 "Runs",
                 esc(
                     f"{data['runs']} ({data['finished']} finished); "
-                    f"run wall time {data['wall_time_s'] / 60:.1f} min"
+                    f"run wall time {duration_text(data['wall_time_s'])}"
                 ),
             ),
         ]
