@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
+from bench.formats import duration_text
 from bench.locks import results_lock
 from bench.selection import CellFilter
 from bench.suites import Suite
@@ -143,12 +144,12 @@ def _tuning_columns(
 ) -> dict[str, Any]:
     """The leaderboard columns that state a row's trial budget and its chosen values."""
     c = tuning["trials"]
-    minutes = tuning["tuning_wall_time_s"] / 60
+    took = duration_text(tuning["tuning_wall_time_s"])
     return {
         "dataset": target.base.dataset,
         "model": target.base.model,
         "objective": label,
         "trials": c["done"],
-        "tuning": f"{counts_text(c, finished=False)}, {minutes:.1f} min",
+        "tuning": f"{counts_text(c, finished=False)}, {took}",
         "params": params_text(dict(sorted(t.params.items()))),
     }
