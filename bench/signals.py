@@ -26,11 +26,17 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+# The stop signal this process received, if any: a library that catches the interrupt and
+# raises a KeyboardInterrupt of its own (Ray's blocking calls can) loses Terminated.signum.
+_received: list[int] = []
+
+
 def _stop(signum: int, frame: Any) -> None:
     # A second signal would cut the cleanup short (the leaderboard, the lock): from now on
     # these are ignored; SIGKILL still ends the process.
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    _received.append(signum)
     raise Terminated(signum)
 
 
@@ -63,4 +69,5 @@ def ignore_stop_signals() -> None:
 
 def exit_code(interrupt: BaseException) -> int:
     """128 + the signal that stopped the process (SIGINT for Ctrl-C)."""
-    return 128 + int(getattr(interrupt, "signum", signal.SIGINT))
+    signum = getattr(interrupt, "signum", None) or (_received[0] if _received else None)
+    return 128 + int(signum or signal.SIGINT)

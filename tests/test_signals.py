@@ -290,3 +290,24 @@ def test_an_injected_enospc_stops_the_suite_with_the_finished_runs_board(
         "stopped: bench run --suite s.toml --quiet --resume continues once the disk can be written"
     )
     assert not (workdir / "results/s/custom" / CELL.format(seed=1) / "record.json").exists()
+
+
+def test_the_exit_code_keeps_the_signal_when_a_library_raises_its_own_interrupt(monkeypatch):
+    """Ray's blocking calls may catch our Terminated and raise a KeyboardInterrupt of their
+    own: the exit code still says SIGTERM (143), not Ctrl-C (130)."""
+    from bench import signals as bench_signals
+
+    monkeypatch.setattr(bench_signals, "_received", [])
+    previous = bench_signals.stop_on_signals()
+    try:
+        with pytest.raises(bench_signals.Terminated) as caught:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between two bytecodes of this thread
+                pass
+        assert bench_signals.exit_code(caught.value) == 143
+        assert bench_signals.exit_code(KeyboardInterrupt()) == 143
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    monkeypatch.setattr(bench_signals, "_received", [])
+    assert bench_signals.exit_code(KeyboardInterrupt()) == 130  # a plain Ctrl-C
