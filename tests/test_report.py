@@ -349,3 +349,36 @@ def test_serve_rebuilds_the_site_as_runs_finish(results, workdir):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_the_board_page_shows_each_rows_difference_from_its_baseline(results, workdir):
+    """As the Markdown's second table: Δ ± half its interval, * and P, row by row."""
+    from bench.baselines import BASELINE, DIFF, headline
+    from bench.reporters import difference_text
+
+    records = lb.load_records(results, SUITE, SCALE)
+    group = records[0].cell["group"]
+    board = lb.build(records, SUITE, SCALE, baselines={group: {"objective": "elbo"}})
+    site = workdir / "with-baseline"
+    write_board(board, site, SiteOptions(media=False))
+    text = page_text(site / SUITE / SCALE / "index.html")
+    md = markdown(board)
+    compared = [r for r in board.table.iter_rows(named=True) if r.get(BASELINE)]
+    assert compared and "Against the baseline" in text
+    for row in compared:
+        assert row[BASELINE] in text
+        for col in headline(board.columns):
+            if row.get(f"{col.name}_{DIFF}") is not None:
+                shown = difference_text(row, col)
+                assert shown in text and shown in md
+
+
+def test_error_bars_are_the_intervals_the_table_prints(board):
+    from bench.report.pagedata import value_data
+
+    row = next(r for r in board.table.iter_rows(named=True) if r["seeds"] == 2)
+    col = next(c for c in board.columns if c.name == "nll")
+    v = value_data(row, col)
+    half = lb.interval_half_width(row, "nll")
+    assert half is not None and half > (row["nll_std"] or 0)  # t(0.975, 1) = 12.7: wider
+    assert v["lo"] == pytest.approx(v["mean"] - half) and v["hi"] == pytest.approx(v["mean"] + half)
