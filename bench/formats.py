@@ -29,6 +29,12 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value) and value.is_integer()
 
 
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is neither NaN nor infinite: what a setting, a metric
+    value or a tracker scalar must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def as_number(value: Any, finite: bool = False) -> float | None:
     """A table cell's value as a float, or None where there is no number: None, a bool, a text
     that is no number, NaN (a missing value in polars and the CSV), and with ``finite`` also

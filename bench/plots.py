@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.files import atomic_write
-from bench.formats import count_text, epoch_number
+from bench.formats import as_number, count_text, epoch_number
 from bench.hookspecs import hookimpl
 from bench.leaderboard import (
     CEILING,
@@ -175,13 +175,6 @@ def _style(board: Leaderboard) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return style
 
 
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
 def pareto_front(
     points: list[tuple[float, float]], higher_x_is_better: bool = True
 ) -> list[tuple[float, float]]:
@@ -202,7 +195,7 @@ def _column(board: Leaderboard, name: str) -> Column:
 
 
 def _ceilings(rows: list[dict[str, Any]], metric: str) -> list[float]:
-    return sorted({v for r in rows if (v := _num(r.get(f"{metric}_{CEILING}"))) is not None})
+    return sorted({v for r in rows if (v := as_number(r.get(f"{metric}_{CEILING}"))) is not None})
 
 
 def _draw_ceiling(ax: Axes, value: float, title: str, vertical: bool) -> None:
@@ -235,7 +228,7 @@ def _draw_tradeoff(fig: Figure, board: Leaderboard, chosen: str) -> None:
     for ax, dataset in zip(axes, datasets, strict=True):
         rows = _rows(board, dataset)
         wider = WIDER.get(chosen)
-        every = wider and all(_num(r.get(f"{wider}_mean")) is not None for r in rows)
+        every = wider and all(as_number(r.get(f"{wider}_mean")) is not None for r in rows)
         metric = wider if every else chosen
         col = _column(board, metric)
         points = _draw_points(ax, rows, metric, style)
@@ -302,12 +295,14 @@ def _draw_points(
 
     points = []
     for row in rows:
-        x, y = _num(row.get(f"{metric}_mean")), _num(row.get("nll_mean"))
+        x, y = as_number(row.get(f"{metric}_mean")), as_number(row.get("nll_mean"))
         if x is None or y is None:
             continue
         points.append((x, y))
         xerr, yerr = (
-            interval_half_width(row, m) if f"{m}_{CI_HIGH}" in row else _num(row.get(f"{m}_std"))
+            interval_half_width(row, m)
+            if f"{m}_{CI_HIGH}" in row
+            else as_number(row.get(f"{m}_std"))
             for m in (metric, "nll")
         )
         ax.errorbar(
@@ -380,7 +375,7 @@ def _bar_names(rows: list[dict[str, Any]]) -> tuple[list[str], str]:
     """One short line per bar (each bar's count says its D), and what every bar shares, for
     the panel's title: the model when all rows have one, and D when all have the same."""
     models = {r["model_label"] for r in rows}
-    dims = {_num(r.get(f"au_{OUT_OF}")) for r in rows}
+    dims = {as_number(r.get(f"au_{OUT_OF}")) for r in rows}
     shared = [next(iter(models))] if len(models) == 1 else []
     if len(dims) == 1 and None not in dims:
         shared.append(f"D={next(iter(dims)):g}")
@@ -394,9 +389,9 @@ def _draw_au(fig: Figure, board: Leaderboard) -> None:
     datasets = board.datasets
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dataset in zip(axes, datasets, strict=True):
-        rows = [r for r in _rows(board, dataset) if _num(r.get("au_mean")) is not None]
+        rows = [r for r in _rows(board, dataset) if as_number(r.get("au_mean")) is not None]
         for i, row in enumerate(rows):
-            of = _num(row.get(f"au_{OUT_OF}"))
+            of = as_number(row.get(f"au_{OUT_OF}"))
             scale = of or 1.0
             # The 95% interval the table prints (none for one seed), as on the trade-off plots.
             half = interval_half_width(row, "au")
@@ -425,7 +420,7 @@ def _draw_au(fig: Figure, board: Leaderboard) -> None:
         ax.set_xticks(range(len(rows)), names, rotation=90, fontsize=7)  # side by side
         ax.set_xlim(-0.6, max(len(rows), 1) - 0.4)
         ax.set_title(f"{dataset} ({shared})" if shared else dataset)
-        fraction = all(_num(r.get(f"au_{OUT_OF}")) for r in rows)
+        fraction = all(as_number(r.get(f"au_{OUT_OF}")) for r in rows)
         ax.set_ylabel(
             f"{col.title} {col.arrow} " + ("(fraction of D, test)" if fraction else "(test)")
         )
@@ -516,7 +511,7 @@ def _draw_row_curves(
 ) -> int:
     """One row's mean curve over its seeds on each axis; collects the ceilings the logs give.
     Returns the epochs every seed reached."""
-    d = _num(row.get(f"au_{OUT_OF}"))  # AU as a fraction of D, where the record says of how many
+    d = as_number(row.get(f"au_{OUT_OF}"))  # AU as a fraction of D where the record gives D
     n = min(len(log) for log in logs)
     for ax, (metric, _) in zip(row_axes, CURVES, strict=True):
         name = f"val_{metric}"

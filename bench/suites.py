@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from bench import plugins
 from bench.errors import ConfigError, UnknownNameError
+from bench.formats import is_finite_number
 from bench.names import check_name, shown
 from bench.registry import suggest
 from bench.suite_types import Budget, EvalSettings, Group, Suite
@@ -138,38 +138,37 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _optional(rule: tuple[str, Any]) -> tuple[str, Any]:
     text, ok = rule
     return f"{text} or unset", lambda v: v is None or ok(v)
 
 
 _AT_LEAST_1 = (">= 1 (an integer)", lambda v: _int(v) and v >= 1)
-_POSITIVE = ("> 0 (a number)", lambda v: _num(v) and v > 0)
+_POSITIVE = ("> 0 (a number)", lambda v: is_finite_number(v) and v > 0)
 # What each Budget and EvalSettings field may hold; checked before anything is created.
 BUDGET_RULES: dict[str, tuple[str, Any]] = {
     "epochs": _AT_LEAST_1,
     "batch_size": _AT_LEAST_1,
     "optimizer": ('"adam" or "sgd"', lambda v: v in ("adam", "sgd")),
     "lr": _POSITIVE,
-    "grad_clip": (">= 0 (0: off) or unset", lambda v: v is None or (_num(v) and v >= 0)),
+    "grad_clip": (
+        ">= 0 (0: off) or unset",
+        lambda v: v is None or (is_finite_number(v) and v >= 0),
+    ),
     "patience": _optional(_AT_LEAST_1),
-    "lr_decay": _optional(("in (0, 1]", lambda v: _num(v) and 0 < v <= 1)),
+    "lr_decay": _optional(("in (0, 1]", lambda v: is_finite_number(v) and 0 < v <= 1)),
     "lr_decay_after": (">= 0 (an integer)", lambda v: _int(v) and v >= 0),
     "lr_decay_patience": _AT_LEAST_1,
     "max_decays": _optional((">= 0 (an integer)", lambda v: _int(v) and v >= 0)),
     "lr_decay_sticky": ("true or false", lambda v: isinstance(v, bool)),
-    "min_lr": _optional((">= 0 (a number)", lambda v: _num(v) and v >= 0)),
+    "min_lr": _optional((">= 0 (a number)", lambda v: is_finite_number(v) and v >= 0)),
     "train_subset": _optional(_AT_LEAST_1),
     "valid_subset": _optional(_AT_LEAST_1),
     "test_subset": _optional(_AT_LEAST_1),
 }
 EVAL_RULES: dict[str, tuple[str, Any]] = {
     "iw_samples": _AT_LEAST_1,
-    "au_threshold": (">= 0 (a number)", lambda v: _num(v) and v >= 0),
+    "au_threshold": (">= 0 (a number)", lambda v: is_finite_number(v) and v >= 0),
     "mi_samples": _AT_LEAST_1,
     "batch_size": _AT_LEAST_1,
     "probe_train_size": _AT_LEAST_1,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch
 from bench.contract import LatentVariableModel
 from bench.data import Split
 from bench.evaluation import EvalContext
+from bench.formats import is_finite_number
 from bench.specs import MetricSpec, MetricValue
 from bench.suites import EvalSettings
 from bench.testing.model_check import model_mode
@@ -92,9 +92,9 @@ def _check_metric_value(report: ViolationReport, name: str, value: MetricValue) 
     if v is None:
         pass
     elif isinstance(v, list):
-        if not all(_finite_number(x) for x in v):
+        if not all(is_finite_number(x) for x in v):
             report.add(where, "a list of finite numbers", v)
-    elif not _finite_number(v):
+    elif not is_finite_number(v):
         report.add(where, "a finite number, a list of them, or None", repr(v))
     if not isinstance(value.settings, dict):
         report.add(f"{name} settings", "a dict", type(value.settings).__name__)
@@ -103,7 +103,3 @@ def _check_metric_value(report: ViolationReport, name: str, value: MetricValue) 
         json.dumps(value.settings)
     except (TypeError, ValueError) as exc:
         report.add(f"{name} settings", "JSON-serialisable values", exc)
-
-
-def _finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

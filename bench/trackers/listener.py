@@ -4,11 +4,10 @@ its settings, each epoch's logged numbers, and the record's."""
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bench.formats import epoch_number
+from bench.formats import epoch_number, is_finite_number
 from bench.listener import EpochResult, Listener
 
 if TYPE_CHECKING:
@@ -49,18 +48,12 @@ def settings(cell: Cell) -> dict[str, Any]:
 
 def scalars(entry: dict[str, Any]) -> dict[str, float]:
     """The numbers of an epoch log line (the epoch's number, from 1, is the step)."""
-    out = {}
-    for k, v in entry.items():
-        if k == "epoch" or isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        if math.isfinite(v):
-            out[k] = float(v)
-    return out
+    return {k: float(v) for k, v in entry.items() if k != "epoch" and is_finite_number(v)}
 
 
 def record_scalars(record: RunRecord) -> dict[str, float]:
     """The record's test metrics (``test/<metric>``) and its times and speed."""
-    out = {f"test/{k}": float(v) for k in record.metrics if _number(v := record.value(k))}
+    out = {f"test/{k}": float(v) for k in record.metrics if is_finite_number(v := record.value(k))}
     for k in (
         "epochs_trained",
         "best_epoch",
@@ -69,13 +62,9 @@ def record_scalars(record: RunRecord) -> dict[str, float]:
         "train_examples_per_s",
     ):
         value = getattr(record, k)
-        if _number(value):
+        if is_finite_number(value):
             out[f"run/{k}"] = float(value)
     return out
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class TrackerListener(Listener):
