@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from bench.command_options import add_option
 from bench.report.request import SITE_DIR, request
 
 
@@ -15,17 +16,14 @@ def add_commands(cli: click.Group) -> None:
     """``bench report``, and ``--report`` on ``bench run`` (once, however often the hook
     runs in one process)."""
     cli.add_command(report_cmd)
-    run = cli.commands.get("run")
-    if run is not None and not any(p.name == "report" for p in run.params):
-        run.params.append(
-            click.Option(
-                ["--report"],
-                is_flag=True,
-                expose_value=False,
-                callback=_report_flag,
-                help="also write the web report of the suite (<leaderboard dir>/site/)",
-            )
-        )
+    report = click.Option(
+        ["--report"],
+        is_flag=True,
+        expose_value=False,
+        callback=_report_flag,
+        help="also write the web report of the suite (<leaderboard dir>/site/)",
+    )
+    add_option(cli, "run", report)
 
 
 def _report_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:

@@ -8,25 +8,22 @@ import os
 
 import click
 
+from bench.command_options import add_option
 from bench.errors import ConfigError
 from bench.trackers.targets import LOG_TO_ENV, check_installed, parse
 
 
 def add_log_to(cli: click.Group) -> None:
-    run = cli.commands.get("run")
-    if run is None or any(p.name == "log_to" for p in run.params):
-        return
-    run.params.append(
-        click.Option(
-            ["--log-to"],
-            multiple=True,
-            expose_value=False,
-            callback=_log_to,
-            metavar="TRACKER[=WHERE]",
-            help="stream each run's epochs and record to tensorboard[=DIR] or mlflow[=URI] "
-            f"(repeatable) [env {LOG_TO_ENV}]",
-        )
+    log_to = click.Option(
+        ["--log-to"],
+        multiple=True,
+        expose_value=False,
+        callback=_log_to,
+        metavar="TRACKER[=WHERE]",
+        help="stream each run's epochs and record to tensorboard[=DIR] or mlflow[=URI] "
+        f"(repeatable) [env {LOG_TO_ENV}]",
     )
+    add_option(cli, "run", log_to)
 
 
 def _log_to(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
