@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench import leaderboard as lb
 from bench.errors import BenchError
-from bench.records import RECORD_FILE, RunRecord
+from bench.records import RunRecord, result_sets
 
 SET_SUFFIX = "-set"  # the board of `--set` runs: <suite>-set.md beside <suite>.md
 SET_MARK = "__set-"  # what a --set run's id adds to the id of the run it varies
@@ -59,12 +59,8 @@ def write_boards(boards: Sequence[lb.Leaderboard], out_dir: Path) -> list[str]:
 def results_index(results_dir: Path) -> dict[str, list[str]]:
     """Suite -> the scales with at least one run record under ``results_dir`` (sorted)."""
     out: dict[str, list[str]] = {}
-    if not results_dir.is_dir():
-        return out
-    for suite_dir in sorted(p for p in results_dir.iterdir() if p.is_dir()):
-        for scale_dir in sorted(p for p in suite_dir.iterdir() if p.is_dir()):
-            if any(scale_dir.glob(f"*/{RECORD_FILE}")):
-                out.setdefault(suite_dir.name, []).append(scale_dir.name)
+    for suite, scale in result_sets(results_dir):
+        out.setdefault(suite, []).append(scale)
     return out
 
 

@@ -310,6 +310,21 @@ def read_epoch_log(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def result_sets(
+    results_dir: Path, marks: tuple[str, ...] = (RECORD_FILE,)
+) -> list[tuple[str, str]]:
+    """The (suite, scale) folders of ``results_dir``, sorted, that hold at least one run folder
+    with one of ``marks`` (a record; the report also counts runs with only an epoch log)."""
+    if not results_dir.is_dir():
+        return []
+    return [
+        (suite_dir.name, scale_dir.name)
+        for suite_dir in sorted(p for p in results_dir.iterdir() if p.is_dir())
+        for scale_dir in sorted(p for p in suite_dir.iterdir() if p.is_dir())
+        if any(any(scale_dir.glob(f"*/{mark}")) for mark in marks)
+    ]
+
+
 def results_root(value: str | Path | None = None) -> Path:
     """The results folder: an explicit value, else ``BENCH_RESULTS_DIR``, else ``./results``."""
     return Path(value or os.environ.get(RESULTS_DIR_ENV) or "results")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench import records
 from bench.errors import BenchError
 from bench.records import EPOCH_LOG, RECORD_FILE
 
@@ -18,20 +19,13 @@ if TYPE_CHECKING:
 def result_sets(
     results_dir: Path, suite: str | None = None, scale: str | None = None
 ) -> list[tuple[str, str]]:
-    """(suite, scale) pairs with at least one run folder, sorted; narrowed by ``suite`` and
-    ``scale`` when given."""
-    if not results_dir.is_dir():
-        return []
-    out = []
-    for suite_dir in sorted(p for p in results_dir.iterdir() if p.is_dir()):
-        if suite and suite_dir.name != suite:
-            continue
-        for scale_dir in sorted(p for p in suite_dir.iterdir() if p.is_dir()):
-            if scale and scale_dir.name != scale:
-                continue
-            if any(scale_dir.glob(f"*/{RECORD_FILE}")) or any(scale_dir.glob(f"*/{EPOCH_LOG}")):
-                out.append((suite_dir.name, scale_dir.name))
-    return out
+    """(suite, scale) pairs with at least one run folder (a record, or an epoch log of a run in
+    progress), sorted; narrowed by ``suite`` and ``scale`` when given."""
+    return [
+        (su, sc)
+        for su, sc in records.result_sets(results_dir, (RECORD_FILE, EPOCH_LOG))
+        if (not suite or su == suite) and (not scale or sc == scale)
+    ]
 
 
 def in_progress(results_dir: Path, suite: str, scale: str) -> list[Path]:
