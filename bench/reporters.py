@@ -48,8 +48,8 @@ def cell_text(row: dict[str, Any], col: Column) -> str:
     if mean is None:
         return "–"
     of = as_number(row.get(f"{col.name}_{OUT_OF}"))
-    # A count (AU, dimensions) that all seeds agree on has no decimals.
-    whole = (col.integer or of is not None) and is_integer(mean) and not std
+    # A count that all seeds agree on has no decimals.
+    whole = is_count(row, col) and is_integer(mean) and not std
     if col.name in FIXED_DIGITS:
         digits = FIXED_DIGITS[col.name]
     else:
@@ -60,6 +60,11 @@ def cell_text(row: dict[str, Any], col: Column) -> str:
     if row.get(f"{col.name}_saturated"):
         text += f" {SATURATED}"
     return text
+
+
+def is_count(row: dict[str, Any], col: Column) -> bool:
+    """Whether a column holds counts (AU, dimensions): an integer metric, or one out of D."""
+    return col.integer or as_number(row.get(f"{col.name}_{OUT_OF}")) is not None
 
 
 def interval_text(row: dict[str, Any], col: Column, digits: int) -> str:
@@ -76,8 +81,7 @@ def difference_text(row: dict[str, Any], col: Column) -> str:
     diff = as_number(row.get(f"{m}_{DIFF}"))
     if diff is None:
         return "–"
-    whole = col.integer or row.get(f"{m}_{OUT_OF}") is not None  # a count: AU
-    digits = 0 if whole and is_integer(diff) else FIXED_DIGITS.get(m, digits_for(diff))
+    digits = 0 if is_count(row, col) and is_integer(diff) else FIXED_DIGITS.get(m, digits_for(diff))
     text = f"{diff:+.{digits}f}"
     low, high = as_number(row.get(f"{m}_{LOW}")), as_number(row.get(f"{m}_{HIGH}"))
     if low is not None and high is not None:
